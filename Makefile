@@ -1,0 +1,48 @@
+# veil — `make run` starts a local network, `make test` is what CI runs.
+GO       ?= go
+FUZZTIME ?= 30s
+BENCHTIME ?= 1s
+
+.PHONY: build run test fmtcheck tidycheck fuzz bench vectors lint clean
+
+build:
+	$(GO) build -o bin/veil ./cmd/veil
+
+run: build
+	./bin/veil testnet --dir testnet
+
+# Fuzz targets run over their seed corpora as ordinary tests here; `make
+# fuzz` explores beyond them.
+test: fmtcheck tidycheck
+	$(GO) vet ./...
+	$(GO) test -race -timeout 9m ./...
+
+fmtcheck:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+tidycheck:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+
+# Every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "== $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./onion/ ./relay/internal/cellsize/
+
+# Regenerate the known-answer vectors; a diff means the protocol changed.
+vectors:
+	$(GO) test ./onion/ -run '^TestVectors$$' -update
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean:
+	rm -rf bin testnet

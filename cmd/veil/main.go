@@ -1,0 +1,92 @@
+// Command veil is the one binary of the veil anonymizing overlay: relay,
+// directory seed, SOCKS5 proxy and anonymous file sharing. The main only
+// parses the command line and hands over to the packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `veil — an anonymizing overlay router
+
+usage: veil COMMAND [flags]
+
+commands:
+  seed     --config FILE      run a directory seed
+  relay    --config FILE      run a relay
+  proxy    --config FILE      run the local SOCKS5 proxy
+  share    [--config FILE] PATH
+                              share a file; prints its link
+  fetch    [--config FILE] LINK -o PATH
+                              fetch a shared file
+  repair   [--config FILE] LINK
+                              re-create a share's missing shards
+  status   --config FILE [--json]
+                              show the client's view of the network
+  testnet  --dir DIR [--relays N] [--seeds M]
+                              run a whole network on this machine
+  config   init --role seed|relay|client
+                              print a commented default config
+  config   check --role seed|relay|client FILE
+                              check a config file
+  version                     print the version
+
+example:
+  veil config init --role relay > relay.toml
+`
+
+// command runs one subcommand with its arguments.
+type command func(args []string, stdout, stderr io.Writer) error
+
+func commands() map[string]command {
+	return map[string]command{
+		"seed":    runSeed,
+		"relay":   runRelay,
+		"proxy":   runProxy,
+		"share":   notBuilt("share", "anonymous file sharing arrives with issue 5"),
+		"fetch":   notBuilt("fetch", "anonymous file sharing arrives with issue 5"),
+		"repair":  notBuilt("repair", "anonymous file sharing arrives with issue 5"),
+		"status":  notBuilt("status", "the directory client arrives with issue 3"),
+		"testnet": notBuilt("testnet", "the local network arrives with issue 4"),
+		"config":  runConfig,
+		"version": runVersion,
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		printError(stderr, &cliError{
+			msg:  fmt.Sprintf("unknown command %q", args[0]),
+			hint: "run veil --help for the list of commands",
+		})
+		return 2
+	}
+	if err := cmd(args[1:], stdout, stderr); err != nil {
+		printError(stderr, err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the CLI in-process and returns its exit status and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestConfigInitEveryRole(t *testing.T) {
+	for _, role := range []string{"seed", "relay", "client"} {
+		code, out, errOut := runCLI(t, "config", "init", "--role", role)
+		if code != 0 || errOut != "" {
+			t.Fatalf("%s: exit %d, stderr %q", role, code, errOut)
+		}
+		if !strings.HasPrefix(out, "# veil "+role) {
+			t.Fatalf("%s: output does not start with a comment: %.60q", role, out)
+		}
+		// What init prints is what check accepts.
+		path := filepath.Join(t.TempDir(), role+".toml")
+		out = strings.Replace(out, "data_dir = ", "data_dir = '"+filepath.Join(t.TempDir(), "data")+"' # ", 1)
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut = runCLI(t, "config", "check", "--role", role, path)
+		if role == "client" {
+			// A client must pin the seeds it trusts, which no default can
+			// know; the error says how to add them.
+			if code == 0 || !strings.Contains(errOut, "veil: hint: add a [[seed]]") {
+				t.Fatalf("client: exit %d, stderr %q", code, errOut)
+			}
+			continue
+		}
+		if code != 0 {
+			t.Fatalf("%s: check of init output failed: %s", role, errOut)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.toml")
+	os.WriteFile(path, []byte("nickname = \"ok\"\nor_addr = \"127.0.0.1:70000\"\n"), 0o600)
+	code, _, errOut := runCLI(t, "config", "check", "--role", "relay", path)
+	if code != 1 || !strings.Contains(errOut, "relay.toml:2:") || !strings.Contains(errOut, "veil: hint: ") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if !strings.HasPrefix(errOut, "veil: error: ") {
+		t.Fatalf("stderr does not start with veil: error: %q", errOut)
+	}
+}
+
+func TestUnbuiltCommandsFail(t *testing.T) {
+	for _, cmd := range []string{"share", "fetch", "repair", "status", "testnet"} {
+		code, _, errOut := runCLI(t, cmd)
+		if code == 0 || !strings.Contains(errOut, "not built yet") {
+			t.Fatalf("%s: exit %d, stderr %q", cmd, code, errOut)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown command: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "relay"); code != 2 || !strings.Contains(errOut, "--config") {
+		t.Fatalf("relay without config: exit %d, %q", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "config", "init", "--role", "wizard"); code != 2 {
+		t.Fatalf("bad role: exit %d", code)
+	}
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "veil ") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestRelayCreatesKeysOnFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	_, tmpl, _ := runCLI(t, "config", "init", "--role", "relay")
+	tmpl = strings.Replace(tmpl, "data_dir = ", "data_dir = '"+data+"' # ", 1)
+	path := filepath.Join(dir, "relay.toml")
+	os.WriteFile(path, []byte(tmpl), 0o600)
+	_, _, errOut := runCLI(t, "relay", "--config", path)
+	if !strings.Contains(errOut, "node keys ready") {
+		t.Fatalf("no key message: %q", errOut)
+	}
+	for _, f := range []string{"identity.key", "onion.key"} {
+		st, err := os.Stat(filepath.Join(data, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v mode %v", f, err, st.Mode())
+		}
+	}
+	// A key file others can read stops the node, with the fix.
+	os.Chmod(filepath.Join(data, "identity.key"), 0o644)
+	code, _, errOut := runCLI(t, "relay", "--config", path)
+	if code == 0 || !strings.Contains(errOut, "veil: hint: run: chmod 600") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}

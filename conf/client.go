@@ -1,0 +1,116 @@
+package conf
+
+import (
+	"fmt"
+	"time"
+)
+
+// Client configures the client side: `veil proxy`, `share`, `fetch`,
+// `status` and `repair`.
+type Client struct {
+	Common
+	SOCKSAddr        string    `toml:"socks_addr"`        // SOCKS5 listener; port 0 = pick a free port
+	ConsensusRefresh Duration  `toml:"consensus_refresh"` // least time between consensus fetches
+	CircuitPool      int       `toml:"circuit_pool"`      // built circuits kept ready
+	GuardLifetime    Duration  `toml:"guard_lifetime"`    // how long a guard is kept
+	CircuitLifetime  Duration  `toml:"circuit_lifetime"`  // how long a circuit takes new streams
+	Seeds            []SeedPin `toml:"seed"`              // [[seed]] tables; at least one
+}
+
+// SeedPin is a seed the client trusts: a consensus counts only when signed
+// by a majority of the pinned identities (DESIGN.md G8).
+type SeedPin struct {
+	Name     string `toml:"name"`     // for messages; 1 to 19 of [A-Za-z0-9]
+	DirURL   string `toml:"dir_url"`  // e.g. "http://127.0.0.1:7080"
+	Identity string `toml:"identity"` // the seed's node ID, 52 characters of [a-z2-7]
+}
+
+// maxCircuitPool bounds the circuits a client builds ahead, each of which
+// costs every relay on it memory (G9).
+const maxCircuitPool = 64
+
+// DefaultClient returns a client config with no seeds: the seeds a client
+// trusts cannot have a default, so Validate refuses it until one is added.
+func DefaultClient() Client {
+	return Client{
+		Common: defaultCommon("client"),
+		// The customary SOCKS port, not Tor's 9050, so veil and Tor can
+		// run side by side; loopback, since anyone who reaches it can use
+		// the client's circuits.
+		SOCKSAddr: "127.0.0.1:1080",
+		// The client refetches when the consensus's fresh-until passes;
+		// this floor stops a seed with a tiny fresh-until, or a clock
+		// problem, from turning clients into a flood.
+		ConsensusRefresh: Duration(30 * time.Second),
+		// Four ready circuits let new streams start without a handshake
+		// while costing relays little.
+		CircuitPool: 4,
+		// Changing guards often exposes a client to more of them, and so
+		// to a hostile one sooner; a month is short enough to recover
+		// from a bad draw.
+		GuardLifetime: Duration(30 * 24 * time.Hour),
+		// Tor's figure: ten minutes limits how much activity one exit can
+		// link together, without building circuits all the time.
+		CircuitLifetime: Duration(10 * time.Minute),
+		// No seeds: trusting one is the user's decision (G8).
+		Seeds: nil,
+	}
+}
+
+// Validate checks every value and returns the first problem as an *Error.
+func (c *Client) Validate() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Client) validate() *Error {
+	if err := c.Common.validate(); err != nil {
+		return err
+	}
+	if err := checkAddr("socks_addr", c.SOCKSAddr, freePortOK); err != nil {
+		return err
+	}
+	if err := checkPositive("consensus_refresh", c.ConsensusRefresh); err != nil {
+		return err
+	}
+	if c.CircuitPool < 1 || c.CircuitPool > maxCircuitPool {
+		return keyError("circuit_pool", fmt.Sprintf("use 1 to %d", maxCircuitPool), "circuit_pool %d out of range", c.CircuitPool)
+	}
+	if err := checkPositive("guard_lifetime", c.GuardLifetime); err != nil {
+		return err
+	}
+	if err := checkPositive("circuit_lifetime", c.CircuitLifetime); err != nil {
+		return err
+	}
+	if len(c.Seeds) == 0 {
+		return keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",
+			"no seeds: a client needs at least one to fetch and check the consensus")
+	}
+	names := map[string]bool{}
+	ids := map[string]bool{}
+	for i, s := range c.Seeds {
+		key := fmt.Sprintf("seed[%d]", i)
+		if err := checkNickname(s.Name); err != nil {
+			err.Key = key + ".name"
+			return err
+		}
+		if names[s.Name] {
+			return keyError(key+".name", "give each seed its own name", "seed name %q is used twice", s.Name)
+		}
+		names[s.Name] = true
+		if err := checkDirURL(key+".dir_url", s.DirURL); err != nil {
+			return err
+		}
+		if err := checkNodeID(key+".identity", s.Identity); err != nil {
+			return err
+		}
+		// A seed listed twice would count twice toward the majority.
+		if ids[s.Identity] {
+			return keyError(key+".identity", "list each seed once", "identity %q is pinned twice", s.Identity)
+		}
+		ids[s.Identity] = true
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"veil/conf/exitpolicy"
+)
+
+// Relay configures `veil relay`: a node that carries circuits and, if its
+// operator opts in, exits to the internet or stores shards.
+type Relay struct {
+	Common
+	ORAddr           string   `toml:"or_addr"`            // onion-routing listener; port 0 = pick a free port
+	GossipAddr       string   `toml:"gossip_addr"`        // memberlist bind address; port 0 = pick a free port
+	Seeds            []string `toml:"seeds"`              // gossip addresses of seeds to join; at least one
+	Exit             bool     `toml:"exit"`               // connect to the internet for clients
+	ExitPolicy       []string `toml:"exit_policy"`        // exitpolicy rules, used when exit = true
+	Storage          bool     `toml:"storage"`            // keep shards for `veil share`
+	StorageQuota     Size     `toml:"storage_quota"`      // disk for shards, used when storage = true
+	BandwidthRate    Size     `toml:"bandwidth_rate"`     // bytes per second advertised for path weighting
+	OnionKeyRotation Duration `toml:"onion_key_rotation"` // lifetime of an onion key
+	OnionKeyGrace    Duration `toml:"onion_key_grace"`    // how long a retired onion key still works
+	Family           []string `toml:"family"`             // node IDs of the operator's other relays
+	Contact          string   `toml:"contact"`            // how to reach the operator; public
+	MetricsAddr      string   `toml:"metrics_addr"`       // Prometheus listener; "" = off, port 0 = pick a free port
+	MaxMemory        Size     `toml:"max_memory"`         // ceiling for circuit and stream buffers
+	MaxCircuits      int      `toml:"max_circuits"`       // open circuits at once
+}
+
+// maxContact bounds the contact string, which every descriptor carries.
+const maxContact = 256
+
+// minMaxMemory is the least memory that holds buffers for a useful number of
+// circuits; below it a relay would refuse nearly everything.
+const minMaxMemory = 16 * MiB
+
+// DefaultRelay returns a relay config that joins a seed running with
+// DefaultSeed on the same machine, as a middle relay only.
+func DefaultRelay() Relay {
+	return Relay{
+		Common: defaultCommon("relay"),
+		// Tor's customary ORPort, on loopback until the operator decides
+		// to face the internet.
+		ORAddr: "127.0.0.1:9001",
+		// Next to DefaultSeed's 7946 so both fit on one machine.
+		GossipAddr: "127.0.0.1:7947",
+		// DefaultSeed's gossip address, so the defaults form a network.
+		Seeds: []string{"127.0.0.1:7946"},
+		// Exiting puts the operator's address on other people's traffic;
+		// it must be a deliberate choice.
+		Exit: false,
+		// Written out so the operator sees and edits what an exit would do.
+		ExitPolicy: exitpolicy.Default().Lines(),
+		// Storing shards spends the operator's disk; opt in.
+		Storage: false,
+		// Enough for many shared files, small beside a typical VPS disk.
+		StorageQuota: 10 * GiB,
+		// A modest VPS; it errs low so a relay is not sent more traffic
+		// than it can carry. Operators with more should say so.
+		BandwidthRate: 10 * MiB,
+		// Circuit keys are fresh per handshake (G2), so the onion key only
+		// authenticates; a week bounds the use of a leaked key while keeping
+		// descriptor churn low (Tor uses four weeks).
+		OnionKeyRotation: Duration(7 * 24 * time.Hour),
+		// A day covers clients holding a descriptor from before the
+		// rotation, well past a consensus's lifetime.
+		OnionKeyGrace: Duration(24 * time.Hour),
+		Family:        []string{},
+		Contact:       "",
+		// Metrics are opt-in: they reveal load patterns.
+		MetricsAddr: "",
+		// Fits a small VPS beside the OS; at a few KB per circuit the
+		// buffers of thousands of circuits fit.
+		MaxMemory: 256 * MiB,
+		// A few KB each plus buffers in flight stays well inside max_memory.
+		MaxCircuits: 4096,
+	}
+}
+
+// Validate checks every value and returns the first problem as an *Error.
+func (r *Relay) Validate() error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *Relay) validate() *Error {
+	if err := r.Common.validate(); err != nil {
+		return err
+	}
+	if err := checkAddr("or_addr", r.ORAddr, freePortOK); err != nil {
+		return err
+	}
+	if err := checkAddr("gossip_addr", r.GossipAddr, freePortOK); err != nil {
+		return err
+	}
+	if len(r.Seeds) == 0 {
+		return keyError("seeds", `add a seed's gossip address, e.g. seeds = ["127.0.0.1:7946"]`, "no seeds: a relay needs at least one to join the network")
+	}
+	if err := checkAddrs("seeds", r.Seeds, fixedPort); err != nil {
+		return err
+	}
+	if _, err := exitpolicy.Parse(r.ExitPolicy); err != nil {
+		var se *exitpolicy.SyntaxError
+		if !errors.As(err, &se) {
+			return keyError("exit_policy", "", "%v", err)
+		}
+		e := keyError("exit_policy", se.Hint, "line %d %q: %s", se.Line, se.Text, se.Msg)
+		e.elem = se.Text
+		return e
+	}
+	if r.Storage && r.StorageQuota == 0 {
+		return keyError("storage_quota", `give a size, e.g. "10GiB", or set storage = false`, "storage is on but the quota is 0")
+	}
+	if r.BandwidthRate == 0 {
+		return keyError("bandwidth_rate", `give the relay's bytes per second, e.g. "10MiB"`, "bandwidth rate must be positive")
+	}
+	if err := checkPositive("onion_key_rotation", r.OnionKeyRotation); err != nil {
+		return err
+	}
+	if err := checkPositive("onion_key_grace", r.OnionKeyGrace); err != nil {
+		return err
+	}
+	if r.OnionKeyGrace >= r.OnionKeyRotation {
+		return keyError("onion_key_grace", "make it shorter than onion_key_rotation",
+			"grace %s is not shorter than the rotation period %s, so old keys would pile up", r.OnionKeyGrace, r.OnionKeyRotation)
+	}
+	if err := checkNodeIDs("family", r.Family); err != nil {
+		return err
+	}
+	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
+		return keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break")
+	}
+	if r.MetricsAddr != "" {
+		if err := checkAddr("metrics_addr", r.MetricsAddr, freePortOK); err != nil {
+			return err
+		}
+	}
+	if r.MaxMemory < minMaxMemory {
+		return keyError("max_memory", fmt.Sprintf("give at least %s", minMaxMemory), "max_memory %s is too small", r.MaxMemory)
+	}
+	if r.MaxCircuits < 1 {
+		return keyError("max_circuits", "give a positive number, e.g. 4096", "max_circuits %d must be positive", r.MaxCircuits)
+	}
+	return nil
+}
+
+// Policy returns the exit policy to enforce: RejectAll unless exit is on.
+// It fails closed: an unparsable policy (only possible in an unvalidated
+// config) also rejects everything.
+func (r *Relay) Policy() exitpolicy.Policy {
+	if !r.Exit {
+		return exitpolicy.RejectAll()
+	}
+	p, err := exitpolicy.Parse(r.ExitPolicy)
+	if err != nil {
+		return exitpolicy.RejectAll()
+	}
+	return p
+}

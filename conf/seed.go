@@ -1,0 +1,131 @@
+package conf
+
+import (
+	"encoding/base64"
+	"time"
+)
+
+// Seed configures `veil seed`: a bootstrap node that relays join by gossip,
+// that checks them, and that signs the consensus clients trust.
+type Seed struct {
+	Common
+	GossipAddr          string   `toml:"gossip_addr"`            // memberlist bind address
+	DirAddr             string   `toml:"dir_addr"`               // HTTP directory address
+	PeerSeeds           []string `toml:"peer_seeds"`             // gossip addresses of the other seeds
+	ConsensusInterval   Duration `toml:"consensus_interval"`     // how often a consensus is signed
+	Admission           string   `toml:"admission"`              // "open" or "allowlist"
+	Allowlist           []string `toml:"allowlist"`              // relay node IDs admitted under "allowlist"
+	MaxRelaysPerSlash16 int      `toml:"max_relays_per_slash16"` // 0 = no limit
+	MaxRelaysPerFamily  int      `toml:"max_relays_per_family"`  // 0 = no limit
+	GuardMinUptime      Duration `toml:"guard_min_uptime"`       // uptime before the Guard flag; 0 = at once
+	NetworkKey          string   `toml:"network_key"`            // base64 32-byte gossip key; "" = open gossip
+	RateLimitPerMinute  int      `toml:"rate_limit_per_minute"`  // directory requests per client IP; 0 = no limit
+}
+
+// DefaultSeed returns a seed config that runs on loopback out of the box.
+func DefaultSeed() Seed {
+	return Seed{
+		Common: defaultCommon("seed"),
+		// memberlist's own default port; loopback so that a seed started
+		// without thought is not exposed until its operator says so.
+		GossipAddr: "127.0.0.1:7946",
+		// Next to the gossip port and clear of common services; loopback
+		// for the same reason.
+		DirAddr: "127.0.0.1:7080",
+		// A lone seed is a valid (test) network; more seeds are listed
+		// explicitly because each one is a trust decision.
+		PeerSeeds: []string{},
+		// Relays joining or leaving show up within a minute, yet a
+		// consensus per minute is cheap to sign, serve and verify.
+		ConsensusInterval: Duration(60 * time.Second),
+		// Like Tor: anyone may run a relay. Allowlists are for private
+		// networks and emergencies.
+		Admission: "open",
+		Allowlist: []string{},
+		// Caps what one cheap hosting /16 can add in a Sybil attack while
+		// leaving room for honest operators who share a provider. Loopback
+		// testnets set 0.
+		MaxRelaysPerSlash16: 8,
+		// An honest family beyond 8 relays is rare; a large "family" is
+		// more often one operator trying to be many paths.
+		MaxRelaysPerFamily: 8,
+		// A day filters flapping home links and makes a Sybil keep its
+		// relays up before clients pin them as guards for a month, while a
+		// new network still gets guards on its second day. Testnets set 0.
+		GuardMinUptime: Duration(24 * time.Hour),
+		// Gossip carries only signed pointers, so secrecy is optional;
+		// a key keeps strangers out of a private network.
+		NetworkKey: "",
+		// A client needs about one consensus a minute; 60 leaves room for
+		// retries and descriptor fetches while bounding a flood (G9).
+		RateLimitPerMinute: 60,
+	}
+}
+
+// Validate checks every value and returns the first problem as an *Error.
+func (s *Seed) Validate() error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Seed) validate() *Error {
+	if err := s.Common.validate(); err != nil {
+		return err
+	}
+	if err := checkAddr("gossip_addr", s.GossipAddr, fixedPort); err != nil {
+		return err
+	}
+	if err := checkAddr("dir_addr", s.DirAddr, fixedPort); err != nil {
+		return err
+	}
+	if err := checkAddrs("peer_seeds", s.PeerSeeds, fixedPort); err != nil {
+		return err
+	}
+	if err := checkPositive("consensus_interval", s.ConsensusInterval); err != nil {
+		return err
+	}
+	switch s.Admission {
+	case "open":
+	case "allowlist":
+		if len(s.Allowlist) == 0 {
+			return keyError("admission", "list the node IDs of the relays to admit, or set admission = \"open\"",
+				"admission is \"allowlist\" but the allowlist is empty, so no relay could join")
+		}
+	default:
+		return keyError("admission", `use "open" or "allowlist"`, "unknown admission mode %q", s.Admission)
+	}
+	if err := checkNodeIDs("allowlist", s.Allowlist); err != nil {
+		return err
+	}
+	if s.MaxRelaysPerSlash16 < 0 {
+		return keyError("max_relays_per_slash16", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerSlash16)
+	}
+	if s.MaxRelaysPerFamily < 0 {
+		return keyError("max_relays_per_family", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerFamily)
+	}
+	if s.GuardMinUptime < 0 {
+		return keyError("guard_min_uptime", `use "0s" to give every relay the Guard flag at once`, "duration %s is negative", s.GuardMinUptime)
+	}
+	if s.NetworkKey != "" {
+		if k, err := base64.StdEncoding.DecodeString(s.NetworkKey); err != nil || len(k) != 32 {
+			return keyError("network_key", "generate one with: head -c 32 /dev/urandom | base64",
+				"network key must be 32 bytes in standard base64")
+		}
+	}
+	if s.RateLimitPerMinute < 0 {
+		return keyError("rate_limit_per_minute", "use 0 for no limit", "limit %d is negative", s.RateLimitPerMinute)
+	}
+	return nil
+}
+
+// GossipKey returns the decoded network key, or nil for open gossip. It
+// assumes a validated config.
+func (s *Seed) GossipKey() []byte {
+	k, err := base64.StdEncoding.DecodeString(s.NetworkKey)
+	if err != nil || len(k) != 32 {
+		return nil
+	}
+	return k
+}

@@ -1,0 +1,161 @@
+package conf
+
+import "maps"
+
+// The comments of `veil config init`, one per key, written for operators.
+// Template fails (and its test with it) if a key has none.
+
+var templateHeaders = map[string]string{
+	"seed": `
+veil seed configuration. Every key is shown with its default value; delete
+any you do not change. Durations are strings such as "90s", "10m" or "24h".
+Unknown keys are errors, so a typo never goes unnoticed.`,
+	"relay": `
+veil relay configuration. Every key is shown with its default value; delete
+any you do not change. Durations are strings such as "90s", "10m" or "24h";
+sizes are strings such as "512MiB" or "10GiB". Unknown keys are errors, so a
+typo never goes unnoticed.`,
+	"client": `
+veil client configuration, for veil proxy, share, fetch, status and repair.
+Every key is shown with its default value; delete any you do not change.
+Durations are strings such as "90s", "10m" or "24h". Unknown keys are errors.
+Add at least one [[seed]] table (see the end of this file) before starting.`,
+}
+
+var commonDocs = map[string]string{
+	"data_dir": `
+Directory for this node's keys and state, created with mode 0700 on start.
+A relative path is relative to the directory veil is started in. Keep it
+private.`,
+	"nickname": `
+A name for this node in logs and status output: 1 to 19 letters and digits.`,
+	"log_level": `
+How much to log: "debug", "info", "warn" or "error". "info" never logs
+per-circuit details.`,
+}
+
+var seedDocs = map[string]string{
+	"gossip_addr": `
+Address (host:port) the membership gossip binds to; relays and the other
+seeds connect here. Use a public address to accept relays from elsewhere.`,
+	"dir_addr": `
+Address (host:port) of the HTTP directory that serves the consensus to
+clients and relays.`,
+	"peer_seeds": `
+Gossip addresses (host:port) of the other seeds of this network.`,
+	"consensus_interval": `
+How often this seed signs a new consensus.`,
+	"admission": `
+Which relays may join: "open" admits any relay that passes the checks,
+"allowlist" only the node IDs listed in allowlist.`,
+	"allowlist": `
+Node IDs (52 characters, a-z and 2-7) of the relays admitted when admission
+is "allowlist".`,
+	"max_relays_per_slash16": `
+Most relays admitted from one IPv4 /16, to limit what one provider or
+attacker can add. 0 means no limit (loopback testnets need that).`,
+	"max_relays_per_family": `
+Most relays admitted from one declared family. 0 means no limit.`,
+	"guard_min_uptime": `
+How long a relay must have been up before it gets the Guard flag. "0s" gives
+it at once (for testnets).`,
+	"network_key": `
+Base64 of a 32-byte key that encrypts and authenticates gossip, for private
+networks; every seed and relay of the network needs the same one. "" leaves
+gossip open. Generate one with: head -c 32 /dev/urandom | base64`,
+	"rate_limit_per_minute": `
+Directory requests served per client IP address per minute. 0 means no
+limit.`,
+}
+
+var relayDocs = map[string]string{
+	"or_addr": `
+Address (host:port) where the relay accepts circuits from clients and other
+relays. Use a public address to serve the network; port 0 picks a free port
+and advertises it.`,
+	"gossip_addr": `
+Address (host:port) the membership gossip binds to. Port 0 picks a free
+port.`,
+	"seeds": `
+Gossip addresses (host:port) of the seeds to join. At least one.`,
+	"exit": `
+Whether this relay connects to the internet on behalf of clients. Its
+address will appear on their traffic, so turn it on knowingly.`,
+	"exit_policy": `
+Which destinations an exit may connect to, first match wins, no match means
+reject. Each rule is "accept|reject ADDR:PORTS" where ADDR is *, *4, *6,
+private, 1.2.3.4, 10.0.0.0/8, [2001:db8::1] or [2001:db8::]/32, and PORTS is
+*, 443 or 8000-8999. Used only when exit = true. A testnet that must reach
+loopback uses ["accept 127.0.0.1:*", "reject *:*"].`,
+	"storage": `
+Whether this relay stores encrypted shards of shared files.`,
+	"storage_quota": `
+Disk space for shards, used when storage = true.`,
+	"bandwidth_rate": `
+Bytes per second this relay can carry, advertised so clients weight their
+paths. Guess low rather than high.`,
+	"onion_key_rotation": `
+How long an onion key is used before a new one replaces it.`,
+	"onion_key_grace": `
+How long a replaced onion key is still accepted, for clients with an older
+descriptor. Shorter than onion_key_rotation.`,
+	"family": `
+Node IDs of your other relays, so no client puts two of them on one circuit.
+List this relay in theirs too.`,
+	"contact": `
+How to reach you about this relay (an email address, say). Public.`,
+	"metrics_addr": `
+Address (host:port) to serve Prometheus metrics on; "" turns metrics off.
+Port 0 picks a free port and logs it.`,
+	"max_memory": `
+Memory for circuit and stream buffers; past it the relay refuses new
+circuits rather than fail.`,
+	"max_circuits": `
+Most circuits open at once; past it new ones are refused.`,
+}
+
+var clientDocs = map[string]string{
+	"socks_addr": `
+Address (host:port) of the SOCKS5 proxy. Anyone who can reach it can use
+your circuits, so keep it on loopback. Port 0 picks a free port and logs it.`,
+	"consensus_refresh": `
+The client fetches a new consensus when the current one stops being fresh,
+but never sooner than this after the last fetch.`,
+	"circuit_pool": `
+Circuits kept built and ready, so new connections start at once (1 to 64).`,
+	"guard_lifetime": `
+How long the client keeps its entry guard before choosing another.`,
+	"circuit_lifetime": `
+How long a circuit takes new connections before a fresh one is built.`,
+	"seed": `
+The seeds you trust, one [[seed]] table each: a consensus is used only when
+a majority of them signed it. Get each seed's identity from its operator.`,
+	"seed.name": `
+A name for the seed in messages: 1 to 19 letters and digits.`,
+	"seed.dir_url": `
+The seed's directory address (its dir_addr), as http://host:port.`,
+	"seed.identity": `
+The seed's node ID: 52 characters of a-z and 2-7, printed when it starts.`,
+}
+
+// templateExamples are shown, commented out, for arrays of tables whose
+// default is empty.
+var templateExamples = map[string]any{
+	"seed": []SeedPin{{
+		Name:     "seed1",
+		DirURL:   "http://127.0.0.1:7080",
+		Identity: "REPLACE-with-the-seed-node-ID",
+	}},
+}
+
+var templateDocs = map[string]map[string]string{
+	"seed":   withCommon(seedDocs),
+	"relay":  withCommon(relayDocs),
+	"client": withCommon(clientDocs),
+}
+
+func withCommon(docs map[string]string) map[string]string {
+	all := maps.Clone(docs)
+	maps.Copy(all, commonDocs)
+	return all
+}

@@ -1,0 +1,326 @@
+package onion
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Layered relay crypto (SPEC.md §5). Every layer is AES-256-GCM with a full
+// 16-byte tag over the whole cell as the hop sees it, so a cell changed on
+// its way is refused by the next hop that removes a layer (G3). Nonces are
+// per-hop, per-direction cell counters (G4).
+
+// MaxCellsPerKey is how many cells one hop's key may protect in one
+// direction. The circuit is torn down when it is reached, long before the
+// 64-bit counter could wrap; 2^32 cells of 256 AES blocks keep AES-GCM's
+// distinguishing advantage below 2^-48.
+const MaxCellsPerKey = 1 << 32
+
+const (
+	gcmNonceLen = 12
+	// gcmFirstCounter is the 32-bit counter GCM starts encrypting at for a
+	// 96-bit nonce (NIST SP 800-38D: J0 = nonce || 1, data from inc32(J0)).
+	gcmFirstCounter = 2
+	aesBlockLen     = 16
+	recognizedOff   = fillerLen
+	relayBodyOff    = fillerLen + RecognizedLen
+)
+
+var (
+	// ErrTampered means a cell failed authentication: it was changed on
+	// the way, or is not from this circuit. The circuit must be destroyed.
+	ErrTampered = errors.New("onion: cell failed authentication")
+	// ErrCellLimit means a key reached MaxCellsPerKey; the circuit must be
+	// torn down and a new one built.
+	ErrCellLimit = errors.New("onion: cell limit for this circuit reached")
+	// ErrUnrecognized means a backward cell authenticated at no hop.
+	ErrUnrecognized = errors.New("onion: cell recognized by no hop")
+)
+
+// RelayBody returns the relay body inside a decrypted RELAY payload (the
+// cell's plaintext after its last layer came off), or the place to write
+// one before encrypting.
+func RelayBody(payload []byte) []byte {
+	return payload[relayBodyOff : relayBodyOff+RelayBodyLen]
+}
+
+// layerCipher is one hop's layer in one direction.
+type layerCipher struct {
+	aead       cipher.AEAD
+	block      cipher.Block
+	recognized [RecognizedLen]byte
+	counter    uint64
+
+	// Scratch space, kept here rather than on the stack because slices of
+	// it pass through the cipher interfaces and would escape: the relay
+	// path must not allocate per cell.
+	nonce   [gcmNonceLen]byte // nonce of the cell being processed
+	ctr, ks [aesBlockLen]byte
+}
+
+func (l *layerCipher) init(key *[aeadKeyLen]byte, recognized *[RecognizedLen]byte) error {
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return fmt.Errorf("onion: layer key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return fmt.Errorf("onion: layer key: %w", err)
+	}
+	l.block, l.aead, l.recognized, l.counter = block, aead, *recognized, 0
+	return nil
+}
+
+// nonceAt writes the nonce for cell number counter: 4 zero bytes then the
+// counter, big-endian (SPEC.md §5.1).
+func nonceAt(n *[gcmNonceLen]byte, counter uint64) {
+	*n = [gcmNonceLen]byte{}
+	binary.BigEndian.PutUint64(n[4:], counter)
+}
+
+// keystream XORs into dst GCM's keystream block b for l.nonce: the
+// bytes that GCM under this key and nonce XORs onto plaintext bytes
+// [16b, 16b+16). The client needs them to predict what each hop will see.
+func (l *layerCipher) keystream(dst []byte, b int) {
+	copy(l.ctr[:], l.nonce[:])
+	binary.BigEndian.PutUint32(l.ctr[gcmNonceLen:], uint32(gcmFirstCounter+b))
+	l.block.Encrypt(l.ks[:], l.ctr[:])
+	subtle.XORBytes(dst[:aesBlockLen], dst[:aesBlockLen], l.ks[:])
+}
+
+// setNonce makes the next cell's nonce current.
+func (l *layerCipher) setNonce() { nonceAt(&l.nonce, l.counter) }
+
+func (l *layerCipher) reserve() error {
+	if l.counter >= MaxCellsPerKey {
+		return ErrCellLimit
+	}
+	return nil
+}
+
+// RelayLayer is the one layer a relay holds for a circuit.
+type RelayLayer struct {
+	fwd, bwd layerCipher
+}
+
+// NewRelayLayer sets up a relay's layer from the keys its handshake made.
+func NewRelayLayer(k *HopKeys) (*RelayLayer, error) {
+	r := new(RelayLayer)
+	if err := r.fwd.init(&k.Forward, &k.ForwardRecognized); err != nil {
+		return nil, err
+	}
+	if err := r.bwd.init(&k.Backward, &k.BackwardRecognized); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DecryptForward removes this relay's layer, in place, from the
+// CellPayloadLen-byte payload of a RELAY cell coming from the client side.
+// If the cell is this relay's, recognized is true and RelayBody(p) holds its
+// body; otherwise p is ready to forward to the next hop. tag is the cell's
+// tag at this layer, which flow control acknowledges. On error p is zeroed.
+func (r *RelayLayer) DecryptForward(p []byte) (recognized bool, tag [TagLen]byte, err error) {
+	if len(p) != CellPayloadLen {
+		return false, tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	if err := r.fwd.reserve(); err != nil {
+		return false, tag, err
+	}
+	r.fwd.setNonce()
+	r.fwd.counter++
+	copy(tag[:], p[RelayPlainLen:])
+	if _, err := r.fwd.aead.Open(p[:0], r.fwd.nonce[:], p, nil); err != nil {
+		clear(p)
+		return false, tag, ErrTampered
+	}
+	if subtle.ConstantTimeCompare(p[recognizedOff:relayBodyOff], r.fwd.recognized[:]) == 1 {
+		return true, tag, nil
+	}
+	// SPEC.md §5.2: the next hop's cell is one zero block followed by the
+	// plaintext, whose last 16 bytes are the next hop's tag.
+	copy(p[aesBlockLen:], p[:RelayPlainLen])
+	clear(p[:aesBlockLen])
+	return false, tag, nil
+}
+
+// EncryptBackwardOrigin turns a relay body written at RelayBody(p) into a
+// cell from this relay to the client, in place, and returns its tag.
+func (r *RelayLayer) EncryptBackwardOrigin(p []byte) (tag [TagLen]byte, err error) {
+	if len(p) != CellPayloadLen {
+		return tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	clear(p[:recognizedOff])
+	copy(p[recognizedOff:relayBodyOff], r.bwd.recognized[:])
+	return r.sealBackward(p)
+}
+
+// EncryptBackward adds this relay's layer, in place, to a cell coming from
+// the next hop towards the client.
+func (r *RelayLayer) EncryptBackward(p []byte) error {
+	if len(p) != CellPayloadLen {
+		return fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	// SPEC.md §5.3: the first block is dropped so the cell keeps its size
+	// with this layer's tag appended.
+	copy(p, p[aesBlockLen:])
+	_, err := r.sealBackward(p)
+	return err
+}
+
+func (r *RelayLayer) sealBackward(p []byte) (tag [TagLen]byte, err error) {
+	if err := r.bwd.reserve(); err != nil {
+		return tag, err
+	}
+	r.bwd.setNonce()
+	r.bwd.counter++
+	r.bwd.aead.Seal(p[:0], r.bwd.nonce[:], p[:RelayPlainLen], nil)
+	copy(tag[:], p[RelayPlainLen:])
+	return tag, nil
+}
+
+// ClientCrypto holds the client's layers for every hop of one circuit.
+type ClientCrypto struct {
+	hops [MaxHops]struct{ fwd, bwd layerCipher }
+	n    int
+}
+
+// AddHop appends the layer of a newly extended-to hop.
+func (c *ClientCrypto) AddHop(k *HopKeys) error {
+	if c.n == MaxHops {
+		return fmt.Errorf("onion: circuit already has the maximum of %d hops", MaxHops)
+	}
+	h := &c.hops[c.n]
+	if err := h.fwd.init(&k.Forward, &k.ForwardRecognized); err != nil {
+		return err
+	}
+	if err := h.bwd.init(&k.Backward, &k.BackwardRecognized); err != nil {
+		return err
+	}
+	c.n++
+	return nil
+}
+
+// Hops reports how many hops the circuit has.
+func (c *ClientCrypto) Hops() int { return c.n }
+
+// EncryptForward wraps a relay body written at RelayBody(p) in the layers of
+// hops 0..target, in place, so that hop target recognizes it and every hop
+// before it authenticates the whole cell it receives. It returns the cell's
+// tag at the target's layer, which flow control acknowledges.
+func (c *ClientCrypto) EncryptForward(p []byte, target int) (tag [TagLen]byte, err error) {
+	if len(p) != CellPayloadLen {
+		return tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	if target < 0 || target >= c.n {
+		return tag, fmt.Errorf("onion: no hop %d in a %d-hop circuit", target, c.n)
+	}
+	for i := 0; i <= target; i++ {
+		if err := c.hops[i].fwd.reserve(); err != nil {
+			return tag, err
+		}
+		c.hops[i].fwd.setNonce()
+	}
+
+	// SPEC.md §5.2: each hop before the target prepends a zero block after
+	// decrypting. filler is what those blocks look like when the cell
+	// reaches the target; the target's plaintext is chosen so that its
+	// layer turns into exactly that.
+	var filler, next [fillerLen]byte
+	for i := 0; i < target; i++ {
+		blocks := i // filler blocks that hop i receives
+		clear(next[:aesBlockLen])
+		for b := 0; b < blocks; b++ {
+			blk := next[aesBlockLen*(b+1) : aesBlockLen*(b+2)]
+			copy(blk, filler[aesBlockLen*b:aesBlockLen*(b+1)])
+			c.hops[i].fwd.keystream(blk, b)
+		}
+		filler = next
+	}
+	t := &c.hops[target].fwd
+	clear(p[:recognizedOff])
+	for b := 0; b < target; b++ {
+		blk := p[aesBlockLen*b : aesBlockLen*(b+1)]
+		copy(blk, filler[aesBlockLen*b:aesBlockLen*(b+1)])
+		t.keystream(blk, b)
+	}
+	copy(p[recognizedOff:relayBodyOff], t.recognized[:])
+	t.aead.Seal(p[:0], t.nonce[:], p[:RelayPlainLen], nil)
+	copy(tag[:], p[RelayPlainLen:])
+
+	for i := target - 1; i >= 0; i-- {
+		copy(p, p[aesBlockLen:]) // drop the block hop i will prepend again
+		c.hops[i].fwd.aead.Seal(p[:0], c.hops[i].fwd.nonce[:], p[:RelayPlainLen], nil)
+	}
+	for i := 0; i <= target; i++ {
+		c.hops[i].fwd.counter++
+	}
+	return tag, nil
+}
+
+// DecryptBackward removes the layers of a cell coming back to the client,
+// in place. It finds the hop that sent it, checks every layer's tag over
+// the whole cell that layer covered, and leaves the body at RelayBody(p).
+// On error p is zeroed.
+// Any failure means the circuit must be destroyed.
+func (c *ClientCrypto) DecryptBackward(p []byte) (origin int, tag [TagLen]byte, err error) {
+	if len(p) != CellPayloadLen {
+		return 0, tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	for i := 0; i < c.n; i++ {
+		c.hops[i].bwd.setNonce()
+	}
+
+	// Find the origin without authenticating yet (SPEC.md §5.3): the
+	// marker of hop j sits, under j+1 layers of keystream, j blocks
+	// earlier in the received cell than in hop j's plaintext.
+	origin = -1
+	for j := 0; j < c.n && origin < 0; j++ {
+		var peek [aesBlockLen]byte
+		copy(peek[:], p[recognizedOff-aesBlockLen*j:])
+		for m := 0; m <= j; m++ {
+			c.hops[m].bwd.keystream(peek[:], recognizedOff/aesBlockLen-(j-m))
+		}
+		if subtle.ConstantTimeCompare(peek[:], c.hops[j].bwd.recognized[:]) == 1 {
+			origin = j
+		}
+	}
+	if origin < 0 {
+		return 0, tag, ErrUnrecognized
+	}
+	for i := 0; i <= origin; i++ {
+		if err := c.hops[i].bwd.reserve(); err != nil {
+			return 0, tag, err
+		}
+	}
+
+	for j := 0; j <= origin; j++ {
+		if j > 0 {
+			// Restore the block hop j-1 dropped: the origin wrote zeros
+			// there, seen through the keystreams of hops j..origin.
+			copy(p[aesBlockLen:], p[:RelayPlainLen])
+			clear(p[:aesBlockLen])
+			for m := j; m <= origin; m++ {
+				c.hops[m].bwd.keystream(p[:aesBlockLen], m-j)
+			}
+		}
+		copy(tag[:], p[RelayPlainLen:])
+		if _, err := c.hops[j].bwd.aead.Open(p[:0], c.hops[j].bwd.nonce[:], p, nil); err != nil {
+			clear(p)
+			return 0, tag, fmt.Errorf("%w at hop %d's layer", ErrTampered, j)
+		}
+	}
+	if subtle.ConstantTimeCompare(p[recognizedOff:relayBodyOff], c.hops[origin].bwd.recognized[:]) != 1 ||
+		!allZero(p[:recognizedOff]) {
+		clear(p)
+		return 0, tag, ErrTampered
+	}
+	for i := 0; i <= origin; i++ {
+		c.hops[i].bwd.counter++
+	}
+	return origin, tag, nil
+}
