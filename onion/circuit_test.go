@@ -39,19 +39,29 @@ func newTestRelay(t testing.TB, label string) *testRelay {
 		t.Fatal(err)
 	}
 	copy(r.onionPub[:], pub)
+	onionKey := mustOnionKey(t, r.onionPriv)
 	r.replay = NewReplayCache(0)
 	r.identity = &RelayIdentity{
 		ID: r.id,
-		OnionKey: func(pub [32]byte) ([32]byte, bool) {
+		OnionKey: func(pub [32]byte) (OnionPrivateKey, bool) {
 			if pub == r.onionPub {
-				return r.onionPriv, true
+				return onionKey, true
 			}
-			return [32]byte{}, false
+			return nil, false
 		},
 		Replay: r.replay,
 		Rand:   r.randSource,
 	}
 	return r
+}
+
+func mustOnionKey(t testing.TB, priv [32]byte) OnionPrivateKey {
+	t.Helper()
+	k, err := NewOnionPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // handshakeKeys runs one handshake and returns the keys both sides got.

@@ -2,6 +2,7 @@ package onion
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,7 +13,6 @@ import (
 	"io"
 
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
-	"golang.org/x/crypto/curve25519"
 )
 
 // HandshakeTypeHybridV1 names the only handshake defined so far: ntor v3 in
@@ -96,6 +96,7 @@ type ClientHandshake struct {
 	relayID  [NodeIDLen]byte
 	onionKey [x25519Len]byte
 	x        [x25519Len]byte // ephemeral X25519 scalar
+	xKey     *ecdh.PrivateKey
 	kemSeed  [mlkem768.KeySeedSize]byte
 	dk       *mlkem768.PrivateKey
 	request  [HandshakeLen]byte
@@ -116,10 +117,11 @@ func NewClientHandshake(relayID [NodeIDLen]byte, onionKey [x25519Len]byte, rnd i
 	if _, err := io.ReadFull(rnd, h.kemSeed[:]); err != nil {
 		return nil, fmt.Errorf("onion: handshake randomness: %w", err)
 	}
-	X, err := curve25519.X25519(h.x[:], curve25519.Basepoint)
+	xKey, err := ecdh.X25519().NewPrivateKey(h.x[:])
 	if err != nil {
 		return nil, fmt.Errorf("onion: client ephemeral key: %w", err)
 	}
+	h.xKey = xKey
 	ek, dk := mlkem768.NewKeyFromSeed(h.kemSeed[:])
 	h.dk = dk
 
@@ -127,7 +129,7 @@ func NewClientHandshake(relayID [NodeIDLen]byte, onionKey [x25519Len]byte, rnd i
 	binary.BigEndian.PutUint16(r[reqTypeOff:], HandshakeTypeHybridV1)
 	copy(r[reqIDOff:], relayID[:])
 	copy(r[reqOnionOff:], onionKey[:])
-	copy(r[reqXOff:], X)
+	copy(r[reqXOff:], xKey.PublicKey().Bytes())
 	ek.Pack(r[reqEKOff:reqEnd])
 	return h, nil
 }
@@ -156,10 +158,10 @@ func (h *ClientHandshake) Finish(reply []byte) (*HopKeys, error) {
 	var sec handshakeSecrets
 	defer sec.clear()
 	var err error
-	if err = x25519Into(sec.eph[:], h.x[:], Y); err != nil {
+	if err = x25519Into(sec.eph[:], h.xKey, Y); err != nil {
 		return nil, fmt.Errorf("onion: handshake reply: relay ephemeral key: %w", err)
 	}
-	if err = x25519Into(sec.static[:], h.x[:], h.onionKey[:]); err != nil {
+	if err = x25519Into(sec.static[:], h.xKey, h.onionKey[:]); err != nil {
 		return nil, fmt.Errorf("onion: handshake: onion key: %w", err)
 	}
 	// ML-KEM decapsulation never fails: a forged ciphertext yields an
@@ -179,19 +181,45 @@ func (h *ClientHandshake) Finish(reply []byte) (*HopKeys, error) {
 	return keys, nil
 }
 
-// Clear zeroes the client's secrets. The ML-KEM private key object belongs
-// to circl and cannot be wiped; it is dropped, and the seed it was made from
-// is zeroed.
+// Clear zeroes the client's secrets. The X25519 and ML-KEM private key
+// objects belong to their libraries and cannot be wiped; they are dropped,
+// and the bytes they were made from are zeroed.
 func (h *ClientHandshake) Clear() {
 	clear(h.x[:])
 	clear(h.kemSeed[:])
+	h.xKey = nil
 	h.dk = nil
+}
+
+// OnionPrivateKey is the private half of a relay's onion key. keys.OnionKey
+// is one; it keeps the parsed key so each handshake pays for one scalar
+// multiplication, not two.
+type OnionPrivateKey interface {
+	// SharedSecret returns X25519(private key, peer), refusing a peer
+	// point whose result would be all zeros.
+	SharedSecret(peer [x25519Len]byte) ([x25519Len]byte, error)
+}
+
+// NewOnionPrivateKey wraps raw private key bytes, for tests and tools.
+func NewOnionPrivateKey(priv [x25519Len]byte) (OnionPrivateKey, error) {
+	k, err := ecdh.X25519().NewPrivateKey(priv[:])
+	if err != nil {
+		return nil, fmt.Errorf("onion: onion key: %w", err)
+	}
+	return ecdhOnionKey{k}, nil
+}
+
+type ecdhOnionKey struct{ k *ecdh.PrivateKey }
+
+func (o ecdhOnionKey) SharedSecret(peer [x25519Len]byte) (out [x25519Len]byte, err error) {
+	err = x25519Into(out[:], o.k, peer[:])
+	return out, err
 }
 
 // OnionKeyLookup returns the private half of one of the relay's onion keys
 // that are currently valid (the current one, or the previous one during its
 // grace period), given the public half a request names.
-type OnionKeyLookup func(pub [x25519Len]byte) (priv [x25519Len]byte, ok bool)
+type OnionKeyLookup func(pub [x25519Len]byte) (OnionPrivateKey, bool)
 
 // RelayIdentity is what a relay needs to answer handshakes.
 type RelayIdentity struct {
@@ -223,8 +251,8 @@ func (ri *RelayIdentity) Respond(req []byte) ([]byte, *HopKeys, error) {
 	if !ok {
 		return nil, nil, ErrUnknownOnionKey
 	}
-	defer clear(b[:])
-	X := req[reqXOff:reqEKOff]
+	var X [x25519Len]byte
+	copy(X[:], req[reqXOff:reqEKOff])
 	var ek mlkem768.PublicKey
 	if err := ek.Unpack(req[reqEKOff:reqEnd]); err != nil {
 		return nil, nil, fmt.Errorf("onion: handshake request: ML-KEM key: %w", err)
@@ -251,18 +279,18 @@ func (ri *RelayIdentity) Respond(req []byte) ([]byte, *HopKeys, error) {
 	}
 
 	reply := make([]byte, HandshakeLen)
-	Y, err := curve25519.X25519(y[:], curve25519.Basepoint)
+	yKey, err := ecdh.X25519().NewPrivateKey(y[:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("onion: relay ephemeral key: %w", err)
 	}
-	copy(reply[repYOff:], Y)
+	copy(reply[repYOff:], yKey.PublicKey().Bytes())
 
 	var sec handshakeSecrets
 	defer sec.clear()
-	if err := x25519Into(sec.eph[:], y[:], X); err != nil {
+	if err := x25519Into(sec.eph[:], yKey, X[:]); err != nil {
 		return nil, nil, fmt.Errorf("onion: handshake request: client key: %w", err)
 	}
-	if err := x25519Into(sec.static[:], b[:], X); err != nil {
+	if sec.static, err = b.SharedSecret(X); err != nil {
 		return nil, nil, fmt.Errorf("onion: handshake request: client key: %w", err)
 	}
 	ct := reply[repCTOff:repAuthOff]
@@ -332,10 +360,14 @@ func (s *handshakeSecrets) derive(req, Y, ct []byte) (auth [authLen]byte, keys *
 	return auth, keys, nil
 }
 
-// x25519Into computes X25519(scalar, point) into dst, refusing low-order
+// x25519Into computes X25519(key, point) into dst, refusing low-order
 // points (an all-zero result), which would make the secret public.
-func x25519Into(dst, scalar, point []byte) error {
-	out, err := curve25519.X25519(scalar, point)
+func x25519Into(dst []byte, key *ecdh.PrivateKey, point []byte) error {
+	pub, err := ecdh.X25519().NewPublicKey(point)
+	if err != nil {
+		return err
+	}
+	out, err := key.ECDH(pub)
 	if err != nil {
 		return err
 	}

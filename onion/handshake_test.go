@@ -72,7 +72,8 @@ func TestHandshakeRelayMustKnowOnionKey(t *testing.T) {
 	// The impostor claims r's identity and onion key but holds another
 	// private key; it answers with what it can compute.
 	impostor.identity.ID = r.id
-	impostor.identity.OnionKey = func([32]byte) ([32]byte, bool) { return impostor.onionPriv, true }
+	impostorKey := mustOnionKey(t, impostor.onionPriv)
+	impostor.identity.OnionKey = func([32]byte) (OnionPrivateKey, bool) { return impostorKey, true }
 	hs, err := NewClientHandshake(r.id, r.onionPub, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -218,8 +218,9 @@ func TestVectorsDecode(t *testing.T) {
 		copy(id[:], h.RelayID)
 		copy(priv[:], h.OnionPrivate)
 		copy(pub[:], h.OnionPublic)
+		onionKey := mustOnionKey(t, priv)
 		ri := &RelayIdentity{ID: id, Rand: bytes.NewReader(h.RelayRandom),
-			OnionKey: func(p [32]byte) ([32]byte, bool) { return priv, p == pub }}
+			OnionKey: func(p [32]byte) (OnionPrivateKey, bool) { return onionKey, p == pub }}
 		reply, rk, err := ri.Respond(h.Request)
 		if err != nil || !bytes.Equal(reply, h.Reply) || *rk != *k {
 			t.Fatalf("hop %d: relay does not reproduce the stored reply and keys (err %v)", h.Hop, err)

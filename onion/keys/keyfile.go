@@ -159,5 +159,8 @@ func parseOnionEntry(e []byte) (*OnionKey, error) {
 		return nil, errors.New("private key does not match its cert")
 	}
 	k.pub = pub
+	if err := k.initECDH(); err != nil {
+		return nil, err
+	}
 	return k, nil
 }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +18,12 @@ type OnionKey struct {
 	pub  [32]byte
 	cert *OnionCert
 
-	mu      sync.Mutex // guards the following fields
-	priv    [32]byte   // the raw random bytes; X25519 clamps them itself
+	mu      sync.RWMutex // guards the following fields
+	priv    [32]byte     // the raw random bytes; X25519 clamps them itself
 	retired bool
+	// ecdh is the private key parsed once: building it costs a scalar
+	// multiplication, which would otherwise double every handshake's cost.
+	ecdh *ecdh.PrivateKey
 }
 
 // GenerateOnionKey makes a key pair from 32 bytes of rand and has id certify
@@ -33,7 +37,11 @@ func GenerateOnionKey(id *Identity, rand io.Reader, created, expires time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("keys: generate onion key: %w", err)
 	}
-	return &OnionKey{priv: priv, pub: pub, cert: newOnionCert(id, pub, created, expires)}, nil
+	k := &OnionKey{priv: priv, pub: pub, cert: newOnionCert(id, pub, created, expires)}
+	if err := k.initECDH(); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 func x25519Public(priv [32]byte) ([32]byte, error) {
@@ -69,20 +77,39 @@ var ErrRetired = errors.New("keys: onion key has been retired")
 // SharedSecret returns X25519(private, peer). It fails for a retired key and
 // for a low-order peer point, whose all-zero result would be a secret any
 // attacker knows.
+//
+// Handshakes on one key run in parallel: only a retirement excludes them.
 func (k *OnionKey) SharedSecret(peer [32]byte) ([32]byte, error) {
 	var out [32]byte
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	if k.retired {
 		return out, ErrRetired
 	}
-	b, err := curve25519.X25519(k.priv[:], peer[:])
+	if k.ecdh == nil {
+		return out, errors.New("keys: onion key not initialized")
+	}
+	pk, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return out, fmt.Errorf("keys: onion handshake: %w", err)
+	}
+	b, err := k.ecdh.ECDH(pk)
 	if err != nil {
 		return out, fmt.Errorf("keys: onion handshake: %w", err)
 	}
 	copy(out[:], b)
 	clear(b)
 	return out, nil
+}
+
+// initECDH parses the private key for SharedSecret.
+func (k *OnionKey) initECDH() error {
+	key, err := ecdh.X25519().NewPrivateKey(k.priv[:])
+	if err != nil {
+		return fmt.Errorf("keys: onion key: %w", err)
+	}
+	k.ecdh = key
+	return nil
 }
 
 // retire wipes the private key. Best effort only: Go may have copied it
@@ -92,5 +119,6 @@ func (k *OnionKey) retire() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	clear(k.priv[:])
+	k.ecdh = nil // the library's copy cannot be wiped; drop it
 	k.retired = true
 }
