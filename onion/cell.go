@@ -66,7 +66,7 @@ const (
 	// CellRelayEarly is a RELAY cell that may carry EXTEND. Each relay lets
 	// at most MaxHops-1 of them through per circuit (enforced by the relay).
 	CellRelayEarly CellCmd = 6
-	numCellCmds            = 7
+	numCellCmds    CellCmd = 7
 )
 
 var cellCmdNames = [numCellCmds]string{"PADDING", "VERSIONS", "CREATE", "CREATED", "RELAY", "DESTROY", "RELAY_EARLY"}
