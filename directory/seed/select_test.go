@@ -1,0 +1,174 @@
+package seed
+
+import (
+	"crypto/sha3"
+	"fmt"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"veil/conf/exitpolicy"
+	"veil/directory"
+	"veil/onion"
+	"veil/onion/keys"
+)
+
+var t0 = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+
+func testRand(label string) io.Reader {
+	h := sha3.NewSHAKE128()
+	h.Write([]byte(label))
+	return h
+}
+
+// testRelay returns a signed, parsed descriptor of a relay at addr.
+func testRelay(t testing.TB, label, addr string, roles directory.Roles, family ...keys.NodeID) (*keys.Identity, *directory.Descriptor) {
+	t.Helper()
+	id, err := keys.GenerateIdentity(testRand("identity " + label))
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := t0.Add(-time.Hour)
+	ok, err := keys.GenerateOnionKey(id, testRand("onion "+label), created, created.Add(keys.DefaultRotateEvery+keys.DefaultGrace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &directory.Descriptor{
+		OnionCert:       ok.Cert(),
+		Nickname:        "r" + label,
+		ORAddr:          netip.MustParseAddrPort(addr),
+		GossipName:      id.ID().String(),
+		GossipAddr:      netip.MustParseAddrPort(addr),
+		Roles:           roles,
+		Bandwidth:       1 << 20,
+		ProtocolVersion: onion.ProtocolVersion,
+		Family:          family,
+		Sequence:        1,
+		Published:       t0,
+		Expires:         t0.Add(directory.DefaultDescriptorLifetime),
+	}
+	if roles&directory.RoleExit != 0 {
+		d.Policy = exitpolicy.LoopbackOnly()
+	}
+	if roles&directory.RoleStorage != 0 {
+		d.StorageCapacity = 1 << 30
+	}
+	b, err := d.Sign(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := directory.ParseDescriptor(b, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, parsed
+}
+
+func flagsOf(entries []directory.Entry) map[keys.NodeID]directory.Flags {
+	m := map[keys.NodeID]directory.Flags{}
+	for _, e := range entries {
+		m[e.Descriptor.NodeID()] = e.Flags
+	}
+	return m
+}
+
+func TestSelectFlags(t *testing.T) {
+	_, exit := testRelay(t, "exit", "10.0.0.1:9001", directory.RoleExit|directory.RoleStorage)
+	_, mid := testRelay(t, "mid", "10.1.0.1:9001", 0)
+	_, fresh := testRelay(t, "fresh", "10.2.0.1:9001", 0)
+	_, down := testRelay(t, "down", "10.3.0.1:9001", 0)
+	pol := Admission{GuardMinUptime: 24 * time.Hour}
+	entries, refused := Select([]Candidate{
+		{Desc: exit, Since: t0.Add(-48 * time.Hour), ProbedOK: true},
+		{Desc: mid, Since: t0.Add(-2 * time.Hour), ProbedOK: true},
+		{Desc: fresh, Since: t0.Add(-time.Minute), ProbedOK: true},
+		{Desc: down, Since: t0.Add(-48 * time.Hour), ProbedOK: false},
+	}, pol, t0)
+	if len(refused) != 0 {
+		t.Fatalf("refused %v", refused)
+	}
+	f := flagsOf(entries)
+	if _, ok := f[down.NodeID()]; ok {
+		t.Fatal("a relay whose OR port did not answer was listed")
+	}
+	want := map[keys.NodeID]directory.Flags{
+		exit.NodeID():  directory.FlagExit | directory.FlagStorage | directory.FlagGuard | directory.FlagStable | directory.FlagRunning | directory.FlagValid,
+		mid.NodeID():   directory.FlagStable | directory.FlagRunning | directory.FlagValid,
+		fresh.NodeID(): directory.FlagRunning | directory.FlagValid,
+	}
+	for id, w := range want {
+		if f[id] != w {
+			t.Errorf("%s: flags %v, want %v", id.Short(), f[id], w)
+		}
+	}
+	// A testnet gives Guard at once.
+	entries, _ = Select([]Candidate{{Desc: fresh, Since: t0, ProbedOK: true}}, Admission{}, t0)
+	if entries[0].Flags&directory.FlagGuard == 0 {
+		t.Fatal("guard_min_uptime 0 did not give Guard at once")
+	}
+}
+
+func TestSelectExpiredDescriptorNotListed(t *testing.T) {
+	_, d := testRelay(t, "old", "10.0.0.1:9001", 0)
+	entries, _ := Select([]Candidate{{Desc: d, Since: t0, ProbedOK: true}}, Admission{}, d.Expires.Add(time.Second))
+	if len(entries) != 0 {
+		t.Fatal("an expired descriptor was listed")
+	}
+}
+
+func TestSelectCaps(t *testing.T) {
+	var cands []Candidate
+	for i := 0; i < 5; i++ {
+		_, d := testRelay(t, fmt.Sprint("net", i), fmt.Sprintf("10.7.%d.1:9001", i), 0)
+		cands = append(cands, Candidate{Desc: d, Since: t0.Add(-time.Duration(i+1) * time.Hour), ProbedOK: true})
+	}
+	entries, refused := Select(cands, Admission{MaxPerSlash16: 3}, t0)
+	f := flagsOf(entries)
+	valid := 0
+	for _, fl := range f {
+		if fl&directory.FlagValid != 0 {
+			valid++
+		}
+	}
+	if len(entries) != 5 || valid != 3 || len(refused) != 2 {
+		t.Fatalf("%d listed, %d valid, %d refused; want 5, 3, 2", len(entries), valid, len(refused))
+	}
+	// The longest-serving relays keep their place.
+	for _, c := range cands[2:] {
+		if f[c.Desc.NodeID()]&directory.FlagValid == 0 {
+			t.Fatalf("long-serving relay %s lost Valid to a newcomer", c.Desc.Nickname)
+		}
+	}
+}
+
+func TestSelectFamilyNeedsMutualDeclaration(t *testing.T) {
+	idA, _ := testRelay(t, "a", "10.1.0.1:9001", 0)
+	idB, _ := testRelay(t, "b", "10.2.0.1:9001", 0)
+	idC, _ := testRelay(t, "c", "10.3.0.1:9001", 0)
+	_, a := testRelay(t, "a", "10.1.0.1:9001", 0, idB.ID(), idC.ID())
+	_, b := testRelay(t, "b", "10.2.0.1:9001", 0, idA.ID())
+	// C does not name A: naming C does not pull it into A's family.
+	_, c := testRelay(t, "c", "10.3.0.1:9001", 0)
+	cands := []Candidate{
+		{Desc: a, Since: t0.Add(-3 * time.Hour), ProbedOK: true},
+		{Desc: b, Since: t0.Add(-2 * time.Hour), ProbedOK: true},
+		{Desc: c, Since: t0.Add(-1 * time.Hour), ProbedOK: true},
+	}
+	entries, refused := Select(cands, Admission{MaxPerFamily: 1}, t0)
+	f := flagsOf(entries)
+	if f[a.NodeID()]&directory.FlagValid == 0 || f[b.NodeID()]&directory.FlagValid != 0 || f[c.NodeID()]&directory.FlagValid == 0 {
+		t.Fatalf("family cap: a=%v b=%v c=%v (refused %v)", f[a.NodeID()], f[b.NodeID()], f[c.NodeID()], refused)
+	}
+}
+
+func TestSelectAllowlist(t *testing.T) {
+	idA, a := testRelay(t, "a", "10.1.0.1:9001", 0)
+	_, b := testRelay(t, "b", "10.2.0.1:9001", 0)
+	entries, refused := Select([]Candidate{{Desc: a, Since: t0, ProbedOK: true}, {Desc: b, Since: t0, ProbedOK: true}},
+		Admission{Allowlist: map[keys.NodeID]bool{idA.ID(): true}}, t0)
+	f := flagsOf(entries)
+	if f[a.NodeID()]&directory.FlagValid == 0 || f[b.NodeID()]&directory.FlagValid != 0 || len(refused) != 1 {
+		t.Fatalf("allowlist: a=%v b=%v refused=%v", f[a.NodeID()], f[b.NodeID()], refused)
+	}
+}
