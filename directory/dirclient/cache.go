@@ -1,0 +1,158 @@
+package dirclient
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"veil/directory"
+	"veil/onion/keys"
+)
+
+const (
+	cacheSubdir = "consensus" // under Options.CacheDir
+	cacheExt    = ".bin"      // <seed node ID>.bin: the signed document as served
+	dirPerm     = 0o700
+	filePerm    = 0o600
+)
+
+// cacheFile is where seed id's document is cached.
+func (c *Client) cacheFile(id keys.NodeID) string {
+	return filepath.Join(c.cacheDir, cacheSubdir, id.String()+cacheExt)
+}
+
+// LoadCache reads the cached documents of the pinned seeds and, if a
+// majority of them is valid now, adopts their view, so a client can build
+// paths before its first fetch. It also remembers the documents, so the
+// next Fetch asks only for newer ones and refuses older ones. An expired
+// cache is refused with an error naming each seed's reason: a stale view
+// is never used. ErrNoCache means no document was found.
+func (c *Client) LoadCache() (*directory.View, error) {
+	if c.cacheDir == "" {
+		return nil, fmt.Errorf("%w: no cache directory", ErrNoCache)
+	}
+	c.update.Lock()
+	defer c.update.Unlock()
+
+	dir := filepath.Join(c.cacheDir, cacheSubdir)
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	found := false
+	failed := make([]bool, len(c.seeds))
+	var errs []error
+	for i, s := range c.seeds {
+		doc, err := readCached(c.cacheFile(s.ID))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		found = true
+		if err == nil && doc.SeedID() != s.ID {
+			err = fmt.Errorf("%w: cached document signed by %s, not by the pinned %s", directory.ErrUnpinned, doc.SeedID(), s.ID)
+		}
+		if err == nil {
+			err = c.accept(i, doc, now)
+		}
+		if err != nil {
+			failed[i] = true
+			errs = append(errs, c.seedErr(i, fmt.Errorf("cached document: %w", err)))
+			continue
+		}
+		c.written[s.ID] = doc.Digest()
+	}
+	if !found {
+		return nil, fmt.Errorf("%w in %s", ErrNoCache, dir)
+	}
+	return c.combine(now, fmt.Sprintf("dirclient: cached consensus in %s is not usable", dir), errs, failed)
+}
+
+// readCached reads and parses one cached document.
+func readCached(path string) (*directory.Consensus, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, directory.MaxConsensusLen+1))
+	if err != nil {
+		return nil, err
+	}
+	// ParseConsensus refuses more than MaxConsensusLen bytes.
+	return directory.ParseConsensus(b)
+}
+
+// writeCache writes the document of every seed that counted in v and is
+// not cached yet. A failure is logged: the view is good without a cache.
+func (c *Client) writeCache(v *directory.View) {
+	if c.cacheDir == "" {
+		return
+	}
+	dir := filepath.Join(c.cacheDir, cacheSubdir)
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		c.log.Warn("dirclient: cannot cache the consensus", "err", err)
+		return
+	}
+	for _, pub := range v.Seeds {
+		i := c.seedIndex(pub)
+		if i < 0 {
+			continue
+		}
+		c.mu.Lock()
+		doc, digest := c.held[i], c.written[c.seeds[i].ID]
+		c.mu.Unlock()
+		if doc == nil || doc.Digest() == digest {
+			continue
+		}
+		path := c.cacheFile(c.seeds[i].ID)
+		if err := writeFileAtomic(path, doc.Bytes()); err != nil {
+			c.log.Warn("dirclient: cannot cache the consensus", "seed", c.seeds[i].Name, "file", path, "err", err)
+			continue
+		}
+		c.mu.Lock()
+		c.written[c.seeds[i].ID] = doc.Digest()
+		c.mu.Unlock()
+	}
+}
+
+// writeFileAtomic replaces path with data so that after a crash it holds
+// the old or the new contents, never a mix: a temporary file in the same
+// directory, 0600 from the start, fsync'd, renamed over path, then the
+// directory fsync'd so the rename is durable.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(filePerm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
