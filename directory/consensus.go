@@ -246,6 +246,9 @@ func (c *Consensus) check(op string) (int, error) {
 		if e.Flags&^knownFlags != 0 {
 			return fail("entry %d (%s): unknown flags %#04x", i+1, id.Short(), uint16(e.Flags&^knownFlags))
 		}
+		if d.Roles&RoleSeed != 0 {
+			return fail("entry %d (%s): lists a seed, which carries no circuits", i+1, id.Short())
+		}
 		if e.Flags&FlagExit != 0 && d.Roles&RoleExit == 0 {
 			return fail("entry %d (%s): Exit flag for a relay that does not offer to exit", i+1, id.Short())
 		}

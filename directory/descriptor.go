@@ -93,8 +93,12 @@ type Roles uint8
 const (
 	RoleExit    Roles = 1 << 0 // connects to the internet under its exit policy
 	RoleStorage Roles = 1 << 1 // keeps shards within its storage capacity
+	// RoleSeed marks the descriptor a seed gossips about itself, so that
+	// seeds are members of the gossip cluster like relays. A seed carries
+	// no circuits: it has no other role, and no consensus lists it.
+	RoleSeed Roles = 1 << 2
 
-	knownRoles = RoleExit | RoleStorage
+	knownRoles = RoleExit | RoleStorage | RoleSeed
 )
 
 // Descriptor is what a relay says about itself. Build one, call Sign, and

@@ -44,6 +44,9 @@ func (d *Descriptor) check(op string) error {
 	if d.Roles&^knownRoles != 0 {
 		return fail("unknown roles %#02x", uint8(d.Roles&^knownRoles))
 	}
+	if d.Roles&RoleSeed != 0 && d.Roles != RoleSeed {
+		return fail("roles %#02x: a seed has no other role", uint8(d.Roles))
+	}
 	if err := d.checkPolicy(fail); err != nil {
 		return err
 	}

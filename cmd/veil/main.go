@@ -52,7 +52,7 @@ func commands() map[string]command {
 		"share":   notBuilt("share", "anonymous file sharing arrives with issue 5"),
 		"fetch":   notBuilt("fetch", "anonymous file sharing arrives with issue 5"),
 		"repair":  notBuilt("repair", "anonymous file sharing arrives with issue 5"),
-		"status":  notBuilt("status", "the directory client arrives with issue 3"),
+		"status":  runStatus,
 		"testnet": notBuilt("testnet", "the local network arrives with issue 4"),
 		"config":  runConfig,
 		"version": runVersion,

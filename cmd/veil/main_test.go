@@ -60,7 +60,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 }
 
 func TestUnbuiltCommandsFail(t *testing.T) {
-	for _, cmd := range []string{"share", "fetch", "repair", "status", "testnet"} {
+	for _, cmd := range []string{"share", "fetch", "repair", "testnet"} {
 		code, _, errOut := runCLI(t, cmd)
 		if code == 0 || !strings.Contains(errOut, "not built yet") {
 			t.Fatalf("%s: exit %d, stderr %q", cmd, code, errOut)

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"veil/conf"
+	"veil/directory/dirclient"
+)
+
+// statusTimeout bounds how long `veil status` waits for the seeds.
+const statusTimeout = 20 * time.Second
+
+// runStatus prints the client's view of the network: fetched fresh from
+// the pinned seeds, or from the cache when none answers.
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	path := fs.String("config", "", "client config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageErr("veil config init --role client > client.toml, add your seeds, then veil status --config client.toml",
+			"status: --config FILE is required")
+	}
+	cfg, err := conf.LoadClient(*path)
+	if err != nil {
+		return err
+	}
+	seeds, err := dirclient.SeedsFromConfig(cfg.Seeds)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dc, err := dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	// The cache lets status answer offline; a fetch then brings it up to
+	// date where the seeds answer.
+	cached, cacheErr := dc.LoadCache()
+	view, err := dc.Fetch(ctx)
+	if err != nil {
+		if cached == nil {
+			return &cliError{msg: "status: no usable consensus", err: errors.Join(err, cacheErr),
+				hint: "check that the seeds in " + *path + " are running and that their identities are right"}
+		}
+		log.Warn("seeds did not answer; showing the cached view", "err", err)
+		view = cached
+	}
+	return dirclient.WriteStatus(stdout, view, seeds, time.Now(), *asJSON)
+}
