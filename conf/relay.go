@@ -13,6 +13,7 @@ import (
 // operator opts in, exits to the internet or stores shards.
 type Relay struct {
 	Common
+	Gossip
 	ORAddr           string   `toml:"or_addr"`            // onion-routing listener; port 0 = pick a free port
 	GossipAddr       string   `toml:"gossip_addr"`        // memberlist bind address; port 0 = pick a free port
 	Seeds            []string `toml:"seeds"`              // gossip addresses of seeds to join; at least one
@@ -42,6 +43,7 @@ const minMaxMemory = 16 * MiB
 func DefaultRelay() Relay {
 	return Relay{
 		Common: defaultCommon("relay"),
+		Gossip: defaultGossip(),
 		// Tor's customary ORPort, on loopback until the operator decides
 		// to face the internet.
 		ORAddr: "127.0.0.1:9001",
@@ -90,6 +92,9 @@ func (r *Relay) Validate() error {
 
 func (r *Relay) validate() *Error {
 	if err := r.Common.validate(); err != nil {
+		return err
+	}
+	if err := r.Gossip.validate(); err != nil {
 		return err
 	}
 	if err := checkAddr("or_addr", r.ORAddr, freePortOK); err != nil {

@@ -1,14 +1,12 @@
 package conf
 
-import (
-	"encoding/base64"
-	"time"
-)
+import "time"
 
 // Seed configures `veil seed`: a bootstrap node that relays join by gossip,
 // that checks them, and that signs the consensus clients trust.
 type Seed struct {
 	Common
+	Gossip
 	GossipAddr          string   `toml:"gossip_addr"`            // memberlist bind address
 	DirAddr             string   `toml:"dir_addr"`               // HTTP directory address
 	PeerSeeds           []string `toml:"peer_seeds"`             // gossip addresses of the other seeds
@@ -18,7 +16,6 @@ type Seed struct {
 	MaxRelaysPerSlash16 int      `toml:"max_relays_per_slash16"` // 0 = no limit
 	MaxRelaysPerFamily  int      `toml:"max_relays_per_family"`  // 0 = no limit
 	GuardMinUptime      Duration `toml:"guard_min_uptime"`       // uptime before the Guard flag; 0 = at once
-	NetworkKey          string   `toml:"network_key"`            // base64 32-byte gossip key; "" = open gossip
 	RateLimitPerMinute  int      `toml:"rate_limit_per_minute"`  // directory requests per client IP; 0 = no limit
 }
 
@@ -26,6 +23,7 @@ type Seed struct {
 func DefaultSeed() Seed {
 	return Seed{
 		Common: defaultCommon("seed"),
+		Gossip: defaultGossip(),
 		// memberlist's own default port; loopback so that a seed started
 		// without thought is not exposed until its operator says so.
 		GossipAddr: "127.0.0.1:7946",
@@ -53,9 +51,6 @@ func DefaultSeed() Seed {
 		// relays up before clients pin them as guards for a month, while a
 		// new network still gets guards on its second day. Testnets set 0.
 		GuardMinUptime: Duration(24 * time.Hour),
-		// Gossip carries only signed pointers, so secrecy is optional;
-		// a key keeps strangers out of a private network.
-		NetworkKey: "",
 		// A client needs about one consensus a minute; 60 leaves room for
 		// retries and descriptor fetches while bounding a flood (G9).
 		RateLimitPerMinute: 60,
@@ -108,24 +103,11 @@ func (s *Seed) validate() *Error {
 	if s.GuardMinUptime < 0 {
 		return keyError("guard_min_uptime", `use "0s" to give every relay the Guard flag at once`, "duration %s is negative", s.GuardMinUptime)
 	}
-	if s.NetworkKey != "" {
-		if k, err := base64.StdEncoding.DecodeString(s.NetworkKey); err != nil || len(k) != 32 {
-			return keyError("network_key", "generate one with: head -c 32 /dev/urandom | base64",
-				"network key must be 32 bytes in standard base64")
-		}
+	if err := s.Gossip.validate(); err != nil {
+		return err
 	}
 	if s.RateLimitPerMinute < 0 {
 		return keyError("rate_limit_per_minute", "use 0 for no limit", "limit %d is negative", s.RateLimitPerMinute)
 	}
 	return nil
-}
-
-// GossipKey returns the decoded network key, or nil for open gossip. It
-// assumes a validated config.
-func (s *Seed) GossipKey() []byte {
-	k, err := base64.StdEncoding.DecodeString(s.NetworkKey)
-	if err != nil || len(k) != 32 {
-		return nil
-	}
-	return k
 }

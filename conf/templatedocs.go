@@ -34,6 +34,16 @@ How much to log: "debug", "info", "warn" or "error". "info" never logs
 per-circuit details.`,
 }
 
+var gossipDocs = map[string]string{
+	"network_key": `
+Base64 of a 32-byte key that encrypts and authenticates gossip, for private
+networks; every seed and relay of the network needs the same one. "" leaves
+gossip open. Generate one with: head -c 32 /dev/urandom | base64`,
+	"gossip_timing": `
+How quickly gossip declares a silent node dead: "lan" (seconds, for real
+networks) or "local" (about a second, for a network on one machine).`,
+}
+
 var seedDocs = map[string]string{
 	"gossip_addr": `
 Address (host:port) the membership gossip binds to; relays and the other
@@ -59,10 +69,6 @@ Most relays admitted from one declared family. 0 means no limit.`,
 	"guard_min_uptime": `
 How long a relay must have been up before it gets the Guard flag. "0s" gives
 it at once (for testnets).`,
-	"network_key": `
-Base64 of a 32-byte key that encrypts and authenticates gossip, for private
-networks; every seed and relay of the network needs the same one. "" leaves
-gossip open. Generate one with: head -c 32 /dev/urandom | base64`,
 	"rate_limit_per_minute": `
 Directory requests served per client IP address per minute. 0 means no
 limit.`,
@@ -149,13 +155,15 @@ var templateExamples = map[string]any{
 }
 
 var templateDocs = map[string]map[string]string{
-	"seed":   withCommon(seedDocs),
-	"relay":  withCommon(relayDocs),
+	"seed":   withCommon(seedDocs, gossipDocs),
+	"relay":  withCommon(relayDocs, gossipDocs),
 	"client": withCommon(clientDocs),
 }
 
-func withCommon(docs map[string]string) map[string]string {
-	all := maps.Clone(docs)
-	maps.Copy(all, commonDocs)
+func withCommon(docs ...map[string]string) map[string]string {
+	all := maps.Clone(commonDocs)
+	for _, d := range docs {
+		maps.Copy(all, d)
+	}
 	return all
 }

@@ -1,0 +1,202 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// countingTransport counts the bytes memberlist hands to the network:
+// UDP payloads and TCP stream bytes written, in both directions of a
+// stream (push/pull answers and fetch requests ride on accepted streams
+// too). IP, UDP and TCP headers are not counted.
+type countingTransport struct {
+	memberlist.NodeAwareTransport
+	sent    *atomic.Int64
+	streams chan net.Conn
+	done    chan struct{}
+}
+
+func newCountingTransport(inner memberlist.NodeAwareTransport, sent *atomic.Int64) *countingTransport {
+	t := &countingTransport{NodeAwareTransport: inner, sent: sent, streams: make(chan net.Conn), done: make(chan struct{})}
+	go t.forward() // stops when Shutdown closes done
+	return t
+}
+
+func (t *countingTransport) forward() {
+	for {
+		select {
+		case c := <-t.NodeAwareTransport.StreamCh():
+			select {
+			case t.streams <- &countingConn{Conn: c, sent: t.sent}:
+			case <-t.done:
+				_ = c.Close()
+				return
+			}
+		case <-t.done:
+			return
+		}
+	}
+}
+
+func (t *countingTransport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *countingTransport) Shutdown() error {
+	err := t.NodeAwareTransport.Shutdown()
+	close(t.done)
+	return err
+}
+
+func (t *countingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.sent.Add(int64(len(b)))
+	return t.NodeAwareTransport.WriteTo(b, addr)
+}
+
+func (t *countingTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	t.sent.Add(int64(len(b)))
+	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+
+func (t *countingTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := t.NodeAwareTransport.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, sent: t.sent}, nil
+}
+
+func (t *countingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	c, err := t.NodeAwareTransport.DialAddressTimeout(a, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, sent: t.sent}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	sent *atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// BenchmarkConvergence starts N nodes with Fast timing in one process, all
+// joining the first, with 2 KiB descriptors and 200-byte pointers (about
+// the directory's sizes). It reports the time from starting the first
+// node until every node holds every other's verified descriptor
+// (s_to_converge), then the bytes memberlist sent per node per second over
+// a following quiet period (bytes/node/s): probes, gossip, push/pull with
+// its backstop state, and no fetches.
+func BenchmarkConvergence(b *testing.B) {
+	for _, n := range []int{10, 50, 100} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var converge, rate float64
+			for range b.N {
+				c, r := runConvergence(b, n)
+				converge += c.Seconds()
+				rate += r
+			}
+			b.ReportMetric(converge/float64(b.N), "s_to_converge")
+			b.ReportMetric(rate/float64(b.N), "bytes/node/s")
+		})
+	}
+}
+
+const (
+	benchDescSize    = 2 << 10
+	benchPointerSize = 200
+	benchQuiet       = 4 * time.Second // two push/pull intervals
+)
+
+func runConvergence(b *testing.B, count int) (time.Duration, float64) {
+	var sent atomic.Int64
+	nodes := make([]*Node, 0, count)
+	descs := make(map[string][]byte, count)
+	defer func() {
+		for _, n := range nodes {
+			_ = n.Close()
+		}
+	}()
+	begin := time.Now()
+	for i := range count {
+		name := fmt.Sprintf("bench%03d", i)
+		desc := bytes.Repeat([]byte{byte(i)}, benchDescSize)
+		copy(desc, name)
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].Addr().String()}
+		}
+		cfg := testConfig(name, 1, join...)
+		cfg.Descriptor = desc
+		cfg.Pointer = fakePointer(name, 1, desc)
+		cfg.Pointer = append(append(cfg.Pointer, ':'), bytes.Repeat([]byte{'p'}, benchPointerSize-len(cfg.Pointer)-1)...)
+		cfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+			return newCountingTransport(t, &sent)
+		}
+		n, err := Start(b.Context(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, n)
+		descs[name] = desc
+	}
+	converged := func() bool {
+		for _, n := range nodes {
+			ms := n.Members()
+			if len(ms) != count-1 {
+				return false
+			}
+			for _, m := range ms {
+				if !bytes.Equal(m.Descriptor, descs[m.Name]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	deadline := begin.Add(50 * time.Second)
+	for !converged() {
+		if time.Now().After(deadline) {
+			minM, minD, gaveUp := count, count, 0
+			for _, n := range nodes {
+				ms := n.Members()
+				d := 0
+				for _, m := range ms {
+					if m.Descriptor != nil {
+						d++
+					}
+				}
+				minM, minD = min(minM, len(ms)), min(minD, d)
+				n.mu.Lock()
+				for _, p := range n.peers {
+					if p.gaveUp {
+						gaveUp++
+					}
+				}
+				n.mu.Unlock()
+			}
+			b.Fatalf("%d nodes did not converge within %v: fewest members %d, fewest descriptors %d, fetches given up %d",
+				count, deadline.Sub(begin), minM, minD, gaveUp)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(begin)
+
+	before := sent.Load()
+	quietStart := time.Now()
+	time.Sleep(benchQuiet)
+	rate := float64(sent.Load()-before) / float64(count) / time.Since(quietStart).Seconds()
+	if !converged() {
+		b.Errorf("%d nodes lost convergence during the quiet period", count)
+	}
+	return took, rate
+}

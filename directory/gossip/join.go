@@ -1,0 +1,120 @@
+package gossip
+
+// Joining: the seeds at start, with capped, jittered backoff while none
+// answers; then, every Timing.RejoinInterval, members and seeds that are
+// not alive, since memberlist never re-contacts nodes that left or were
+// reaped (its issues #140, #222, #311).
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"time"
+)
+
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	seeds := n.seeds()
+	if len(seeds) > 0 {
+		delay, limit := n.timing.joinBackoff()
+		for attempt := 1; !n.left.Load(); attempt++ {
+			k, err := n.ml.Join(seeds)
+			if k > 0 {
+				n.log.Info("gossip: joined", "seeds_answering", k, "attempts", attempt)
+				break
+			}
+			if attempt == 1 {
+				n.log.Warn("gossip: no seed answers, retrying in the background", "seeds", seeds, "err", err)
+			} else {
+				n.log.Debug("gossip: join failed", "attempt", attempt, "err", err)
+			}
+			if !n.sleep(jitter(delay)) {
+				return
+			}
+			delay = min(2*delay, limit)
+		}
+	}
+	t := time.NewTicker(n.timing.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.rejoin(seeds)
+		}
+	}
+}
+
+// seeds returns Config.Join without this node's own address.
+func (n *Node) seeds() []string {
+	var out []string
+	for _, s := range n.cfg.Join {
+		if ap, err := netip.ParseAddrPort(s); err == nil && ap == n.addr {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// jitter returns a duration in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// rejoin tries up to maxRejoinPerRound addresses, chosen at random among
+// members that are not alive, alive members whose descriptor fetches fail,
+// and seeds that are not alive (a seed given by host name counts as not
+// alive while no member is). Members gone for longer than forgetAfter are
+// forgotten.
+func (n *Node) rejoin(seeds []string) {
+	if n.left.Load() {
+		return
+	}
+	now := time.Now()
+	alive := make(map[netip.AddrPort]bool)
+	var cands []string
+	n.mu.Lock()
+	for name, p := range n.peers {
+		switch {
+		case p.alive:
+			alive[p.addr] = true
+			if p.desc == nil && (p.attempts > 0 || p.gaveUp) {
+				// It does not answer our fetches: it may have refused our
+				// alive message (memberlist refuses a known name at a new
+				// address until the old one is declared dead), and a
+				// push/pull re-sends it.
+				cands = append(cands, p.addr.String())
+			}
+		case now.Sub(p.gone) > forgetAfter:
+			delete(n.peers, name)
+			delete(n.verified, name)
+		default:
+			cands = append(cands, p.addr.String())
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range seeds {
+		ap, err := netip.ParseAddrPort(s)
+		if (err == nil && !alive[ap]) || (err != nil && len(alive) == 0) {
+			cands = append(cands, s)
+		}
+	}
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	if len(cands) > maxRejoinPerRound {
+		cands = cands[:maxRejoinPerRound]
+	}
+	for _, a := range cands {
+		if n.ctx.Err() != nil || n.left.Load() {
+			return
+		}
+		if _, err := n.ml.Join([]string{a}); err != nil {
+			n.log.Debug("gossip: re-join failed", "addr", a, "err", err)
+		} else {
+			n.log.Debug("gossip: re-joined", "addr", a)
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package gossip
+
+import (
+	"math"
+	"time"
+)
+
+// Timing holds memberlist's clock and this package's retry intervals. Zero
+// fields take their value from LAN().
+//
+// How fast a crashed node is declared dead: some member probes it within
+// about one ProbeInterval (every member probes one peer per interval), the
+// probe and its indirect probes fail within that interval, the node is then
+// suspected, and declared dead when its suspicion times out (see
+// SuspicionTimeout); the verdict spreads within a few GossipIntervals. A
+// node that leaves gracefully (Node.Leave) is known to have left as soon as
+// its leave message spreads: a few GossipIntervals.
+//
+// Suspicion timeout (memberlist state.go and util.go): with n known nodes,
+//
+//	min = SuspicionMult × max(1, log10(n)) × ProbeInterval
+//	max = SuspicionMaxTimeoutMult × min
+//
+// The timer starts at max and falls towards min as k = SuspicionMult-2
+// other members independently confirm the suspicion; when k < 1 or n-2 < k
+// it is min from the start.
+//
+//	preset  n    min      max      detection (probe + suspicion), roughly
+//	LAN     ≤10  4 s      24 s     5–6 s with confirmations, ≤ 26 s
+//	LAN     50   6.8 s    40.8 s
+//	LAN     100  8 s      48 s
+//	Fast    ≤10  400 ms   (k=0)    0.6–1 s
+//	Fast    50   680 ms   (k=0)
+//	Fast    100  800 ms   (k=0)
+//
+// Under load memberlist also stretches the probe interval up to 8× (its
+// awareness multiplier), so these are figures for a healthy node.
+type Timing struct {
+	ProbeInterval           time.Duration // memberlist: one failure probe per interval
+	ProbeTimeout            time.Duration // memberlist: wait for a direct ack
+	SuspicionMult           int           // memberlist: see above
+	SuspicionMaxTimeoutMult int           // memberlist: see above
+	GossipInterval          time.Duration // memberlist: gossip to GossipNodes (3) members per interval
+	PushPullInterval        time.Duration // memberlist: full state exchange with one member per interval
+	TCPTimeout              time.Duration // memberlist: dial and stream deadline; also bounds a descriptor fetch
+	GossipToTheDeadTime     time.Duration // memberlist: how long dead nodes are gossiped about before being forgotten
+	DeadNodeReclaimTime     time.Duration // memberlist: after this, a dead node's name may come back from a new address
+	RejoinInterval          time.Duration // this package: how often to re-join members and seeds that are not alive
+}
+
+// LAN returns memberlist's DefaultLANConfig clock (1 s probes, suspicion of
+// 4–8 s in the common case), plus:
+//   - DeadNodeReclaimTime 1 s: a relay that restarts on a new address is
+//     admitted again a second after its old instance was declared dead,
+//     rather than after GossipToTheDeadTime (memberlist's default refuses the
+//     new address until then). This is safe because its pointer must bind
+//     the new address to its identity (VerifyPointer);
+//   - RejoinInterval 30 s, the same as the push/pull interval: cheap, and
+//     heals a partition within a minute.
+func LAN() Timing {
+	return Timing{
+		ProbeInterval:           time.Second,
+		ProbeTimeout:            500 * time.Millisecond,
+		SuspicionMult:           4,
+		SuspicionMaxTimeoutMult: 6,
+		GossipInterval:          200 * time.Millisecond,
+		PushPullInterval:        30 * time.Second,
+		TCPTimeout:              10 * time.Second,
+		GossipToTheDeadTime:     30 * time.Second,
+		DeadNodeReclaimTime:     time.Second,
+		RejoinInterval:          30 * time.Second,
+	}
+}
+
+// Fast returns a clock for testnets and tests on one machine: 200 ms probes
+// and suspicion of 400–800 ms, so a crashed node is declared dead in about
+// a second. SuspicionMult 2 turns memberlist's confirmation scheme off
+// (k = 0): the timeout is always min. It costs more bandwidth (see the
+// package benchmark) and will declare a node dead that stalls for a second,
+// so it is not for the internet.
+func Fast() Timing {
+	return Timing{
+		ProbeInterval:           200 * time.Millisecond,
+		ProbeTimeout:            100 * time.Millisecond,
+		SuspicionMult:           2,
+		SuspicionMaxTimeoutMult: 3,
+		GossipInterval:          50 * time.Millisecond,
+		PushPullInterval:        2 * time.Second,
+		TCPTimeout:              time.Second,
+		GossipToTheDeadTime:     5 * time.Second,
+		DeadNodeReclaimTime:     100 * time.Millisecond,
+		RejoinInterval:          time.Second,
+	}
+}
+
+// withDefaults fills zero fields from LAN().
+func (t Timing) withDefaults() Timing {
+	d := LAN()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&t.ProbeInterval, d.ProbeInterval)
+	set(&t.ProbeTimeout, d.ProbeTimeout)
+	set(&t.GossipInterval, d.GossipInterval)
+	set(&t.PushPullInterval, d.PushPullInterval)
+	set(&t.TCPTimeout, d.TCPTimeout)
+	set(&t.GossipToTheDeadTime, d.GossipToTheDeadTime)
+	set(&t.DeadNodeReclaimTime, d.DeadNodeReclaimTime)
+	set(&t.RejoinInterval, d.RejoinInterval)
+	if t.SuspicionMult <= 0 {
+		t.SuspicionMult = d.SuspicionMult
+	}
+	if t.SuspicionMaxTimeoutMult <= 0 {
+		t.SuspicionMaxTimeoutMult = d.SuspicionMaxTimeoutMult
+	}
+	return t
+}
+
+// SuspicionTimeout returns the range memberlist's suspicion timer takes
+// with n known nodes (self included): the timer starts at max and falls to
+// min as other members confirm the suspicion. Zero fields count as LAN().
+func (t Timing) SuspicionTimeout(n int) (min, max time.Duration) {
+	t = t.withDefaults()
+	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
+	// The same arithmetic as memberlist's suspicionTimeout (util.go).
+	min = time.Duration(t.SuspicionMult) * time.Duration(scale*1000) * t.ProbeInterval / 1000
+	k := t.SuspicionMult - 2
+	if n-2 < k {
+		k = 0
+	}
+	if k < 1 {
+		return min, min
+	}
+	return min, time.Duration(t.SuspicionMaxTimeoutMult) * min
+}
+
+// fetchBackoff is the wait before retry number attempt (1, 2, ...) of a
+// descriptor fetch: ProbeInterval doubling, at most 8 ProbeIntervals.
+func (t Timing) fetchBackoff(attempt int) time.Duration {
+	d := t.ProbeInterval
+	for i := 1; i < attempt && d < 8*t.ProbeInterval; i++ {
+		d *= 2
+	}
+	return min(d, 8*t.ProbeInterval)
+}
+
+// joinBackoff bounds the initial join's retry delay: it starts at half a
+// probe interval and doubles up to RejoinInterval.
+func (t Timing) joinBackoff() (first, limit time.Duration) {
+	return t.ProbeInterval / 2, t.RejoinInterval
+}
