@@ -236,7 +236,9 @@ func (c *callbacks) NotifyLeave(nd *memberlist.Node) {
 	n.mu.Lock()
 	p := n.peers[nd.Name]
 	if p != nil && p.alive {
-		p.alive, p.gone, p.fetching = false, time.Now(), false
+		// An in-flight fetch is kept: its answer is still good if the
+		// member was only briefly declared dead.
+		p.alive, p.gone = false, time.Now()
 		if p.leaving {
 			typ = EventLeave
 		}

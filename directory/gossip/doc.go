@@ -31,8 +31,8 @@
 // memberlist.Create.
 //
 // Goroutines and stop order: Start starts one join loop, one fetch
-// scheduler, fetchWorkers fetch workers and one request server, all owned
-// by the Node. Close cancels them, shuts memberlist down (its transport
+// scheduler, fetchWorkers fetch workers, one request server and
+// replyWorkers reply workers, all owned by the Node. Close cancels them, shuts memberlist down (its transport
 // first), waits for every goroutine, then closes the Events channel; a
 // memberlist callback that still fires later (its suspicion timers are not
 // stopped by Shutdown) finds the node closed and does nothing.

@@ -4,7 +4,8 @@ package gossip
 // owns the timing: it hands due fetches to the workers through a bounded
 // channel, fails those unanswered by their deadline and handles responses.
 // The workers only send requests, so one unreachable member holds up at
-// most one of them for Timing.TCPTimeout.
+// most one of them for Timing.TCPTimeout. A first request goes by UDP,
+// retries by TCP; answers always come by TCP.
 
 import (
 	"net/netip"
@@ -12,9 +13,10 @@ import (
 )
 
 type fetchJob struct {
-	name   string
-	addr   netip.AddrPort
-	digest [DigestSize]byte
+	name    string
+	addr    netip.AddrPort
+	digest  [DigestSize]byte
+	attempt int // failed attempts before this one
 }
 
 // schedulerIdle is the longest the scheduler sleeps with nothing due.
@@ -38,8 +40,15 @@ func (n *Node) fetchLoop() {
 }
 
 // fetchTimeout is how long a queued request may go unanswered: the
-// worker's dial and send, then the owner's dial and send back.
-func (n *Node) fetchTimeout() time.Duration { return 2 * n.timing.TCPTimeout }
+// worker's dial and send (by TCP on retries), then the owner's dial and
+// send back. A first request goes by UDP and may be lost, so it is given
+// up sooner.
+func (n *Node) fetchTimeout(attempt int) time.Duration {
+	if attempt == 0 {
+		return n.timing.TCPTimeout
+	}
+	return 2 * n.timing.TCPTimeout
+}
 
 // schedule queues every due fetch, fails the overdue ones and returns how
 // long to sleep until something is due.
@@ -66,8 +75,8 @@ func (n *Node) schedule(now time.Time) time.Duration {
 			continue
 		}
 		select {
-		case n.jobs <- fetchJob{name: p.name, addr: p.addr, digest: p.info.Digest}:
-			p.fetching, p.deadline = true, now.Add(n.fetchTimeout())
+		case n.jobs <- fetchJob{name: p.name, addr: p.addr, digest: p.info.Digest, attempt: p.attempts}:
+			p.fetching, p.deadline = true, now.Add(n.fetchTimeout(p.attempts))
 			next = earlier(next, p.deadline)
 		default:
 			// Workers busy: each finished job wakes the scheduler.
@@ -113,7 +122,15 @@ func (n *Node) fetchWorker() {
 			req := message{Type: msgRequest, Digest: j.digest, Name: n.name}
 			b, err := req.marshal() // cannot fail: Start checked the name
 			if err == nil {
-				err = n.ml.SendReliable(mlNode(j.name, j.addr), b)
+				// The first request goes as one UDP packet (at most
+				// requestFixedSize+MaxNameSize bytes): it halves the TCP
+				// connections a join storm costs. Retries go by TCP, in
+				// case the packet was lost.
+				if j.attempt == 0 {
+					err = n.ml.SendBestEffort(mlNode(j.name, j.addr), b)
+				} else {
+					err = n.ml.SendReliable(mlNode(j.name, j.addr), b)
+				}
 			}
 			if err != nil {
 				n.fetchFailed(j, err)
@@ -146,7 +163,7 @@ func (n *Node) handleResponse(m message) {
 	n.mu.Lock()
 	var p *peer
 	for _, q := range n.peers {
-		if q.alive && q.desc == nil && q.info.Digest == m.Digest {
+		if q.desc == nil && q.info.Digest == m.Digest {
 			p = q
 			break
 		}

@@ -147,20 +147,23 @@ func TestLeaveAndCrash(t *testing.T) {
 			<-n.Events()
 		}
 	}
-	timing := Fast()
-	suspMin, suspMax := timing.SuspicionTimeout(len(nodes))
+	suspMin, suspMax := Fast().SuspicionTimeout(len(nodes))
 
-	// Graceful: a Leave event (not Dead, which failure detection would
-	// give), and soon.
+	// Graceful: b leaves but keeps running, so it still answers probes and
+	// failure detection cannot remove it: if the others drop it, the leave
+	// message did. Timings are logged, not asserted (see the benchmark).
 	begin := time.Now()
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, seed, EventLeave, b.Name(), suspMin)
-	waitEvent(t, a, EventLeave, b.Name(), suspMin)
+	waitEvent(t, seed, EventLeave, b.Name(), converge)
+	waitEvent(t, a, EventLeave, b.Name(), converge)
 	t.Logf("leave seen by two members after %v (suspicion timeout %v)", time.Since(begin), suspMin)
 	if _, ok := member(seed, b.Name()); ok {
 		t.Error("seed still lists a member that left")
+	}
+	if _, err := b.ml.Join([]string{seed.Addr().String()}); err != nil {
+		t.Fatalf("a node that left stopped answering: %v", err)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -169,17 +172,14 @@ func TestLeaveAndCrash(t *testing.T) {
 		t.Errorf("Leave after Close: %v, want ErrClosed", err)
 	}
 
-	// Crash: Close without Leave. Detection takes up to a couple of probe
-	// rounds plus the suspicion timeout; memberlist may stretch its probe
-	// interval under load (awareness), hence the slack.
+	// Crash: Close without Leave. Failure detection reports it dead.
 	begin = time.Now()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	bound := 4*timing.ProbeInterval + suspMax + 3*time.Second
-	waitEvent(t, seed, EventDead, c.Name(), bound)
-	waitEvent(t, a, EventDead, c.Name(), bound)
-	t.Logf("crash detected by two members after %v (suspicion timeout %v)", time.Since(begin), suspMax)
+	waitEvent(t, seed, EventDead, c.Name(), converge)
+	waitEvent(t, a, EventDead, c.Name(), converge)
+	t.Logf("crash detected by two members after %v (suspicion timeout %v..%v)", time.Since(begin), suspMin, suspMax)
 	if _, ok := member(a, c.Name()); ok {
 		t.Error("a still lists a dead member")
 	}

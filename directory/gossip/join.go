@@ -66,7 +66,9 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // rejoin tries up to maxRejoinPerRound addresses, chosen at random among
-// members that are not alive, alive members whose descriptor fetches fail,
+// members that memberlist has stopped contacting (not alive for longer
+// than GossipToTheDeadTime), alive members whose descriptor fetches failed
+// twice or more,
 // and seeds that are not alive (a seed given by host name counts as not
 // alive while no member is). Members gone for longer than forgetAfter are
 // forgotten.
@@ -82,7 +84,7 @@ func (n *Node) rejoin(seeds []string) {
 		switch {
 		case p.alive:
 			alive[p.addr] = true
-			if p.desc == nil && (p.attempts > 0 || p.gaveUp) {
+			if p.desc == nil && p.attempts >= 2 {
 				// It does not answer our fetches: it may have refused our
 				// alive message (memberlist refuses a known name at a new
 				// address until the old one is declared dead), and a
@@ -92,7 +94,10 @@ func (n *Node) rejoin(seeds []string) {
 		case now.Sub(p.gone) > forgetAfter:
 			delete(n.peers, name)
 			delete(n.verified, name)
-		default:
+		case now.Sub(p.gone) > n.timing.GossipToTheDeadTime:
+			// Until then memberlist still gossips to it, and a node
+			// wrongly declared dead refutes by itself; re-joining
+			// sooner only adds push/pulls to a node under load.
 			cands = append(cands, p.addr.String())
 		}
 	}

@@ -18,8 +18,10 @@ const (
 	// metadata (memberlist.MetaMaxSize), beyond which memberlist panics.
 	MaxPointerSize = memberlist.MetaMaxSize
 
-	// MaxDescriptorSize is the largest descriptor this package carries.
-	MaxDescriptorSize = 16 << 10
+	// MaxDescriptorSize is the largest descriptor this package carries:
+	// above the directory's largest (17821 bytes, checked in
+	// directory/member) with room for a later layout.
+	MaxDescriptorSize = 24 << 10
 
 	// MaxNameSize is the longest memberlist node name: it travels with a
 	// one-byte length in fetch requests.

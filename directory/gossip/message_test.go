@@ -67,7 +67,7 @@ func TestMessageRefused(t *testing.T) {
 		make([]byte, maxMessageSize+1),
 		append(append([]byte{msgRequest}, d[:]...), 0),                                   // empty name
 		append(append([]byte{}, hdr...), 0, 0, 0, 0),                                     // empty descriptor
-		append(append(append([]byte{}, hdr...), 0, 0, 0x40, 1), make([]byte, 0x4001)...), // 16 KiB + 1
+		append(append(append([]byte{}, hdr...), 0, 0, 0x60, 1), make([]byte, 0x6001)...), // 24 KiB + 1
 		append(append(append([]byte{}, hdr...), 0xff, 0xff, 0xff, 0xff), 1),              // absurd length
 		append([]byte{9}, d[:]...),                                                       // unknown type
 	} {
@@ -140,8 +140,8 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add(seed("04" + digest + "02 6e31"))
 	// Invalid: a request whose name length overruns.
 	f.Add(seed("01" + digest + "05 6e31"))
-	// Invalid: a response claiming 16 KiB + 1.
-	f.Add(seed("02" + digest + "00004001 00"))
+	// Invalid: a response claiming 24 KiB + 1.
+	f.Add(seed("02" + digest + "00006001 00"))
 	// Invalid: not found with a trailing byte.
 	f.Add(seed("03" + digest + "00"))
 	// Invalid: an unknown type.

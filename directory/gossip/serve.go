@@ -1,6 +1,9 @@
 package gossip
 
-// Descriptor fetch, owner side (SPEC.md §2). A request names the requester,
+// Descriptor fetch, owner side (SPEC.md §2). The server goroutine matches
+// requests to members and queues answers for replyWorkers goroutines, which
+// send them (SendReliable dials, so one unreachable requester holds up one
+// worker for at most Timing.TCPTimeout). A request names the requester,
 // since memberlist user messages carry no sender; the answer goes only to
 // an admitted, alive member of that name, at the address memberlist knows
 // for it, never to an address taken from the request. A request may arrive
@@ -8,11 +11,21 @@ package gossip
 // the same push/pull), so it is parked, bounded in number and time, until
 // the requester joins or gives up on the request (fetchTimeout).
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 type parkedRequest struct {
 	m     message
 	until time.Time
+}
+
+// A reply is an answer ready to send.
+type reply struct {
+	to   string
+	addr netip.AddrPort
+	msg  []byte
 }
 
 func (n *Node) serveLoop() {
@@ -32,7 +45,7 @@ func (n *Node) serveLoop() {
 				n.log.Debug("gossip: too many requests from unknown nodes, dropped", "from", m.Name)
 				continue
 			}
-			parked = append(parked, parkedRequest{m: m, until: time.Now().Add(n.fetchTimeout())})
+			parked = append(parked, parkedRequest{m: m, until: time.Now().Add(n.fetchTimeout(1))})
 		case <-n.joined:
 		case <-timer.C:
 		}
@@ -58,8 +71,29 @@ func (n *Node) serveLoop() {
 	}
 }
 
-// serve answers m if its requester is an alive member; it reports whether
-// it did.
+// replyWorker sends answers. Several run, so that a newcomer that every
+// member asks at once, or one unreachable requester, does not hold up the
+// rest.
+func (n *Node) replyWorker() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case r := <-n.replies:
+			if n.ctx.Err() != nil {
+				return
+			}
+			if err := n.ml.SendReliable(mlNode(r.to, r.addr), r.msg); err != nil {
+				n.log.Debug("gossip: answer to fetch failed", "member", r.to, "err", err)
+			}
+		}
+	}
+}
+
+// serve queues an answer to m if its requester is an alive member; it
+// reports whether the requester is one (a full reply queue drops the
+// answer: the requester retries).
 func (n *Node) serve(m message) bool {
 	n.mu.Lock()
 	p := n.peers[m.Name]
@@ -74,11 +108,13 @@ func (n *Node) serve(m message) bool {
 	}
 	n.mu.Unlock()
 	b, err := resp.marshal() // cannot fail: Start and UpdateSelf check the descriptor
-	if err == nil {
-		err = n.ml.SendReliable(mlNode(m.Name, to), b)
-	}
 	if err != nil {
-		n.log.Debug("gossip: answer to fetch failed", "member", m.Name, "err", err)
+		return true
+	}
+	select {
+	case n.replies <- reply{to: m.Name, addr: to, msg: b}:
+	default:
+		n.log.Debug("gossip: reply queue full, request dropped", "member", m.Name)
 	}
 	return true
 }
