@@ -34,7 +34,8 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./onion/ ./relay/internal/cellsize/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./onion/ ./directory/ ./directory/linkauth/ ./relay/internal/cellsize/
+	$(GO) test -run '^$$' -bench Convergence -benchtime 1x ./directory/gossip/
 
 # Regenerate the known-answer vectors; a diff means the protocol changed.
 vectors:

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"veil/conf"
+	"veil/directory/seed"
 	"veil/onion"
-	"veil/onion/keys"
+	"veil/relay"
 )
 
 // configFlag parses `--config FILE` for a daemon subcommand.
@@ -24,20 +29,6 @@ func configFlag(name string, args []string, stderr io.Writer) (string, error) {
 	return *path, nil
 }
 
-// openKeys creates the node's keys on first start, or loads and checks
-// them, and says who the node is.
-func openKeys(dir string, opts keys.Options, stderr io.Writer) (*keys.Store, error) {
-	store, err := keys.Open(dir, opts)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cur, _ := store.OnionKeys()
-	log.Info("node keys ready", "node", store.Identity().ID().Short(), "id", store.Identity().ID().String(),
-		"onion_key_created", cur.Created().UTC())
-	return store, nil
-}
-
 func runSeed(args []string, stdout, stderr io.Writer) error {
 	path, err := configFlag("seed", args, stderr)
 	if err != nil {
@@ -47,10 +38,14 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := openKeys(cfg.DataDir, keys.Options{}, stderr); err != nil {
+	log := newLogger(stderr, cfg.SlogLevel())
+	s, err := seed.New(cfg, log)
+	if err != nil {
 		return err
 	}
-	return &cliError{msg: "seed: the directory seed is not built yet", hint: "it arrives with issue 3; keys and config are ready"}
+	ctx, stop := signalContext()
+	defer stop()
+	return s.Run(ctx)
 }
 
 func runRelay(args []string, stdout, stderr io.Writer) error {
@@ -62,11 +57,24 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := keys.Options{RotateEvery: cfg.OnionKeyRotation.D(), Grace: cfg.OnionKeyGrace.D()}
-	if _, err := openKeys(cfg.DataDir, opts, stderr); err != nil {
+	log := newLogger(stderr, cfg.SlogLevel())
+	r, err := relay.New(cfg, log)
+	if err != nil {
 		return err
 	}
-	return &cliError{msg: "relay: the relay daemon is not built yet", hint: "it arrives with issue 4; keys and config are ready"}
+	ctx, stop := signalContext()
+	defer stop()
+	return r.Run(ctx)
+}
+
+// signalContext ends on SIGINT or SIGTERM, so daemons shut down gracefully:
+// a relay leaves the gossip cluster and seeds drop it at once.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 func runProxy(args []string, stdout, stderr io.Writer) error {

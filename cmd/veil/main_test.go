@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"veil/onion/keys"
 )
 
 // runCLI runs the CLI in-process and returns its exit status and output.
@@ -83,23 +85,16 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestRelayCreatesKeysOnFirstStart(t *testing.T) {
+func TestRelayRefusesUnsafeKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	if _, err := keys.Open(data, keys.Options{}); err != nil {
+		t.Fatal(err)
+	}
 	_, tmpl, _ := runCLI(t, "config", "init", "--role", "relay")
 	tmpl = strings.Replace(tmpl, "data_dir = ", "data_dir = '"+data+"' # ", 1)
 	path := filepath.Join(dir, "relay.toml")
 	os.WriteFile(path, []byte(tmpl), 0o600)
-	_, _, errOut := runCLI(t, "relay", "--config", path)
-	if !strings.Contains(errOut, "node keys ready") {
-		t.Fatalf("no key message: %q", errOut)
-	}
-	for _, f := range []string{"identity.key", "onion.key"} {
-		st, err := os.Stat(filepath.Join(data, f))
-		if err != nil || st.Mode().Perm() != 0o600 {
-			t.Fatalf("%s: %v mode %v", f, err, st.Mode())
-		}
-	}
 	// A key file others can read stops the node, with the fix.
 	os.Chmod(filepath.Join(data, "identity.key"), 0o644)
 	code, _, errOut := runCLI(t, "relay", "--config", path)

@@ -135,7 +135,7 @@ func (s *Server) Publish(signed []byte, c *directory.Consensus) {
 	s.docs = docs
 	s.mu.Unlock()
 
-	s.log.Info("dirserve: publishing consensus", "digest", d.hex, "relays", len(c.Relays),
+	s.log.Debug("dirserve: publishing consensus", "digest", d.hex, "relays", len(c.Relays),
 		"valid_after", c.ValidAfter.UTC().Format(time.RFC3339), "bytes", len(signed), "gzip_bytes", len(d.gz))
 }
 

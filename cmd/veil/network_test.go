@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"veil/directory/dirclient"
+	"veil/onion/keys"
+)
+
+// These tests run the real binary: a seed and relays as separate processes
+// on 127.0.0.1, killed and restarted the way operators and crashes do.
+
+var (
+	buildOnce sync.Once
+	veilBin   string
+	buildErr  error
+)
+
+func veilBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "veil-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		veilBin = filepath.Join(dir, "veil")
+		out, err := exec.Command("go", "build", "-o", veilBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return veilBin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one veil process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(veilBinary(t), args...), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	p.cmd.Stderr = &lockedWriter{w: p.stderr}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("process did not exit after %v", sig)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// localNet writes configs from `veil config init` output, changed as a
+// testnet would change them.
+type localNet struct {
+	t       *testing.T
+	dir     string
+	seedCfg string
+	seedID  keys.NodeID
+	dirAddr string
+	gossip  string
+	client  string
+}
+
+func newLocalNet(t *testing.T) *localNet {
+	n := &localNet{t: t, dir: t.TempDir(), dirAddr: freePort(t), gossip: freePort(t)}
+	data := filepath.Join(n.dir, "seed")
+	store, err := keys.Open(data, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.seedID = store.Identity().ID()
+	n.seedCfg = n.config("seed", map[string]string{
+		"data_dir": quote(data), "gossip_addr": quote(n.gossip), "dir_addr": quote(n.dirAddr),
+		"consensus_interval": `"1s"`, "guard_min_uptime": `"0s"`, "max_relays_per_slash16": "0",
+		"rate_limit_per_minute": "0", "gossip_timing": `"local"`,
+	})
+	n.client = n.config("client", map[string]string{"data_dir": quote(filepath.Join(n.dir, "client"))})
+	f, _ := os.OpenFile(n.client, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintf(f, "\n[[seed]]\nname = \"seed0\"\ndir_url = \"http://%s\"\nidentity = \"%s\"\n", n.dirAddr, n.seedID)
+	f.Close()
+	return n
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// config writes `veil config init --role role` with some keys replaced.
+func (n *localNet) config(role string, set map[string]string) string {
+	n.t.Helper()
+	_, out, _ := runCLI(n.t, "config", "init", "--role", role)
+	var lines []string
+	skipping := false
+	for _, line := range strings.Split(out, "\n") {
+		if skipping {
+			// The rest of a multi-line array being replaced.
+			skipping = strings.TrimSpace(line) != "]"
+			continue
+		}
+		if k, v, ok := strings.Cut(line, " = "); ok && set[k] != "" {
+			line = k + " = " + set[k]
+			skipping = strings.HasPrefix(v, "[") && !strings.HasSuffix(v, "]")
+		}
+		lines = append(lines, line)
+	}
+	path := filepath.Join(n.dir, fmt.Sprintf("%s-%d.toml", role, len(set)))
+	if role == "relay" {
+		path = filepath.Join(n.dir, strings.Trim(set["nickname"], `"`)+".toml")
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		n.t.Fatal(err)
+	}
+	return path
+}
+
+func (n *localNet) relayConfig(name string, exit bool) string {
+	set := map[string]string{
+		"data_dir": quote(filepath.Join(n.dir, name)), "nickname": quote(name),
+		"or_addr": `"127.0.0.1:0"`, "gossip_addr": `"127.0.0.1:0"`, "seeds": fmt.Sprintf("[%q]", n.gossip),
+		"gossip_timing": `"local"`,
+	}
+	if exit {
+		set["exit"] = "true"
+		set["exit_policy"] = `["accept 127.0.0.1:*", "reject *:*"]`
+	}
+	return n.config("relay", set)
+}
+
+// view fetches the seed's consensus through the client library.
+func (n *localNet) relays(t *testing.T) (map[string]bool, error) {
+	c, err := dirclient.New(dirclient.Options{Seeds: []dirclient.Seed{{Name: "seed0", URL: "http://" + n.dirAddr, ID: n.seedID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := c.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]bool{}
+	for _, e := range v.Relays {
+		got[e.Descriptor.Nickname] = true
+	}
+	return got, nil
+}
+
+// waitRelays polls until the consensus lists exactly the named relays and
+// returns how long that took.
+func (n *localNet) waitRelays(t *testing.T, within time.Duration, names ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last string
+	for time.Since(start) < within {
+		got, err := n.relays(t)
+		if err == nil && len(got) == len(names) {
+			all := true
+			for _, name := range names {
+				all = all && got[name]
+			}
+			if all {
+				return time.Since(start)
+			}
+		}
+		last = fmt.Sprint(got, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("consensus never listed exactly %v; last: %s", names, last)
+	return 0
+}
+
+// TestChurn: relays started from `veil config init` output join; one
+// killed with SIGKILL leaves within the suspicion time plus an interval;
+// one stopped with SIGTERM leaves at once; the killed one comes back with
+// its keys; a restarted seed serves at once and loses nothing.
+func TestChurn(t *testing.T) {
+	n := newLocalNet(t)
+	seed := startProc(t, "seed", "--config", n.seedCfg)
+	names := []string{"alpha", "bravo", "charlie", "delta"}
+	procs := map[string]*proc{}
+	for i, name := range names {
+		procs[name] = startProc(t, "relay", "--config", n.relayConfig(name, i == 0))
+	}
+	took := n.waitRelays(t, 20*time.Second, names...)
+	t.Logf("4 relays in the consensus after %v", took)
+
+	// veil status, as a user runs it.
+	out, err := exec.Command(veilBinary(t), "status", "--config", n.client, "--json").Output()
+	if err != nil {
+		t.Fatalf("veil status: %v", err)
+	}
+	var st struct {
+		Relays []struct {
+			Name   string   `json:"name"`
+			ORAddr string   `json:"or_addr"`
+			Flags  []string `json:"flags"`
+		} `json:"relays"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || len(st.Relays) != 4 {
+		t.Fatalf("veil status --json: %v; %s", err, out)
+	}
+	for _, r := range st.Relays {
+		if !strings.HasPrefix(r.ORAddr, "127.0.0.1:") || len(r.Flags) == 0 {
+			t.Fatalf("status relay %+v", r)
+		}
+	}
+
+	// SIGKILL: no goodbye; gossip's suspicion (about a second with the
+	// local profile) plus one consensus interval.
+	procs["delta"].signal(t, syscall.SIGKILL)
+	took = n.waitRelays(t, 10*time.Second, "alpha", "bravo", "charlie")
+	t.Logf("killed relay gone after %v", took)
+
+	// SIGTERM: the relay leaves the cluster and the seed re-signs at once.
+	procs["charlie"].signal(t, syscall.SIGTERM)
+	took = n.waitRelays(t, 5*time.Second, "alpha", "bravo")
+	t.Logf("stopped relay gone after %v", took)
+
+	// The killed relay comes back with the same keys and is admitted.
+	procs["delta"] = startProc(t, "relay", "--config", filepath.Join(n.dir, "delta.toml"))
+	n.waitRelays(t, 20*time.Second, "alpha", "bravo", "delta")
+
+	// A restarted seed serves its saved consensus at once, and the relays
+	// rejoin it.
+	seed.signal(t, syscall.SIGTERM)
+	seed = startProc(t, "seed", "--config", n.seedCfg)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got, err := n.relays(t); err == nil && len(got) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("restarted seed did not serve its saved consensus")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.waitRelays(t, 30*time.Second, "alpha", "bravo", "delta")
+	_ = seed
+}

@@ -1,0 +1,89 @@
+package relay
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"veil/conf"
+	"veil/directory"
+	"veil/onion"
+	"veil/onion/keys"
+)
+
+// publisher makes the relay's descriptors. Sequence numbers come from the
+// clock in milliseconds, so they keep rising across restarts without any
+// state on disk, and from a counter when two fall in one millisecond.
+type publisher struct {
+	cfg     *conf.Relay
+	store   *keys.Store
+	lastSeq uint64 // owned by the relay's run loop
+}
+
+// build signs a descriptor for the relay as it is now.
+func (p *publisher) build(now time.Time, orAddr, gossipAddr netip.AddrPort) (*directory.Descriptor, error) {
+	cur, _ := p.store.OnionKeys()
+	cert := cur.Cert()
+	seq := max(p.lastSeq+1, uint64(now.UnixMilli()))
+	now = now.Truncate(time.Second)
+	d := &directory.Descriptor{
+		OnionCert:       cert,
+		Nickname:        p.cfg.Nickname,
+		ORAddr:          orAddr,
+		GossipName:      p.store.Identity().ID().String(),
+		GossipAddr:      gossipAddr,
+		Bandwidth:       uint64(p.cfg.BandwidthRate),
+		ProtocolVersion: onion.ProtocolVersion,
+		Contact:         p.cfg.Contact,
+		Sequence:        seq,
+		Published:       now,
+		// The cert must cover the descriptor's whole life
+		// (directory/SPEC.md §2).
+		Expires: minTime(now.Add(directory.DefaultDescriptorLifetime), cert.Expires),
+	}
+	if p.cfg.Exit {
+		d.Roles |= directory.RoleExit
+		d.Policy = p.cfg.Policy()
+		if len(d.Policy) > directory.MaxExitRules {
+			return nil, fmt.Errorf("relay: exit policy has %d rules; descriptors carry at most %d", len(d.Policy), directory.MaxExitRules)
+		}
+	}
+	if p.cfg.Storage {
+		d.Roles |= directory.RoleStorage
+		d.StorageCapacity = uint64(p.cfg.StorageQuota)
+	}
+	for _, s := range p.cfg.Family {
+		id, err := keys.ParseNodeID(s)
+		if err != nil {
+			return nil, fmt.Errorf("relay: family: %w", err)
+		}
+		if id != p.store.Identity().ID() && !slices.Contains(d.Family, id) {
+			d.Family = append(d.Family, id)
+		}
+	}
+	slices.SortFunc(d.Family, func(a, b keys.NodeID) int { return slices.Compare(a[:], b[:]) })
+	if _, err := d.Sign(p.store.Identity()); err != nil {
+		return nil, fmt.Errorf("relay: sign descriptor: %w", err)
+	}
+	p.lastSeq = seq
+	return d, nil
+}
+
+// due says whether the descriptor should be replaced: past half its life,
+// or made with an onion key that is no longer the current one.
+func (p *publisher) due(d *directory.Descriptor, now time.Time) bool {
+	if d == nil {
+		return true
+	}
+	cur, _ := p.store.OnionKeys()
+	half := d.Published.Add(d.Expires.Sub(d.Published) / 2)
+	return now.After(half) || cur.Public() != d.OnionCert.OnionKey
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,173 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"veil/conf"
+	"veil/directory"
+	"veil/directory/gossip"
+	"veil/directory/linkauth"
+	"veil/directory/member"
+	"veil/onion/keys"
+)
+
+const (
+	// republishCheck is how often the relay looks at its onion key and
+	// descriptor age. Rotation and republication are hours apart, so a
+	// minute is prompt enough and costs nothing.
+	republishCheck = time.Minute
+	// leaveTimeout bounds the graceful goodbye on shutdown.
+	leaveTimeout = 2 * time.Second
+)
+
+// Relay is a running relay. Build it with New, then Run it.
+type Relay struct {
+	cfg        *conf.Relay
+	log        *slog.Logger
+	store      *keys.Store
+	orLn       net.Listener
+	orAddr     netip.AddrPort
+	gossipAddr netip.AddrPort
+	pub        publisher
+	now        func() time.Time
+}
+
+// New opens the relay's keys (creating them on first start) and binds its
+// OR and gossip addresses; nothing runs until Run.
+func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	store, err := keys.Open(cfg.DataDir, keys.Options{RotateEvery: cfg.OnionKeyRotation.D(), Grace: cfg.OnionKeyGrace.D()})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.ORAddr)
+	if err != nil {
+		return nil, fmt.Errorf("relay: or_addr: %w", err)
+	}
+	orAddr, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("relay: or_addr: %w", err)
+	}
+	gossipAddr, err := resolveGossipAddr(cfg.GossipAddr)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &Relay{
+		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
+		pub: publisher{cfg: cfg, store: store}, now: time.Now,
+	}, nil
+}
+
+// resolveGossipAddr turns port 0 into a free port now, because the
+// descriptor and pointer must name the address before gossip starts.
+func resolveGossipAddr(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return ap, fmt.Errorf("relay: gossip_addr: %w", err)
+	}
+	if ap.Port() != 0 {
+		return ap, nil
+	}
+	// memberlist binds TCP and UDP on the same port; a free TCP port is
+	// almost always free for UDP too, and Start fails loudly if not.
+	ln, err := net.Listen("tcp", s)
+	if err != nil {
+		return ap, fmt.Errorf("relay: gossip_addr: %w", err)
+	}
+	defer ln.Close()
+	return netip.ParseAddrPort(ln.Addr().String())
+}
+
+// ID returns the relay's node ID.
+func (r *Relay) ID() keys.NodeID { return r.store.Identity().ID() }
+
+// ORAddr returns the address the relay accepts links on.
+func (r *Relay) ORAddr() netip.AddrPort { return r.orAddr }
+
+// Run serves until ctx ends: the OR port, membership and republication.
+// On return every goroutine it started has stopped and the relay has left
+// the cluster, so seeds drop it at once.
+func (r *Relay) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tlsCfg, err := linkauth.ServerConfig(r.store.Identity(), linkauth.AnonymousClients)
+	if err != nil {
+		r.orLn.Close()
+		return err
+	}
+	or := newORListener(r.orLn, tlsCfg, r.log)
+	d, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
+	if err != nil {
+		r.orLn.Close()
+		return err
+	}
+	node, err := member.Join(ctx, member.Options{
+		Identity: r.store.Identity(), Descriptor: d, BindAddr: r.gossipAddr.String(),
+		Join: r.cfg.Seeds, Gossip: &r.cfg.Gossip, Logger: r.log, Now: r.now,
+	})
+	if err != nil {
+		r.orLn.Close()
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		or.serve(ctx)
+	}()
+	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
+		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage)
+
+	r.republish(ctx, node, d)
+
+	if err := node.Leave(leaveTimeout); err != nil {
+		r.log.Warn("leaving the cluster", "err", err)
+	}
+	node.Close()
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// republish rotates the onion key when due and announces a new descriptor
+// when the current one is half-way to expiry or names an old onion key.
+func (r *Relay) republish(ctx context.Context, node *gossip.Node, d *directory.Descriptor) {
+	tick := time.NewTicker(republishCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if rotated, err := r.store.RotateIfDue(); err != nil {
+			r.log.Error("rotating the onion key", "err", err)
+		} else if rotated {
+			r.log.Info("onion key rotated")
+		}
+		if !r.pub.due(d, r.now()) {
+			continue
+		}
+		nd, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
+		if err != nil {
+			r.log.Error("building a new descriptor", "err", err)
+			continue
+		}
+		if err := member.Announce(node, r.store.Identity(), nd); err != nil {
+			r.log.Error("announcing the new descriptor", "err", err)
+			continue
+		}
+		d = nd
+		r.log.Info("descriptor republished", "sequence", d.Sequence)
+	}
+}
