@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"veil/directory"
+	"veil/directory/internal/durable"
 	"veil/onion/keys"
 )
 
@@ -107,7 +108,7 @@ func (c *Client) writeCache(v *directory.View) {
 			continue
 		}
 		path := c.cacheFile(c.seeds[i].ID)
-		if err := writeFileAtomic(path, doc.Bytes()); err != nil {
+		if err := durable.WriteFile(path, doc.Bytes(), filePerm); err != nil {
 			c.log.Warn("dirclient: cannot cache the consensus", "seed", c.seeds[i].Name, "file", path, "err", err)
 			continue
 		}
@@ -115,44 +116,4 @@ func (c *Client) writeCache(v *directory.View) {
 		c.written[c.seeds[i].ID] = doc.Digest()
 		c.mu.Unlock()
 	}
-}
-
-// writeFileAtomic replaces path with data so that after a crash it holds
-// the old or the new contents, never a mix: a temporary file in the same
-// directory, 0600 from the start, fsync'd, renamed over path, then the
-// directory fsync'd so the rename is durable.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(filePerm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -17,6 +17,7 @@ import (
 
 	"veil/conf"
 	"veil/directory"
+	"veil/directory/internal/dirtest"
 )
 
 func TestThreeSeedsAgree(t *testing.T) {
@@ -62,7 +63,7 @@ func TestLyingSeed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			seeds := newSeeds(t, 3)
 			publishAll(t, seeds[:2], t0, relays)
-			seeds[2].publish(sign(t, seeds[2].key, t0, lie))
+			seeds[2].publish(dirtest.SignedConsensus(t, seeds[2].key, t0, lie))
 			c, _ := newClient(t, pins(seeds), "", t0)
 			v, err := c.Fetch(context.Background())
 			if err != nil {
@@ -76,10 +77,10 @@ func TestLyingSeed(t *testing.T) {
 func TestForeignSigner(t *testing.T) {
 	seeds := newSeeds(t, 3)
 	relays := testRelays(t, 2)
-	mallory := testIdentity(t, "mallory")
-	seeds[0].publish(sign(t, seeds[0].key, t0, relays))
-	seeds[1].publish(sign(t, mallory, t0, relays))
-	seeds[2].publish(sign(t, seeds[0].key, t0, relays)) // another pinned seed's document
+	mallory := dirtest.Identity(t, "mallory")
+	seeds[0].publish(dirtest.SignedConsensus(t, seeds[0].key, t0, relays))
+	seeds[1].publish(dirtest.SignedConsensus(t, mallory, t0, relays))
+	seeds[2].publish(dirtest.SignedConsensus(t, seeds[0].key, t0, relays)) // another pinned seed's document
 
 	c, logs := newClient(t, pins(seeds), "", t0)
 	_, err := c.Fetch(context.Background())
@@ -101,7 +102,7 @@ func TestForeignSigner(t *testing.T) {
 	}
 
 	// With two honest seeds the view forms and the liar is logged by name.
-	seeds[2].publish(sign(t, seeds[2].key, t0, relays))
+	seeds[2].publish(dirtest.SignedConsensus(t, seeds[2].key, t0, relays))
 	v, err := c.Fetch(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +177,7 @@ func TestNoRollback(t *testing.T) {
 
 	// One seed goes back to an older document: refused, its newer one
 	// still counts.
-	seeds[0].serve(serveBytes(sign(t, seeds[0].key, t0, old).Bytes()))
+	seeds[0].serve(serveBytes(dirtest.SignedConsensus(t, seeds[0].key, t0, old).Bytes()))
 	v, err := c.Fetch(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestNoRollback(t *testing.T) {
 
 	// All seeds go back: the view does not.
 	for _, s := range seeds {
-		s.serve(serveBytes(sign(t, s.key, t0, old).Bytes()))
+		s.serve(serveBytes(dirtest.SignedConsensus(t, s.key, t0, old).Bytes()))
 	}
 	v, err = c.Fetch(context.Background())
 	if err != nil {
@@ -205,12 +206,12 @@ func TestNoRollback(t *testing.T) {
 
 func TestEquivocationRefused(t *testing.T) {
 	seeds := newSeeds(t, 1)
-	seeds[0].publish(sign(t, seeds[0].key, t0, testRelays(t, 2)))
+	seeds[0].publish(dirtest.SignedConsensus(t, seeds[0].key, t0, testRelays(t, 2)))
 	c, _ := newClient(t, pins(seeds), "", t0)
 	if _, err := c.Fetch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	seeds[0].publish(sign(t, seeds[0].key, t0, testRelays(t, 3)))
+	seeds[0].publish(dirtest.SignedConsensus(t, seeds[0].key, t0, testRelays(t, 3)))
 	if _, err := c.Fetch(context.Background()); !errors.Is(err, directory.ErrEquivocation) {
 		t.Fatalf("second document with the same valid-after: %v", err)
 	}
@@ -313,7 +314,7 @@ func gzipped(t testing.TB, b []byte) []byte {
 
 func TestResponseLimits(t *testing.T) {
 	seeds := newSeeds(t, 1)
-	doc := sign(t, seeds[0].key, t0, testRelays(t, 2))
+	doc := dirtest.SignedConsensus(t, seeds[0].key, t0, testRelays(t, 2))
 	big := make([]byte, directory.MaxConsensusLen+1)
 	for name, tc := range map[string]struct {
 		h    http.Handler
@@ -368,7 +369,7 @@ func TestCappedReader(t *testing.T) {
 func TestGzipAccepted(t *testing.T) {
 	seeds := newSeeds(t, 1)
 	relays := testRelays(t, 3)
-	doc := sign(t, seeds[0].key, t0, relays)
+	doc := dirtest.SignedConsensus(t, seeds[0].key, t0, relays)
 	seeds[0].serve(serveBytes(gzipped(t, doc.Bytes()), "Content-Encoding", "gzip"))
 	c, _ := newClient(t, pins(seeds), "", t0)
 	v, err := c.Fetch(context.Background())

@@ -2,9 +2,7 @@ package dirclient
 
 import (
 	"bytes"
-	"crypto/sha3"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,60 +15,28 @@ import (
 	"veil/conf/exitpolicy"
 	"veil/directory"
 	"veil/directory/dirserve"
-	"veil/onion"
+	"veil/directory/internal/dirtest"
 	"veil/onion/keys"
 )
 
 // t0 is an arbitrary fixed "now" for every test.
-var t0 = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+var t0 = dirtest.T0
 
-const running = directory.FlagRunning | directory.FlagValid
-
-// testRand is a deterministic key source: SHAKE-128 of a label.
-func testRand(label string) io.Reader {
-	h := sha3.NewSHAKE128()
-	h.Write([]byte(label))
-	return h
-}
-
-func testIdentity(t testing.TB, label string) *keys.Identity {
-	t.Helper()
-	id, err := keys.GenerateIdentity(testRand("identity " + label))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
+const running = dirtest.Running
 
 // testRelay returns a signed descriptor published at t0 of a relay with
 // OR port port; exit relays get the default exit policy.
 func testRelay(t testing.TB, label string, port uint16, exit bool) *directory.Descriptor {
 	t.Helper()
-	id := testIdentity(t, label)
-	created := t0.Add(-time.Hour)
-	k, err := keys.GenerateOnionKey(id, testRand("onion "+label), created, created.Add(keys.DefaultRotateEvery+keys.DefaultGrace))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &directory.Descriptor{
-		OnionCert:       k.Cert(),
-		Nickname:        "relay" + label,
-		ORAddr:          netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
-		GossipName:      id.ID().String(),
-		GossipAddr:      netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port+1000),
-		Bandwidth:       10 << 20,
-		ProtocolVersion: onion.ProtocolVersion,
-		Sequence:        1,
-		Published:       t0,
-		Expires:         t0.Add(directory.DefaultDescriptorLifetime),
-	}
+	id := dirtest.Identity(t, label)
+	d := dirtest.Descriptor(t, id, label)
+	d.ORAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	d.GossipAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port+1000)
 	if exit {
 		d.Roles = directory.RoleExit
 		d.Policy = exitpolicy.Default()
 	}
-	if _, err := d.Sign(id); err != nil {
-		t.Fatal(err)
-	}
+	dirtest.Sign(t, id, d)
 	return d
 }
 
@@ -86,22 +52,6 @@ func testRelays(t testing.TB, n int) []directory.Entry {
 		out = append(out, directory.Entry{Flags: f, Descriptor: testRelay(t, fmt.Sprint(i), uint16(9001+i), i == 0)})
 	}
 	return out
-}
-
-// sign returns a document by seed valid from at for the default lifetime,
-// fresh for a minute.
-func sign(t testing.TB, seed *keys.Identity, at time.Time, entries []directory.Entry) *directory.Consensus {
-	t.Helper()
-	c := &directory.Consensus{
-		ValidAfter: at,
-		FreshUntil: at.Add(time.Minute),
-		ValidUntil: at.Add(directory.DefaultConsensusLifetime),
-		Relays:     slices.Clone(entries),
-	}
-	if _, err := c.Sign(seed); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // testSeed is a seed's directory service on 127.0.0.1: a dirserve.Server,
@@ -150,7 +100,7 @@ func newSeeds(t testing.TB, n int) []*testSeed {
 	var seeds []*testSeed
 	for i := range n {
 		s := &testSeed{
-			key: testIdentity(t, fmt.Sprintf("seed%d", i+1)),
+			key: dirtest.Identity(t, fmt.Sprintf("seed%d", i+1)),
 			srv: dirserve.New(dirserve.Options{RateLimitPerMinute: -1, Now: func() time.Time { return t0 }}),
 		}
 		s.ts = httptest.NewServer(s)
@@ -165,7 +115,7 @@ func newSeeds(t testing.TB, n int) []*testSeed {
 func publishAll(t testing.TB, seeds []*testSeed, at time.Time, entries []directory.Entry) {
 	t.Helper()
 	for _, s := range seeds {
-		s.publish(sign(t, s.key, at, entries))
+		s.publish(dirtest.SignedConsensus(t, s.key, at, entries))
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"veil/directory"
+	"veil/directory/internal/dirtest"
 )
 
 // clock is a settable time source for Options.Now.
@@ -47,7 +48,7 @@ func hexDigest(c *directory.Consensus) string {
 func newTestServer(t *testing.T) (*Server, *directory.Consensus) {
 	t.Helper()
 	s := New(Options{Now: func() time.Time { return t0 }, RateLimitPerMinute: -1})
-	c := testConsensus(t, testIdentity(t, "seed"), t0, 10)
+	c := testConsensus(t, dirtest.Identity(t, "seed"), t0, 10)
 	s.Publish(c.Bytes(), c)
 	return s, c
 }
@@ -92,7 +93,7 @@ func TestServeNewest(t *testing.T) {
 }
 
 func TestMaxAgeNeverNegative(t *testing.T) {
-	c := testConsensus(t, testIdentity(t, "seed"), t0, 1)
+	c := testConsensus(t, dirtest.Identity(t, "seed"), t0, 1)
 	s := New(Options{Now: func() time.Time { return t0.Add(time.Hour) }})
 	s.Publish(c.Bytes(), c)
 	if got := get(s.Handler(), "GET", ConsensusPath).Header().Get("Cache-Control"); got != "public, max-age=0" {
@@ -168,7 +169,7 @@ func TestGzip(t *testing.T) {
 }
 
 func TestByDigest(t *testing.T) {
-	seed := testIdentity(t, "seed")
+	seed := dirtest.Identity(t, "seed")
 	s := New(Options{Now: func() time.Time { return t0 }, RateLimitPerMinute: -1})
 	var docs []*directory.Consensus
 	for i := range KeepDocuments + 1 {
@@ -231,7 +232,7 @@ func TestNotFoundAndMethods(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	clk := newClock(t0)
 	s := New(Options{Now: clk.now, RateLimitPerMinute: 10}) // burst 5, a token every 6 s
-	c := testConsensus(t, testIdentity(t, "seed"), t0, 1)
+	c := testConsensus(t, dirtest.Identity(t, "seed"), t0, 1)
 	s.Publish(c.Bytes(), c)
 	ts := httptest.NewServer(s.Handler()) // 127.0.0.1: loopback is not exempt
 	defer ts.Close()
@@ -274,7 +275,7 @@ func TestRateLimit(t *testing.T) {
 func TestServeAndShutdown(t *testing.T) {
 	before := runtime.NumGoroutine()
 	s := New(Options{})
-	c := testConsensus(t, testIdentity(t, "seed"), time.Now().Truncate(time.Second), 3)
+	c := testConsensus(t, dirtest.Identity(t, "seed"), time.Now().Truncate(time.Second), 3)
 	s.Publish(c.Bytes(), c)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -320,7 +321,7 @@ func TestServeAndShutdown(t *testing.T) {
 }
 
 func TestPublishWhileServing(t *testing.T) {
-	seed := testIdentity(t, "seed")
+	seed := dirtest.Identity(t, "seed")
 	s := New(Options{RateLimitPerMinute: -1})
 	docs := []*directory.Consensus{testConsensus(t, seed, t0, 1), testConsensus(t, seed, t0.Add(time.Minute), 1)}
 	var wg sync.WaitGroup

@@ -1,64 +1,37 @@
 package seed
 
 import (
-	"crypto/sha3"
 	"fmt"
-	"io"
 	"net/netip"
 	"testing"
 	"time"
 
 	"veil/conf/exitpolicy"
 	"veil/directory"
-	"veil/onion"
+	"veil/directory/internal/dirtest"
 	"veil/onion/keys"
 )
 
-var t0 = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
-
-func testRand(label string) io.Reader {
-	h := sha3.NewSHAKE128()
-	h.Write([]byte(label))
-	return h
-}
+var t0 = dirtest.T0
 
 // testRelay returns a signed, parsed descriptor of a relay at addr.
 func testRelay(t testing.TB, label, addr string, roles directory.Roles, family ...keys.NodeID) (*keys.Identity, *directory.Descriptor) {
 	t.Helper()
-	id, err := keys.GenerateIdentity(testRand("identity " + label))
-	if err != nil {
-		t.Fatal(err)
-	}
-	created := t0.Add(-time.Hour)
-	ok, err := keys.GenerateOnionKey(id, testRand("onion "+label), created, created.Add(keys.DefaultRotateEvery+keys.DefaultGrace))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &directory.Descriptor{
-		OnionCert:       ok.Cert(),
-		Nickname:        "r" + label,
-		ORAddr:          netip.MustParseAddrPort(addr),
-		GossipName:      id.ID().String(),
-		GossipAddr:      netip.MustParseAddrPort(addr),
-		Roles:           roles,
-		Bandwidth:       1 << 20,
-		ProtocolVersion: onion.ProtocolVersion,
-		Family:          family,
-		Sequence:        1,
-		Published:       t0,
-		Expires:         t0.Add(directory.DefaultDescriptorLifetime),
-	}
+	id := dirtest.Identity(t, label)
+	d := dirtest.Descriptor(t, id, label)
+	d.Nickname = "r" + label
+	d.ORAddr = netip.MustParseAddrPort(addr)
+	d.GossipAddr = netip.MustParseAddrPort(addr)
+	d.Roles = roles
+	d.Bandwidth = 1 << 20
+	d.Family = family
 	if roles&directory.RoleExit != 0 {
 		d.Policy = exitpolicy.LoopbackOnly()
 	}
 	if roles&directory.RoleStorage != 0 {
 		d.StorageCapacity = 1 << 30
 	}
-	b, err := d.Sign(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := directory.ParseDescriptor(b, t0)
+	parsed, err := directory.ParseDescriptor(dirtest.Sign(t, id, d), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
