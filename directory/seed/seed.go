@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"veil/directory"
 	"veil/directory/dirserve"
 	"veil/directory/gossip"
+	"veil/directory/internal/durable"
 	"veil/directory/linkauth"
 	"veil/directory/member"
 	"veil/onion"
@@ -26,6 +28,8 @@ const (
 	// consensusFile keeps the last signed consensus, so a restarted seed
 	// serves at once what it last said.
 	consensusFile = "consensus.bin"
+	// consensusPerm is consensusFile's mode.
+	consensusPerm = 0o600
 	// probeTimeout bounds one check of a relay's OR port.
 	probeTimeout = 5 * time.Second
 	// maxProbes bounds OR-port checks running at once (G9).
@@ -124,9 +128,18 @@ func (s *Seed) DirAddr() net.Addr { return s.dirLn.Addr() }
 func (s *Seed) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.restore()
+	restored := s.restore()
 
-	node, err := s.join(ctx)
+	// After a restart, join the relays the saved consensus lists as well as
+	// the peer seeds: membership comes back in one round instead of when
+	// each relay notices the seed is gone.
+	join := slices.Clone(s.cfg.PeerSeeds)
+	if restored != nil {
+		for _, e := range restored.Relays {
+			join = append(join, e.Descriptor.GossipAddr.String())
+		}
+	}
+	node, err := s.join(ctx, join)
 	if err != nil {
 		s.dirLn.Close()
 		return err
@@ -143,7 +156,14 @@ func (s *Seed) Run(ctx context.Context) error {
 	s.log.Info("seed running", "node", s.ID().Short(), "id", s.ID().String(),
 		"dir", s.dirLn.Addr().String(), "gossip", node.Addr().String())
 
-	s.loop(ctx, node)
+	// With a saved consensus to serve, wait an interval before signing
+	// the first new one, so that it is not signed from a membership that
+	// has not come back yet.
+	first := time.Duration(0)
+	if restored != nil {
+		first = s.cfg.ConsensusInterval.D()
+	}
+	s.loop(ctx, node, first)
 
 	if err := node.Leave(leaveTimeout); err != nil {
 		s.log.Warn("leaving the cluster", "err", err)
@@ -155,7 +175,7 @@ func (s *Seed) Run(ctx context.Context) error {
 }
 
 // join starts the seed's membership with a Seed-role descriptor.
-func (s *Seed) join(ctx context.Context) (*gossip.Node, error) {
+func (s *Seed) join(ctx context.Context, join []string) (*gossip.Node, error) {
 	gossipAddr, err := netip.ParseAddrPort(s.cfg.GossipAddr)
 	if err != nil {
 		return nil, fmt.Errorf("seed: gossip address: %w", err)
@@ -184,17 +204,17 @@ func (s *Seed) join(ctx context.Context) (*gossip.Node, error) {
 	}
 	return member.Join(ctx, member.Options{
 		Identity: s.store.Identity(), Descriptor: d, BindAddr: s.cfg.GossipAddr,
-		Join: s.cfg.PeerSeeds, Gossip: &s.cfg.Gossip, Logger: s.log, Now: s.now,
+		Join: join, Gossip: &s.cfg.Gossip, Logger: s.log, Now: s.now,
 	})
 }
 
-// loop signs a consensus at once, every interval, and shortly after
+// loop signs a consensus after first, every interval, and shortly after
 // membership changes, until ctx ends.
-func (s *Seed) loop(ctx context.Context, node *gossip.Node) {
+func (s *Seed) loop(ctx context.Context, node *gossip.Node, first time.Duration) {
 	interval := s.cfg.ConsensusInterval.D()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	soon := time.NewTimer(0)
+	soon := time.NewTimer(first)
 	defer soon.Stop()
 	pending := true
 	for {
@@ -252,7 +272,7 @@ func (s *Seed) sign(ctx context.Context, node *gossip.Node) {
 	changed := s.latest == nil || len(s.latest.Relays) != len(c.Relays)
 	s.latest = c
 	s.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, consensusFile), signed); err != nil {
+	if err := durable.WriteFile(filepath.Join(s.cfg.DataDir, consensusFile), signed, consensusPerm); err != nil {
 		s.log.Warn("saving the consensus", "err", err)
 	}
 	// Log at info only when the network changed size, so a testnet that
@@ -310,15 +330,16 @@ func (s *Seed) probeAll(ctx context.Context, known []member.Known, now time.Time
 	s.mu.Unlock()
 }
 
-// restore serves the last saved consensus while it is still valid.
-func (s *Seed) restore() {
+// restore serves the last saved consensus while it is still valid, and
+// returns it.
+func (s *Seed) restore() *directory.Consensus {
 	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, consensusFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return
+		return nil
 	}
 	if err != nil {
 		s.log.Warn("reading the saved consensus", "err", err)
-		return
+		return nil
 	}
 	c, err := directory.ParseConsensus(b)
 	if err == nil && c.SeedID() != s.ID() {
@@ -329,13 +350,14 @@ func (s *Seed) restore() {
 	}
 	if err != nil {
 		s.log.Warn("not serving the saved consensus", "err", err)
-		return
+		return nil
 	}
 	s.server.Publish(b, c)
 	s.mu.Lock()
 	s.latest = c
 	s.mu.Unlock()
 	s.log.Info("serving the saved consensus until a new one is signed", "relays", len(c.Relays))
+	return c
 }
 
 // Latest returns the newest consensus the seed signed or restored, or nil.
