@@ -53,7 +53,7 @@ func commands() map[string]command {
 		"fetch":   notBuilt("fetch", "anonymous file sharing arrives with issue 5"),
 		"repair":  notBuilt("repair", "anonymous file sharing arrives with issue 5"),
 		"status":  runStatus,
-		"testnet": notBuilt("testnet", "the local network arrives with issue 4"),
+		"testnet": runTestnet,
 		"config":  runConfig,
 		"version": runVersion,
 	}

@@ -294,3 +294,69 @@ func TestChurn(t *testing.T) {
 	n.waitRelays(t, 30*time.Second, "alpha", "bravo", "delta")
 	_ = seed
 }
+
+// TestTestnet: `veil testnet` starts seeds and relays as processes, writes
+// testnet.json once the consensus lists every relay, and on SIGINT stops
+// every process it started.
+func TestTestnet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tn")
+	tn := startProc(t, "testnet", "--dir", dir, "--relays", "4", "--seeds", "2")
+	manifest := filepath.Join(dir, "testnet.json")
+	deadline := time.Now().Add(30 * time.Second)
+	var raw []byte
+	for {
+		var err error
+		if raw, err = os.ReadFile(manifest); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("testnet.json never appeared")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var m struct {
+		Socks        string `json:"socks"`
+		ClientConfig string `json:"client_config"`
+		Seeds        []struct {
+			Name   string `json:"name"`
+			PID    int    `json:"pid"`
+			Config string `json:"config"`
+		} `json:"seeds"`
+		Relays []struct {
+			Name   string `json:"name"`
+			PID    int    `json:"pid"`
+			Config string `json:"config"`
+			ORAddr string `json:"or_addr"`
+		} `json:"relays"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || len(m.Seeds) != 2 || len(m.Relays) != 4 ||
+		!strings.HasPrefix(m.Socks, "127.0.0.1:") || m.ClientConfig == "" {
+		t.Fatalf("testnet.json: %v\n%s", err, raw)
+	}
+	var pids []int
+	for _, s := range m.Seeds {
+		pids = append(pids, s.PID)
+	}
+	for _, r := range m.Relays {
+		pids = append(pids, r.PID)
+		if !strings.HasPrefix(r.ORAddr, "127.0.0.1:") {
+			t.Fatalf("relay %s or_addr %q", r.Name, r.ORAddr)
+		}
+	}
+	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig).Output()
+	if err != nil || !strings.Contains(string(out), "relays: 4") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+
+	tn.signal(t, syscall.SIGINT)
+	for _, pid := range pids {
+		// Signal 0 probes for existence; a stopped process is gone (its
+		// parent, the testnet, reaped it).
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d still running after the testnet stopped", pid)
+		}
+	}
+	if _, err := os.Stat(manifest); err == nil {
+		t.Error("testnet.json left behind after stop")
+	}
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"veil/relay/testnet"
+)
+
+// runTestnet starts a network on this machine and runs it until
+// interrupted.
+func runTestnet(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("testnet", stderr)
+	dir := fs.String("dir", "", "directory for configs, keys, logs and testnet.json")
+	relays := fs.Int("relays", testnet.DefaultRelays, "number of relays")
+	seeds := fs.Int("seeds", testnet.DefaultSeeds, "number of seeds")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usageErr("veil testnet --dir testnet", "testnet: --dir DIR is required")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	start := time.Now()
+	n, err := testnet.Start(ctx, testnet.Options{Dir: *dir, Relays: *relays, Seeds: *seeds,
+		Logger: newLogger(stderr, 0)})
+	if err != nil {
+		return err
+	}
+	m := n.Manifest
+	fmt.Fprintf(stdout, "veil testnet: %d seeds and %d relays on 127.0.0.1, ready after %.1fs\n",
+		len(m.Seeds), len(m.Relays), time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "  manifest:  %s/%s\n", *dir, testnet.ManifestName)
+	fmt.Fprintf(stdout, "  status:    veil status --config %s\n", m.ClientConfig)
+	fmt.Fprintf(stdout, "  logs:      %s/logs/\n", *dir)
+	fmt.Fprintln(stdout, "  the SOCKS proxy and circuits arrive with issue 4; press Ctrl-C to stop")
+	return n.Wait(ctx)
+}

@@ -1,0 +1,399 @@
+// Package testnet runs a whole veil network on this machine: it writes
+// configs for seeds, relays and a client into a directory, starts every
+// seed and relay as its own `veil` process on 127.0.0.1, waits until the
+// network is usable, records it in DIR/testnet.json, and stops every
+// process it started when its context ends (DESIGN.md, `veil testnet`).
+package testnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"veil/conf"
+	"veil/conf/exitpolicy"
+	"veil/directory/dirclient"
+	"veil/onion/keys"
+)
+
+const (
+	// DefaultRelays gives room for three-hop circuits with distinct exits
+	// and for erasure-coded shares that survive losing two relays.
+	DefaultRelays = 6
+	DefaultSeeds  = 1
+	// MaxNodes bounds what one machine is asked to run.
+	MaxNodes = 64
+
+	// consensusInterval makes a testnet react within seconds.
+	consensusInterval = 2 * time.Second
+	// stopGrace is how long processes get to leave gracefully before they
+	// are killed.
+	stopGrace = 5 * time.Second
+	// ManifestName is the file that describes a running testnet.
+	ManifestName = "testnet.json"
+)
+
+// Options say what network to run.
+type Options struct {
+	Dir    string
+	Relays int
+	Seeds  int
+	// Binary is the veil executable to start; "" means this one.
+	Binary string
+	Logger *slog.Logger
+	// ReadyTimeout bounds the wait for every relay to be listed.
+	ReadyTimeout time.Duration
+}
+
+// Proc describes one started process in the manifest.
+type Proc struct {
+	Name    string `json:"name"`
+	PID     int    `json:"pid"`
+	Config  string `json:"config"`
+	Log     string `json:"log"`
+	ORAddr  string `json:"or_addr,omitempty"`
+	DirAddr string `json:"dir_addr,omitempty"`
+	ID      string `json:"id,omitempty"`
+}
+
+// Manifest is DIR/testnet.json.
+type Manifest struct {
+	Socks        string `json:"socks"`
+	ClientConfig string `json:"client_config"`
+	Seeds        []Proc `json:"seeds"`
+	Relays       []Proc `json:"relays"`
+}
+
+// Network is a started testnet.
+type Network struct {
+	opts     Options
+	log      *slog.Logger
+	Manifest Manifest
+	client   *conf.Client
+
+	mu    sync.Mutex // guards procs
+	procs []*process
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+}
+
+// Start writes the configs, starts the processes and waits until the
+// consensus lists every relay. On error everything started is stopped.
+func Start(ctx context.Context, o Options) (*Network, error) {
+	if o.Relays == 0 {
+		o.Relays = DefaultRelays
+	}
+	if o.Seeds == 0 {
+		o.Seeds = DefaultSeeds
+	}
+	if o.Relays < 1 || o.Seeds < 1 || o.Relays+o.Seeds > MaxNodes {
+		return nil, fmt.Errorf("testnet: %d relays and %d seeds: want at least one of each and at most %d in all", o.Relays, o.Seeds, MaxNodes)
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("testnet: find the veil binary: %w", err)
+		}
+		o.Binary = exe
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	o.Dir = dir
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	n := &Network{opts: o, log: o.Logger}
+	if err := n.writeConfigs(); err != nil {
+		return nil, err
+	}
+	if err := n.startAll(); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	if err := n.waitReady(ctx); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	if err := n.writeManifest(); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// portPicker hands out loopback addresses whose ports are free. Every
+// address is fixed before any process starts, because configs and the
+// manifest name them; the listeners are held until all are picked, so no
+// two picks share a port.
+type portPicker struct{ held []net.Listener }
+
+func (pp *portPicker) addr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("testnet: find a free port: %w", err)
+	}
+	pp.held = append(pp.held, ln)
+	return ln.Addr().String(), nil
+}
+
+func (pp *portPicker) release() {
+	for _, ln := range pp.held {
+		ln.Close()
+	}
+}
+
+func (n *Network) path(parts ...string) string {
+	return filepath.Join(append([]string{n.opts.Dir}, parts...)...)
+}
+
+// writeConfigs writes one config per seed and relay and the client's.
+func (n *Network) writeConfigs() error {
+	var pp portPicker
+	defer pp.release()
+	freeAddr := pp.addr
+	var gossips []string
+	for i := 0; i < n.opts.Seeds; i++ {
+		a, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		gossips = append(gossips, a)
+	}
+	client := conf.DefaultClient()
+	client.DataDir = n.path("client")
+	socks, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	client.SOCKSAddr = socks
+	for i := 0; i < n.opts.Seeds; i++ {
+		name := fmt.Sprintf("seed%d", i+1)
+		cfg := conf.DefaultSeed()
+		cfg.DataDir = n.path(name)
+		cfg.Nickname = name
+		cfg.GossipAddr = gossips[i]
+		cfg.PeerSeeds = append(append([]string{}, gossips[:i]...), gossips[i+1:]...)
+		if cfg.DirAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		cfg.ConsensusInterval = conf.Duration(consensusInterval)
+		cfg.GuardMinUptime = 0      // every relay is a guard at once
+		cfg.MaxRelaysPerSlash16 = 0 // they all share 127.0.0.0/16
+		cfg.RateLimitPerMinute = 0  // the local client polls freely
+		cfg.GossipTiming = conf.GossipLocal
+		// The seed's keys are made now so the client can pin its ID.
+		store, err := keys.Open(cfg.DataDir, keys.Options{})
+		if err != nil {
+			return err
+		}
+		id := store.Identity().ID()
+		config := n.path(name + ".toml")
+		if err := conf.Write(config, &cfg); err != nil {
+			return err
+		}
+		n.Manifest.Seeds = append(n.Manifest.Seeds, Proc{Name: name, Config: config, DirAddr: cfg.DirAddr, ID: id.String(),
+			Log: n.path("logs", name+".log")})
+		client.Seeds = append(client.Seeds, conf.SeedPin{Name: name, DirURL: "http://" + cfg.DirAddr, Identity: id.String()})
+	}
+	for i := 0; i < n.opts.Relays; i++ {
+		name := fmt.Sprintf("relay%d", i+1)
+		cfg := conf.DefaultRelay()
+		cfg.DataDir = n.path(name)
+		cfg.Nickname = name
+		if cfg.ORAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		if cfg.GossipAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		cfg.Seeds = gossips
+		cfg.GossipTiming = conf.GossipLocal
+		// Every other relay exits, to loopback only (G6: testnets opt in
+		// to loopback and nothing else); all but the first store shards.
+		cfg.Exit = i%2 == 1
+		cfg.ExitPolicy = exitpolicy.LoopbackOnly().Lines()
+		cfg.Storage = i > 0
+		cfg.StorageQuota = 1 * conf.GiB
+		config := n.path(name + ".toml")
+		if err := conf.Write(config, &cfg); err != nil {
+			return err
+		}
+		n.Manifest.Relays = append(n.Manifest.Relays, Proc{Name: name, Config: config, ORAddr: cfg.ORAddr,
+			Log: n.path("logs", name+".log")})
+	}
+	n.Manifest.Socks = socks
+	n.Manifest.ClientConfig = n.path("client.toml")
+	n.client = &client
+	return conf.Write(n.Manifest.ClientConfig, &client)
+}
+
+// startAll starts the seeds, then the relays.
+func (n *Network) startAll() error {
+	for i := range n.Manifest.Seeds {
+		p := &n.Manifest.Seeds[i]
+		pid, err := n.start(p.Name, p.Log, "seed", "--config", p.Config)
+		if err != nil {
+			return err
+		}
+		p.PID = pid
+	}
+	for i := range n.Manifest.Relays {
+		p := &n.Manifest.Relays[i]
+		pid, err := n.start(p.Name, p.Log, "relay", "--config", p.Config)
+		if err != nil {
+			return err
+		}
+		p.PID = pid
+	}
+	return nil
+}
+
+func (n *Network) start(name, logPath string, args ...string) (int, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("testnet: %w", err)
+	}
+	cmd := exec.Command(n.opts.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// If this process dies without stopping its children, the kernel
+	// kills them: a testnet never leaves orphans behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return 0, fmt.Errorf("testnet: start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logf, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	n.mu.Lock()
+	n.procs = append(n.procs, p)
+	n.mu.Unlock()
+	n.log.Debug("started", "name", name, "pid", cmd.Process.Pid)
+	return cmd.Process.Pid, nil
+}
+
+// waitReady polls the seeds until a majority-backed consensus lists every
+// relay.
+func (n *Network) waitReady(ctx context.Context) error {
+	seeds, err := dirclient.SeedsFromConfig(n.client.Seeds)
+	if err != nil {
+		return err
+	}
+	dc, err := dirclient.New(dirclient.Options{Seeds: seeds})
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	deadline := time.Now().Add(n.opts.ReadyTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if err := n.exited(); err != nil {
+			return err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := dc.Fetch(fctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			last = err
+		case len(v.Relays) == n.opts.Relays:
+			return nil
+		default:
+			last = fmt.Errorf("%d of %d relays listed", len(v.Relays), n.opts.Relays)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%w after %v: %v (logs in %s)", ErrNotReady, n.opts.ReadyTimeout, last, n.path("logs"))
+}
+
+// exited reports a process that ended before it should have.
+func (n *Network) exited() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("testnet: %s exited: %v (log: %s)", p.name, p.cmd.ProcessState, p.log.Name())
+		default:
+		}
+	}
+	return nil
+}
+
+func (n *Network) writeManifest() error {
+	b, err := json.MarshalIndent(n.Manifest, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(n.path(ManifestName), append(b, '\n'), 0o600)
+}
+
+// Stop asks every process to leave (relays first, so seeds see them go),
+// kills those still running after a grace period, and waits for all.
+func (n *Network) Stop() {
+	n.mu.Lock()
+	procs := append([]*process(nil), n.procs...)
+	n.mu.Unlock()
+	// Started seeds first, relays after: stop in reverse.
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].cmd.Process.Signal(syscall.SIGTERM)
+	}
+	timeout := time.After(stopGrace)
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-timeout:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	os.Remove(n.path(ManifestName))
+}
+
+// Wait blocks until ctx ends or a process exits on its own, then stops the
+// network. It returns nil when ctx ended.
+func (n *Network) Wait(ctx context.Context) error {
+	defer n.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := n.exited(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ErrNotReady is wrapped when the network did not become usable in time.
+var ErrNotReady = errors.New("testnet: not ready")
