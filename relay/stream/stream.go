@@ -1,0 +1,295 @@
+// Package stream carries one TCP stream's bytes over a circuit as DATA
+// cells, with per-stream and per-circuit flow control whose SENDMEs prove
+// receipt (onion/SPEC.md §9, §10). The same code runs at both ends: the
+// client for a SOCKS connection, the exit for its TCP connection.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"veil/onion"
+)
+
+var (
+	// ErrEnded is returned once the far end ended the stream or the
+	// circuit went away.
+	ErrEnded = errors.New("stream: ended")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("stream: closed")
+)
+
+// Sender sends relay cells to the far end of the circuit. It encrypts
+// and enqueues one cell and returns the cell's endpoint tag, which flow
+// control needs. Calls are serialised by the circuit's lock.
+type Sender interface {
+	SendRelay(ctx context.Context, cmd onion.RelayCmd, streamID uint16, data []byte) ([onion.TagLen]byte, error)
+}
+
+// Circuit is the flow-control state one circuit's streams share. Its lock
+// guards every window and stream of the circuit, so that checking a
+// window, encrypting the cell and counting it happen in one step, in the
+// order cells go on the wire.
+type Circuit struct {
+	send Sender
+
+	mu      sync.Mutex // guards everything below and in the streams
+	cond    *sync.Cond // broadcast when a window opens or a stream ends
+	sendWin *onion.SendWindow
+	recvWin *onion.RecvWindow
+	streams map[uint16]*Stream
+	err     error // set when the circuit is gone
+}
+
+// NewCircuit returns the stream state of a circuit that sends through s.
+func NewCircuit(s Sender) *Circuit {
+	c := &Circuit{
+		send:    s,
+		sendWin: onion.NewSendWindow(onion.CircWindowStart, onion.CircWindowIncrement),
+		recvWin: onion.NewRecvWindow(onion.CircWindowStart, onion.CircWindowIncrement),
+		streams: map[uint16]*Stream{},
+	}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+// Open registers a stream with the given ID.
+func (c *Circuit) Open(id uint16) (*Stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return nil, c.err
+	}
+	if id == 0 || c.streams[id] != nil {
+		return nil, fmt.Errorf("stream: ID %d is not free", id)
+	}
+	s := &Stream{id: id, c: c,
+		sendWin: onion.NewSendWindow(onion.StreamWindowStart, onion.StreamWindowIncrement),
+		recvWin: onion.NewRecvWindow(onion.StreamWindowStart, onion.StreamWindowIncrement)}
+	c.streams[id] = s
+	return s, nil
+}
+
+// Stream returns an open stream by ID.
+func (c *Circuit) Stream(id uint16) *Stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams[id]
+}
+
+// Len reports how many streams are open.
+func (c *Circuit) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams)
+}
+
+// Fail ends every stream: the circuit is gone.
+func (c *Circuit) Fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	for id, s := range c.streams {
+		s.endLocked(onion.EndDestroy)
+		delete(c.streams, id)
+	}
+	c.cond.Broadcast()
+}
+
+// HandleSendme takes a circuit-level (stream 0) or stream-level SENDME.
+func (c *Circuit) HandleSendme(streamID uint16, body []byte) error {
+	m, err := onion.ParseSendme(body)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if streamID == 0 {
+		err = c.sendWin.Ack(m.Tag)
+	} else if s := c.streams[streamID]; s != nil {
+		err = s.sendWin.Ack(m.Tag)
+	}
+	c.cond.Broadcast()
+	return err
+}
+
+// HandleData delivers a DATA cell whose endpoint tag is tag, and reports
+// whether its stream is open (the caller answers data for an unknown
+// stream with END). A peer that overruns a window is a protocol error: the
+// caller destroys the circuit.
+func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byte) (open bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.recvWin.Arrived(tag); err != nil {
+		return false, err
+	}
+	s := c.streams[streamID]
+	if s == nil || s.remoteEnded {
+		// Data for a stream that is gone still counts against the
+		// circuit window and is freed at once.
+		c.deliveredLocked(1)
+		return false, nil
+	}
+	if err := s.recvWin.Arrived(tag); err != nil {
+		return true, err
+	}
+	s.inbox = append(s.inbox, append([]byte(nil), data...))
+	c.cond.Broadcast()
+	return true, nil
+}
+
+// HandleEnd takes an END from the far end.
+func (c *Circuit) HandleEnd(streamID uint16, reason onion.EndReason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.streams[streamID]; s != nil {
+		s.endLocked(reason)
+	}
+}
+
+// deliveredLocked frees n cells of the circuit window and sends the
+// circuit SENDMEs that are due.
+func (c *Circuit) deliveredLocked(n int) {
+	for range n {
+		if due, tag := c.recvWin.Delivered(); due {
+			c.sendmeLocked(0, tag)
+		}
+	}
+}
+
+func (c *Circuit) sendmeLocked(streamID uint16, tag [onion.TagLen]byte) {
+	m := onion.Sendme{Tag: tag}
+	body, _ := m.Marshal()
+	// A SENDME that cannot be sent means the circuit is failing; its
+	// owner sees that on the next send or from the link.
+	c.send.SendRelay(context.Background(), onion.RelaySendme, streamID, body)
+}
+
+// Stream is one stream's bytes. It implements io.ReadWriteCloser with
+// deadlines good enough for the SOCKS server and exit copying.
+type Stream struct {
+	id uint16
+	c  *Circuit
+
+	// guarded by c.mu
+	sendWin     *onion.SendWindow
+	recvWin     *onion.RecvWindow
+	inbox       [][]byte // bounded by recvWin: at most StreamWindowStart cells
+	remoteEnded bool
+	endReason   onion.EndReason
+	closed      bool
+}
+
+// ID returns the stream ID.
+func (s *Stream) ID() uint16 { return s.id }
+
+func (s *Stream) endLocked(reason onion.EndReason) {
+	if !s.remoteEnded {
+		s.remoteEnded, s.endReason = true, reason
+	}
+	s.c.cond.Broadcast()
+}
+
+// EndReason reports why the far end ended the stream, once it has.
+func (s *Stream) EndReason() (onion.EndReason, bool) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.endReason, s.remoteEnded
+}
+
+// Write sends p as DATA cells, waiting while the stream's or the
+// circuit's window is shut.
+func (s *Stream) Write(p []byte) (int, error) {
+	c := s.c
+	n := 0
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(p) > 0 {
+		for c.err == nil && !s.closed && !s.remoteEnded && !(s.sendWin.CanSend() && c.sendWin.CanSend()) {
+			c.cond.Wait()
+		}
+		switch {
+		case s.closed:
+			return n, ErrClosed
+		case c.err != nil || s.remoteEnded:
+			return n, ErrEnded
+		}
+		chunk := p[:min(len(p), onion.MaxRelayData)]
+		tag, err := c.send.SendRelay(context.Background(), onion.RelayData, s.id, chunk)
+		if err != nil {
+			return n, err
+		}
+		s.sendWin.Sent(tag)
+		c.sendWin.Sent(tag)
+		n += len(chunk)
+		p = p[len(chunk):]
+	}
+	return n, nil
+}
+
+// Read returns data that arrived, waiting for some; io.EOF once the far
+// end ended the stream and everything before its END was read.
+func (s *Stream) Read(p []byte) (int, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(s.inbox) == 0 && !s.remoteEnded && !s.closed && c.err == nil {
+		c.cond.Wait()
+	}
+	if len(s.inbox) == 0 {
+		switch {
+		case s.closed:
+			return 0, ErrClosed
+		case s.remoteEnded && (s.endReason == onion.EndDone || s.endReason == 0):
+			return 0, io.EOF
+		default:
+			return 0, fmt.Errorf("%w: %v", ErrEnded, s.endReason)
+		}
+	}
+	head := s.inbox[0]
+	n := copy(p, head)
+	if n < len(head) {
+		s.inbox[0] = head[n:]
+		return n, nil
+	}
+	s.inbox[0] = nil
+	s.inbox = s.inbox[1:]
+	// A whole cell has been read: free it in both windows.
+	if due, tag := s.recvWin.Delivered(); due {
+		c.sendmeLocked(s.id, tag)
+	}
+	c.deliveredLocked(1)
+	return n, nil
+}
+
+// Close ends the stream from this side with END DONE and forgets it.
+func (s *Stream) Close() error { return s.CloseWith(onion.EndDone) }
+
+// CloseWith ends the stream from this side with the given reason.
+func (s *Stream) CloseWith(reason onion.EndReason) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	delete(c.streams, s.id)
+	// Cells still queued were never read: free their circuit window so
+	// the other streams are not starved.
+	c.deliveredLocked(len(s.inbox))
+	s.inbox = nil
+	c.cond.Broadcast()
+	if c.err != nil || s.remoteEnded {
+		return nil
+	}
+	m := onion.End{Reason: reason}
+	body, _ := m.Marshal()
+	_, err := c.send.SendRelay(context.Background(), onion.RelayEnd, s.id, body)
+	return err
+}

@@ -1,0 +1,192 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"veil/onion"
+)
+
+// pipe joins two circuits the way a link does: cells go through a queue
+// and are handled by the far side's own goroutine, never under the
+// sender's lock.
+type pipe struct {
+	mu     sync.Mutex
+	n      uint64
+	closed bool
+	to    chan cell
+	peer  *Circuit
+	wg    sync.WaitGroup
+	fails chan error
+}
+
+type cell struct {
+	cmd  onion.RelayCmd
+	sid  uint16
+	tag  [onion.TagLen]byte
+	data []byte
+}
+
+func (p *pipe) SendRelay(_ context.Context, cmd onion.RelayCmd, sid uint16, data []byte) ([onion.TagLen]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	var ctr [8]byte
+	binary.BigEndian.PutUint64(ctr[:], p.n)
+	sum := sha256.Sum256(append(ctr[:], byte(cmd)))
+	var tag [onion.TagLen]byte
+	copy(tag[:], sum[:])
+	if p.closed {
+		return tag, errors.New("pipe closed")
+	}
+	p.to <- cell{cmd, sid, tag, append([]byte(nil), data...)}
+	return tag, nil
+}
+
+func (p *pipe) run() {
+	defer p.wg.Done()
+	for c := range p.to {
+		var err error
+		switch c.cmd {
+		case onion.RelayData:
+			_, err = p.peer.HandleData(c.sid, c.tag, c.data)
+		case onion.RelaySendme:
+			err = p.peer.HandleSendme(c.sid, c.data)
+		case onion.RelayEnd:
+			e, perr := onion.ParseEnd(c.data)
+			if perr == nil {
+				p.peer.HandleEnd(c.sid, e.Reason)
+			}
+		}
+		if err != nil {
+			p.fails <- err
+		}
+	}
+}
+
+// linked returns two circuits whose cells reach each other.
+func linked(t *testing.T) (a, b *Circuit, ab, ba *pipe) {
+	ab = &pipe{to: make(chan cell, 1024), fails: make(chan error, 16)}
+	ba = &pipe{to: make(chan cell, 1024), fails: make(chan error, 16)}
+	a, b = NewCircuit(ab), NewCircuit(ba)
+	ab.peer, ba.peer = b, a
+	ab.wg.Add(1)
+	ba.wg.Add(1)
+	go ab.run()
+	go ba.run()
+	t.Cleanup(func() {
+		a.Fail(ErrEnded)
+		b.Fail(ErrEnded)
+		for _, p := range []*pipe{ab, ba} {
+			p.mu.Lock()
+			p.closed = true
+			close(p.to)
+			p.mu.Unlock()
+		}
+		ab.wg.Wait()
+		ba.wg.Wait()
+	})
+	return a, b, ab, ba
+}
+
+func TestStreamCarriesBytesExactly(t *testing.T) {
+	a, b, ab, ba := linked(t)
+	sa, _ := a.Open(7)
+	sb, _ := b.Open(7)
+	want := make([]byte, 10<<20+123) // several windows' worth
+	rand.Read(want)
+	go func() {
+		sa.Write(want)
+		sa.Close()
+	}()
+	got, err := io.ReadAll(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d, or they differ", len(got), len(want))
+	}
+	select {
+	case err := <-ab.fails:
+		t.Fatal(err)
+	case err := <-ba.fails:
+		t.Fatal(err)
+	default:
+	}
+}
+
+// A reader that does not read stops the writer at the stream window:
+// nothing buffers without bound.
+func TestSlowReaderStopsWriter(t *testing.T) {
+	a, b, _, _ := linked(t)
+	sa, _ := a.Open(1)
+	sb, _ := b.Open(1)
+	written := make(chan int, 1)
+	go func() {
+		n, _ := sa.Write(make([]byte, (onion.StreamWindowStart+10)*onion.MaxRelayData))
+		written <- n
+	}()
+	time.Sleep(300 * time.Millisecond)
+	b.mu.Lock()
+	queued := len(sb.inbox)
+	b.mu.Unlock()
+	if queued != onion.StreamWindowStart {
+		t.Fatalf("%d cells queued at the reader, want exactly the window of %d", queued, onion.StreamWindowStart)
+	}
+	select {
+	case <-written:
+		t.Fatal("the writer finished although the reader read nothing")
+	default:
+	}
+	// Reading frees the window and the writer finishes.
+	go io.Copy(io.Discard, sb)
+	select {
+	case n := <-written:
+		if n != (onion.StreamWindowStart+10)*onion.MaxRelayData {
+			t.Fatalf("wrote %d", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer never resumed")
+	}
+}
+
+func TestSendmeWithWrongTagRefused(t *testing.T) {
+	a, _, _, _ := linked(t)
+	s, _ := a.Open(1)
+	s.Write(make([]byte, onion.CircWindowIncrement*onion.MaxRelayData))
+	bogus, _ := (&onion.Sendme{Tag: [16]byte{1}}).Marshal()
+	if err := a.HandleSendme(0, bogus); err == nil {
+		t.Fatal("a circuit SENDME with a tag never sent was accepted")
+	}
+}
+
+func TestEndAndFail(t *testing.T) {
+	a, b, _, _ := linked(t)
+	sa, _ := a.Open(3)
+	sb, _ := b.Open(3)
+	sa.Write([]byte("hello"))
+	sa.CloseWith(onion.EndDone)
+	got, err := io.ReadAll(sb)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	sb2, _ := b.Open(4)
+	b.Fail(errors.New("circuit destroyed"))
+	if _, err := sb2.Read(make([]byte, 1)); !errors.Is(err, ErrEnded) {
+		t.Fatalf("read after Fail: %v", err)
+	}
+	if _, err := sb2.Write([]byte("x")); !errors.Is(err, ErrEnded) {
+		t.Fatalf("write after Fail: %v", err)
+	}
+	if _, err := b.Open(5); err == nil {
+		t.Fatal("a stream opened on a failed circuit")
+	}
+}
