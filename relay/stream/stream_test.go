@@ -22,10 +22,10 @@ type pipe struct {
 	mu     sync.Mutex
 	n      uint64
 	closed bool
-	to    chan cell
-	peer  *Circuit
-	wg    sync.WaitGroup
-	fails chan error
+	to     chan cell
+	peer   *Circuit
+	wg     sync.WaitGroup
+	fails  chan error
 }
 
 type cell struct {
