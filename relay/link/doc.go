@@ -1,0 +1,80 @@
+// Package link is a link between two veil nodes: the VERSIONS exchange,
+// reading and writing fixed-size cells over TLS with bounded queues,
+// circuit-ID allocation, and a clean shutdown. It knows nothing about what
+// circuits do with cells.
+//
+// # Establishing
+//
+// The TLS handshake comes first and is not done here (linkauth.Dial on the
+// dialling side, tls.Server plus HandshakeContext on the accepting side).
+// Establish then sends one VERSIONS cell (circuit ID 0) and reads the peer's,
+// which must be the first cell the peer sends (onion/SPEC.md §2.3); the link
+// speaks the highest version both list. A peer that sends anything else
+// first, lists no version in common or sends nothing within
+// Options.HandshakeTimeout fails Establish, and its connection is closed.
+//
+// # Goroutines and the stop order
+//
+// A link owns two goroutines, started by Establish:
+//
+//   - the reader reads whole cells through a 64 KiB bufio.Reader, parses
+//     each with onion.ParseCell, drops PADDING and calls Handler.HandleCell
+//     in cell order. Every Handler call, LinkClosed included, is made from
+//     this goroutine, one at a time.
+//   - the writer takes cells from the bounded send queue, marshals them into
+//     a 64 KiB bufio.Writer and flushes whenever the queue is momentarily
+//     empty: a burst leaves as few large TLS records, a lone cell at once.
+//     It also runs the idle check.
+//
+// Close and CloseWithError only start the shutdown; they never wait, so they
+// are safe to call from anywhere, Handler callbacks included. Wait (or Done)
+// waits for the end of it. A relay closing many links closes them all first
+// and then waits, so their drain periods overlap instead of adding up. The
+// stop order is:
+//
+//  1. closeWithError records the reason, once, and closes the closing
+//     channel. A local Close gives the writer until now+CloseTimeout (a write
+//     deadline) to write out what was already queued; a failure (a read or
+//     write error, a malformed cell) sets a deadline in the past on both
+//     directions, so neither goroutine stays blocked in the connection.
+//  2. The writer drains the queue if asked to, sends close_notify and closes
+//     the connection, then exits. It is the only goroutine that closes the
+//     connection, so no Write ever races a Close.
+//  3. The reader stops handing cells to the Handler as soon as it sees the
+//     closing signal, returns when the closed connection fails its Read,
+//     waits for the writer, calls Handler.LinkClosed exactly once and closes
+//     Done.
+//
+// With a Handler that does not block, the whole shutdown takes at most
+// CloseTimeout, however the peer behaves: a peer that stops reading delays a
+// close by at most that long.
+//
+// # Cells and ownership
+//
+// Cells come from a sync.Pool so the relay path (read, handle, send on
+// another link) does not allocate per cell. HandleCell owns the cell it is
+// given: it passes it to Send on some link (which takes ownership and returns
+// it to the pool once written), or calls Release. Code that builds cells to
+// send may take them from NewCell. A cell that is never released is simply
+// garbage collected.
+//
+// # Back-pressure
+//
+// The send queue holds Options.SendQueue cells. Send blocks while it is full,
+// until its context ends, which pushes back on whoever produces the cells;
+// TrySend does not block. A Handler that calls Send blocks the reader, which
+// in turn stops reading from the peer: that is the intended back-pressure, but
+// two links that echo each other's traffic with no window between them can
+// deadlock that way, so the Handler must bound its Send with a context, and
+// circuits must bound what they have in flight (SENDME windows, SPEC.md §9).
+//
+// # Circuit IDs
+//
+// Both ends can open circuits on a link. As in Tor, the initiator (the side
+// that dialled) uses IDs with the high bit set and the responder IDs with it
+// clear, so they never collide; 0 is the link itself. The link keeps the set
+// of IDs in use, at most MaxCircuitsPerLink/2 opened by each end, so a peer
+// that floods CREATE can exhaust only its own half. IDs are handed out in
+// sequence and reused only after the 2^31 IDs of a half wrap, so a late cell
+// for a closed circuit does not land on a new one.
+package link

@@ -1,0 +1,189 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"veil/onion"
+)
+
+// readLoop is the reader goroutine: it hands cells to the Handler until the
+// link breaks or closes, then waits for the writer, calls LinkClosed and
+// closes done (the last step of the stop order in the package doc).
+func (l *Link) readLoop() {
+	if err := l.readCells(); err != nil {
+		l.closeWithError(err, false) // a no-op if the link was closing already
+	}
+	<-l.writerDone
+	// Cells queued by a Send that raced the close: back to the pool.
+	for len(l.sendq) > 0 {
+		Release(<-l.sendq)
+	}
+	l.log.Debug("link closed", "peer", l.peerName(), "addr", l.conn.RemoteAddr(), "err", l.closeErr)
+	l.handler.LinkClosed(l, l.closeErr)
+	close(l.done)
+}
+
+// readCells reads, parses and dispatches cells until an error. Once the link
+// is closing it keeps reading, so the peer's last cells are consumed rather
+// than answered with a reset, but hands nothing more to the Handler; the
+// writer's closing the connection ends it.
+func (l *Link) readCells() error {
+	for {
+		b, err := l.br.Peek(onion.CellSize)
+		if err != nil {
+			return readError(err, len(b))
+		}
+		c := getCell()
+		err = onion.ParseCell(b, c)
+		_, _ = l.br.Discard(onion.CellSize)
+		if err != nil {
+			Release(c)
+			return fmt.Errorf("link: read: %w", err)
+		}
+		l.cellsIn.Add(1)
+		switch {
+		case l.isClosing.Load(), c.Cmd == onion.CellPadding:
+			Release(c)
+		case c.Cmd == onion.CellVersions:
+			Release(c)
+			return fmt.Errorf("link: read: %w: VERSIONS after the handshake", onion.ErrProtocol)
+		default:
+			l.handler.HandleCell(l, c)
+		}
+	}
+}
+
+// readError explains a failed read; partial is how much of a cell had
+// arrived.
+func readError(err error, partial int) error {
+	switch {
+	case errors.Is(err, io.EOF) && partial == 0:
+		return ErrPeerClosed
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("link: read: peer closed the link inside a cell: %w", io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("link: read: %w", err)
+}
+
+// writeLoop is the writer goroutine. It alone closes the connection.
+func (l *Link) writeLoop() {
+	defer close(l.writerDone)
+	err := l.writeCells()
+	if err != nil {
+		l.closeWithError(err, false)
+	}
+	l.closeConn(err == nil && l.drain)
+}
+
+// writeCells writes queued cells until the link closes or a write fails.
+// It flushes whenever the queue is empty, and checks for idleness while it
+// waits.
+func (l *Link) writeCells() error {
+	var idle <-chan time.Time
+	if l.idleTimeout > 0 {
+		t := time.NewTicker(max(l.idleTimeout/idleChecks, time.Millisecond))
+		defer t.Stop()
+		idle = t.C
+	}
+	var quiet int                   // idle checks in a row that saw no change
+	var lastSeen uint64 = 1<<64 - 1 // activity at the previous check
+	for {
+		var c *onion.Cell
+		select {
+		case c = <-l.sendq:
+		default:
+			if l.bw.Buffered() > 0 {
+				if err := l.bw.Flush(); err != nil {
+					return fmt.Errorf("link: write: %w", err)
+				}
+			}
+			select {
+			case c = <-l.sendq:
+			case <-l.closing:
+				return nil
+			case <-idle:
+				if l.idleCheck(&quiet, &lastSeen) {
+					l.closeWithError(ErrIdle, true)
+				}
+				continue
+			}
+		}
+		if err := l.writeCell(c); err != nil {
+			return err
+		}
+		if l.isClosing.Load() {
+			return nil
+		}
+	}
+}
+
+// idleCheck reports whether the link has had no circuits and no cells
+// either way for idleChecks checks in a row, that is, for IdleTimeout.
+func (l *Link) idleCheck(quiet *int, lastSeen *uint64) bool {
+	l.circMu.Lock()
+	activity := l.circChanges
+	busy := len(l.circs) > 0
+	l.circMu.Unlock()
+	activity += l.cellsIn.Load() + l.cellsOut.Load()
+	if busy || activity != *lastSeen {
+		*quiet = 0
+	} else {
+		*quiet++
+	}
+	*lastSeen = activity
+	return *quiet >= idleChecks
+}
+
+// writeCell marshals c straight into the writer's buffer and releases c.
+func (l *Link) writeCell(c *onion.Cell) error {
+	if l.bw.Available() < onion.CellSize {
+		if err := l.bw.Flush(); err != nil {
+			Release(c)
+			return fmt.Errorf("link: write: %w", err)
+		}
+	}
+	buf := l.bw.AvailableBuffer()[:onion.CellSize]
+	err := c.MarshalTo(buf)
+	Release(c)
+	if err != nil {
+		// Send checks what MarshalTo would refuse but an unknown command.
+		return fmt.Errorf("link: internal error: queued cell: %w", err)
+	}
+	if _, err := l.bw.Write(buf); err != nil {
+		return fmt.Errorf("link: write: %w", err)
+	}
+	l.cellsOut.Add(1)
+	return nil
+}
+
+// closeConn ends the connection, step 2 of the stop order. With drain it
+// first writes out the queue and sends close_notify, all by the deadline
+// closeWithError set; otherwise, or if that fails, it closes the TCP
+// connection at once.
+func (l *Link) closeConn(drain bool) {
+	if drain && l.drainQueue() == nil {
+		// tls.Conn.Close sends close_notify under its own 5 s deadline;
+		// the timer keeps the whole close within ours.
+		t := time.AfterFunc(time.Until(l.drainDeadline), func() { _ = l.conn.NetConn().Close() })
+		_ = l.conn.Close()
+		t.Stop()
+		return
+	}
+	_ = l.conn.NetConn().Close()
+}
+
+func (l *Link) drainQueue() error {
+	for {
+		select {
+		case c := <-l.sendq:
+			if err := l.writeCell(c); err != nil {
+				return err
+			}
+		default:
+			return l.bw.Flush()
+		}
+	}
+}
