@@ -1,0 +1,124 @@
+package path
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"veil/directory"
+)
+
+// guard returns the first kept guard usable in v at now that ok accepts
+// (nil accepts all), after dropping guards past their lifetime or down for
+// longer than the down limit and noting which are down. When none serves
+// it chooses a new guard, if the list has room, and keeps it. The guard
+// file is rewritten whenever the list changed; if that fails the change
+// stays in memory, guard fails, and the next call tries again, so no
+// circuit uses a guard the next start would not remember.
+//
+// Why a list and not one guard: a guard that is missing from one
+// consensus often comes back (a restart, a seed that missed it). Choosing
+// and keeping a new guard at every blip would expose the client to a new
+// relay each time, which is what guards exist to prevent, while refusing
+// to build circuits until it returns would make the client unusable. So a
+// missing guard stays first in the list, the next one serves meanwhile,
+// and the first is used again when it returns (SPEC.md §1.1).
+func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Entry) bool) (directory.Entry, error) {
+	now = now.Truncate(time.Second) // the file's resolution
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	var found *directory.Entry
+	kept := s.guards[:0:0]
+	for _, g := range s.guards {
+		if g.Chosen.After(now) {
+			// The clock went back, or the file came from another
+			// machine: restart the lifetime now rather than keep the
+			// guard for however far ahead the time is.
+			g.Chosen = now
+			s.dirty = true
+		}
+		if !now.Before(g.Chosen.Add(s.lifetime)) {
+			s.log.Info("path: guard reached its lifetime; dropping it", "guard", g.ID.Short(), "chosen", g.Chosen)
+			s.dirty = true
+			continue
+		}
+		e, listed := v.ByID(g.ID)
+		usable := listed && has(e, flagsGuard, now)
+		switch {
+		case usable && !g.Down.IsZero():
+			s.log.Info("path: guard is usable again", "guard", name(e))
+			g.Down = time.Time{}
+			s.dirty = true
+		case !usable && g.Down.IsZero():
+			s.log.Info("path: guard is not usable; keeping it in case it returns", "guard", g.ID.Short(), "listed", listed)
+			g.Down = now
+			s.dirty = true
+		case !usable && !now.Before(g.Down.Add(s.downLimit)):
+			s.log.Info("path: guard has been unusable too long; dropping it", "guard", g.ID.Short(), "since", g.Down)
+			s.dirty = true
+			continue
+		}
+		kept = append(kept, g)
+		if usable && found == nil && (ok == nil || ok(e)) {
+			found = &e
+		}
+	}
+	s.guards = kept
+	if found != nil {
+		return *found, s.save()
+	}
+	if len(s.guards) >= MaxGuards {
+		err := errorf(ErrNoGuard, "no usable guard: all %d kept guards are down or unsuitable, and a guard is dropped only %v after it goes down",
+			len(s.guards), s.downLimit)
+		return directory.Entry{}, joinSave(err, s.save())
+	}
+	var cands []directory.Entry
+	for _, e := range listed(v, flagsGuard, now) {
+		id := e.Descriptor.NodeID()
+		if slices.ContainsFunc(s.guards, func(g guardRecord) bool { return g.ID == id }) {
+			continue
+		}
+		if ok == nil || ok(e) {
+			cands = append(cands, e)
+		}
+	}
+	if len(cands) == 0 {
+		err := errorf(ErrNoGuard, "no usable guard: the view lists no running Guard relay that fits")
+		return directory.Entry{}, joinSave(err, s.save())
+	}
+	g, err := pick(s.rand, cands, weightCap(listed(v, flagsRunning, now)))
+	if err != nil {
+		return directory.Entry{}, joinSave(err, s.save())
+	}
+	s.guards = append(s.guards, guardRecord{ID: g.Descriptor.NodeID(), Chosen: now})
+	s.dirty = true
+	s.log.Info("path: chose a new guard", "guard", name(g), "kept", len(s.guards))
+	if err := s.save(); err != nil {
+		return directory.Entry{}, err
+	}
+	return g, nil
+}
+
+// save writes the guard list if it changed since the last write. s.mu
+// must be held.
+func (s *Selector) save() error {
+	if !s.dirty || s.dir == "" {
+		s.dirty = false
+		return nil
+	}
+	if err := saveGuards(s.dir, s.guards); err != nil {
+		s.log.Error("path: cannot keep guards", "err", err)
+		return err
+	}
+	s.dirty = false
+	return nil
+}
+
+// joinSave returns err, noting a failure to write the guard file too.
+func joinSave(err, saveErr error) error {
+	if saveErr != nil {
+		return fmt.Errorf("%w (and %v)", err, saveErr)
+	}
+	return err
+}
