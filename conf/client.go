@@ -14,6 +14,7 @@ type Client struct {
 	CircuitPool      int       `toml:"circuit_pool"`      // built circuits kept ready
 	GuardLifetime    Duration  `toml:"guard_lifetime"`    // how long a guard is kept
 	CircuitLifetime  Duration  `toml:"circuit_lifetime"`  // how long a circuit takes new streams
+	LocalTestnet     bool      `toml:"local_testnet"`     // relax the one-relay-per-/16 path rule
 	Seeds            []SeedPin `toml:"seed"`              // [[seed]] tables; at least one
 }
 
@@ -52,6 +53,9 @@ func DefaultClient() Client {
 		// Tor's figure: ten minutes limits how much activity one exit can
 		// link together, without building circuits all the time.
 		CircuitLifetime: Duration(10 * time.Minute),
+		// Two relays of one /16 on a path may be one operator watching
+		// both ends; only a network on one machine has no choice.
+		LocalTestnet: false,
 		// No seeds: trusting one is the user's decision (G8).
 		Seeds: nil,
 	}

@@ -131,6 +131,10 @@ but never sooner than this after the last fetch.`,
 Circuits kept built and ready, so new connections start at once (1 to 64).`,
 	"guard_lifetime": `
 How long the client keeps its entry guard before choosing another.`,
+	"local_testnet": `
+Set to true only for a network whose relays all run on one machine: paths
+may then use several relays of one /16, which on a real network could let
+one operator see both ends of a circuit.`,
 	"circuit_lifetime": `
 How long a circuit takes new connections before a fresh one is built.`,
 	"seed": `

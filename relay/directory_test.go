@@ -100,7 +100,8 @@ func (n *testNetwork) startRelay(name string, exit bool) *Relay {
 	cfg.NetworkKey = n.networkKey
 	if exit {
 		cfg.Exit = true
-		cfg.ExitPolicy = []string{"accept 127.0.0.1:*", "reject *:*"}
+		// Port 9 is refused so that a test can watch an exit refuse.
+		cfg.ExitPolicy = []string{"reject 127.0.0.1:9", "accept 127.0.0.1:*", "reject *:*"}
 		cfg.Storage = true
 	}
 	r, err := New(&cfg, nil)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"veil/relay/link"
 )
 
 const (
@@ -17,19 +19,19 @@ const (
 	maxPendingHandshakes = 256
 )
 
-// orListener accepts TLS links on the OR port. Until the link protocol
-// lands (issue 4) it completes the handshake, which proves the relay's
-// identity to whoever asks (a seed's check, a client), and closes.
+// orListener accepts links on the OR port: a TLS handshake that proves the
+// relay's identity (and a relay peer's), then the link protocol.
 type orListener struct {
 	ln   net.Listener
 	tls  *tls.Config
+	h    link.Handler
 	log  *slog.Logger
-	wg   sync.WaitGroup // the accept loop and every handshake
+	wg   sync.WaitGroup // the accept loop and every link it accepted
 	sema chan struct{}
 }
 
-func newORListener(ln net.Listener, cfg *tls.Config, log *slog.Logger) *orListener {
-	return &orListener{ln: ln, tls: cfg, log: log, sema: make(chan struct{}, maxPendingHandshakes)}
+func newORListener(ln net.Listener, cfg *tls.Config, h link.Handler, log *slog.Logger) *orListener {
+	return &orListener{ln: ln, tls: cfg, h: h, log: log, sema: make(chan struct{}, maxPendingHandshakes)}
 }
 
 // serve accepts until ctx ends, then closes the listener and waits for the
@@ -56,19 +58,33 @@ func (o *orListener) serve(ctx context.Context) {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
-			defer func() { <-o.sema }()
 			o.handle(ctx, c)
 		}()
 	}
 }
 
+// handle runs one accepted connection: handshakes (counted against
+// maxPendingHandshakes), then the link until it closes or ctx ends.
 func (o *orListener) handle(ctx context.Context, c net.Conn) {
-	defer c.Close()
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	tc := tls.Server(c, o.tls)
-	if err := tc.HandshakeContext(hctx); err != nil {
-		o.log.Debug("or port handshake failed", "remote", c.RemoteAddr(), "err", err)
+	err := tc.HandshakeContext(hctx)
+	var l *link.Link
+	if err == nil {
+		l, err = link.Establish(hctx, tc, link.Options{Handler: o.h, Logger: o.log})
+	} else {
+		c.Close()
+	}
+	<-o.sema
+	if err != nil {
+		o.log.Debug("or port: no link", "remote", c.RemoteAddr(), "err", err)
 		return
+	}
+	select {
+	case <-l.Done():
+	case <-ctx.Done():
+		l.Close()
+		l.Wait()
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"veil/directory/gossip"
 	"veil/directory/linkauth"
 	"veil/directory/member"
+	"veil/onion"
 	"veil/onion/keys"
 )
 
@@ -36,7 +37,17 @@ type Relay struct {
 	gossipAddr netip.AddrPort
 	pub        publisher
 	now        func() time.Time
+	handshakes *onion.RelayIdentity
+
+	viewMu   sync.Mutex // guards the fields below
+	node     *gossip.Node
+	view     map[keys.NodeID]netip.AddrPort
+	viewTime time.Time
 }
+
+// viewTTL is how long the relay trusts its list of known relays before it
+// rebuilds it from gossip; EXTENDs between rebuilds share one list.
+const viewTTL = time.Second
 
 // New opens the relay's keys (creating them on first start) and binds its
 // OR and gossip addresses; nothing runs until Run.
@@ -62,10 +73,22 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &Relay{
+	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store}, now: time.Now,
-	}, nil
+	}
+	r.handshakes = &onion.RelayIdentity{
+		ID: r.ID(),
+		OnionKey: func(pub [32]byte) (onion.OnionPrivateKey, bool) {
+			k, ok := store.FindOnionKey(pub)
+			if !ok {
+				return nil, false
+			}
+			return k, true
+		},
+		Replay: onion.NewReplayCache(0),
+	}
+	return r, nil
 }
 
 // resolveGossipAddr turns port 0 into a free port now, because the
@@ -105,7 +128,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.orLn.Close()
 		return err
 	}
-	or := newORListener(r.orLn, tlsCfg, r.log)
+	eng := newEngine(ctx, r)
+	or := newORListener(r.orLn, tlsCfg, eng, r.log)
 	d, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
 	if err != nil {
 		r.orLn.Close()
@@ -119,6 +143,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.orLn.Close()
 		return err
 	}
+	r.viewMu.Lock()
+	r.node = node
+	r.viewMu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -136,7 +163,27 @@ func (r *Relay) Run(ctx context.Context) error {
 	node.Close()
 	cancel()
 	wg.Wait()
+	eng.links.closeAll()
+	eng.wg.Wait()
 	return nil
+}
+
+// knownRelay returns the OR address of a relay this relay knows from
+// gossip, where every descriptor was verified. A relay extends circuits
+// only to relays it knows, never to an arbitrary address a client names.
+func (r *Relay) knownRelay(id keys.NodeID) (netip.AddrPort, bool) {
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	now := r.now()
+	if r.node != nil && now.Sub(r.viewTime) > viewTTL {
+		r.view = map[keys.NodeID]netip.AddrPort{}
+		for _, k := range member.Relays(r.node, now) {
+			r.view[k.Desc.NodeID()] = k.Desc.ORAddr
+		}
+		r.viewTime = now
+	}
+	a, ok := r.view[id]
+	return a, ok
 }
 
 // republish rotates the onion key when due and announces a new descriptor

@@ -13,17 +13,22 @@ import (
 	"veil/directory/seed"
 	"veil/onion"
 	"veil/relay"
+	"veil/relay/client"
 )
 
 // configFlag parses `--config FILE` for a daemon subcommand.
 func configFlag(name string, args []string, stderr io.Writer) (string, error) {
+	role := name
+	if name == "proxy" {
+		role = "client"
+	}
 	fs := newFlags(name, stderr)
-	path := fs.String("config", "", "config file (make one with: veil config init --role "+name+")")
+	path := fs.String("config", "", "config file (make one with: veil config init --role "+role+")")
 	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
 	if *path == "" {
-		return "", usageErr(fmt.Sprintf("veil config init --role %s > %s.toml, then veil %s --config %s.toml", name, name, name, name),
+		return "", usageErr(fmt.Sprintf("veil config init --role %s > %s.toml, then veil %s --config %s.toml", role, role, name, role),
 			"%s: --config FILE is required", name)
 	}
 	return *path, nil
@@ -82,10 +87,18 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := conf.LoadClient(path); err != nil {
+	cfg, err := conf.LoadClient(path)
+	if err != nil {
 		return err
 	}
-	return &cliError{msg: "proxy: the SOCKS5 proxy is not built yet", hint: "it arrives with issue 4"}
+	log := newLogger(stderr, cfg.SlogLevel())
+	p, err := client.NewProxy(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	return p.Run(ctx)
 }
 
 // notBuilt is a subcommand that exists in the interface but not yet in the

@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"veil/directory"
+	"veil/onion/keys"
+	"veil/relay/client"
+	"veil/relay/path"
+	"veil/relay/socks"
+)
+
+// target is a local HTTP server that circuits fetch from: /bytes/N returns
+// N bytes from a fixed random block.
+func target(t testing.TB) (netip.AddrPort, []byte) {
+	block := make([]byte, 1<<20)
+	rand.Read(block)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Path[len("/bytes/"):])
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		for n > 0 {
+			k := min(n, len(block))
+			w.Write(block[:k])
+			n -= k
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return netip.MustParseAddrPort(ln.Addr().String()), block
+}
+
+// get fetches /bytes/n over rw with HTTP/1.0 and returns the body.
+func get(t testing.TB, rw io.ReadWriter, n int) []byte {
+	t.Helper()
+	fmt.Fprintf(rw, "GET /bytes/%d HTTP/1.0\r\nHost: x\r\n\r\n", n)
+	resp, err := http.ReadResponse(bufio.NewReader(rw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func expected(block []byte, n int) []byte {
+	var b bytes.Buffer
+	for n > 0 {
+		k := min(n, len(block))
+		b.Write(block[:k])
+		n -= k
+	}
+	return b.Bytes()
+}
+
+// testClient builds a circuit client on the network's consensus.
+func testClient(t *testing.T, n *testNetwork, want map[keys.NodeID]bool) (*client.Client, *directory.View) {
+	v := waitView(t, n.client(t), want, 20*time.Second)
+	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
+	t.Cleanup(cl.Close)
+	return cl, v
+}
+
+func TestCircuitEndToEnd(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	want := map[keys.NodeID]bool{}
+	for i := 0; i < 4; i++ {
+		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
+	}
+	cl, _ := testClient(t, n, want)
+	dst, block := target(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	s, reply, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
+	if err != nil {
+		t.Fatalf("connect: %v (reply %#x)", err, reply.Code)
+	}
+	const size = 3<<20 + 17
+	if got := get(t, s, size); !bytes.Equal(got, expected(block, size)) {
+		t.Fatalf("body of %d bytes differs from what was served", len(got))
+	}
+	s.Close()
+
+	// No exit allows a private address: the client does not even try, and
+	// answers "not allowed by ruleset".
+	_, reply, err = cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: netip.MustParseAddr("10.9.8.7"), Port: 80}, socks.Credentials{})
+	if err == nil || reply.Code != socks.ReplyNotAllowed {
+		t.Fatalf("private destination: err %v, reply %#x", err, reply.Code)
+	}
+	// A name is resolved at the exit, so the exit itself refuses it when
+	// the address its name resolves to is not allowed (port 9 here).
+	_, reply, err = cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Host: "localhost", Port: 9}, socks.Credentials{})
+	if err == nil || reply.Code != socks.ReplyNotAllowed {
+		t.Fatalf("refused by the exit: err %v, reply %#x", err, reply.Code)
+	}
+}

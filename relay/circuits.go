@@ -1,0 +1,384 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"veil/onion"
+	"veil/relay/link"
+	"veil/relay/stream"
+)
+
+const (
+	// extendTimeout bounds an EXTEND: dialling the next relay and its
+	// CREATED.
+	extendTimeout = 10 * time.Second
+	// sendTimeout bounds how long a cell waits for room in a link's send
+	// queue before the circuit is given up (G9: no unbounded waits).
+	sendTimeout = 30 * time.Second
+)
+
+// hop is one side of a circuit at this relay: a link and the circuit's ID
+// on it.
+type hop struct {
+	l  *link.Link
+	id uint32
+}
+
+// relayCircuit is a circuit as one relay sees it.
+type relayCircuit struct {
+	prev  hop
+	layer *onion.RelayLayer
+	// early counts RELAY_EARLY cells, which only the prev side's reader
+	// touches.
+	early int
+	reasm onion.Reassembler // likewise the prev side's reader only
+
+	mu sync.Mutex // guards the fields below and orders backward cells
+	// next is the following hop once EXTEND succeeded; pending is the
+	// hop being created and created receives its CREATED reply.
+	next      hop
+	pending   hop
+	created   chan []byte
+	extending bool
+	dead      bool
+	exit      *stream.Circuit // streams when this relay is the exit
+}
+
+// circuitTable finds circuits by either of their hops.
+type circuitTable struct {
+	mu    sync.Mutex // guards byHop
+	byHop map[hop]*relayCircuit
+}
+
+func (t *circuitTable) add(h hop, c *relayCircuit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.byHop[h] = c
+}
+
+func (t *circuitTable) get(h hop) *relayCircuit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byHop[h]
+}
+
+func (t *circuitTable) remove(h hop) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.byHop, h)
+}
+
+// onLink returns every circuit with a hop on l.
+func (t *circuitTable) onLink(l *link.Link) []*relayCircuit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*relayCircuit
+	for h, c := range t.byHop {
+		if h.l == l {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (t *circuitTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byHop)
+}
+
+// engine is the relay's cell handling: it is the Handler of every link.
+type engine struct {
+	r      *Relay
+	log    *slog.Logger
+	ctx    context.Context // ends when the relay stops
+	circs  circuitTable
+	links  *linkPool
+	exiter *exiter // nil unless the relay exits
+	wg     sync.WaitGroup
+}
+
+func newEngine(ctx context.Context, r *Relay) *engine {
+	e := &engine{r: r, log: r.log, ctx: ctx, circs: circuitTable{byHop: map[hop]*relayCircuit{}}}
+	if r.cfg.Exit {
+		e.exiter = newExiter(r.cfg.Policy())
+	}
+	e.links = newLinkPool(e, r.store.Identity(), r.log)
+	return e
+}
+
+// HandleCell is called by each link's reader, in cell order.
+func (e *engine) HandleCell(l *link.Link, c *onion.Cell) {
+	switch c.Cmd {
+	case onion.CellCreate:
+		e.handleCreate(l, c)
+	case onion.CellCreated:
+		e.handleCreated(l, c)
+	case onion.CellRelay, onion.CellRelayEarly:
+		e.handleRelay(l, c)
+	case onion.CellDestroy:
+		if circ := e.circs.get(hop{l, c.CircID}); circ != nil {
+			e.destroy(circ, hop{l, c.CircID}, onion.DestroyDestroyed)
+		}
+		link.Release(c)
+	default:
+		link.Release(c)
+	}
+}
+
+// LinkClosed destroys every circuit that used the link.
+func (e *engine) LinkClosed(l *link.Link, err error) {
+	e.links.forget(l)
+	for _, circ := range e.circs.onLink(l) {
+		e.destroy(circ, hopOn(circ, l), onion.DestroyDestroyed)
+	}
+}
+
+func hopOn(c *relayCircuit, l *link.Link) hop {
+	if c.prev.l == l {
+		return c.prev
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next
+}
+
+func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
+	defer link.Release(c)
+	if err := l.AcceptCircID(c.CircID); err != nil {
+		// A CREATE in the wrong half or on a used ID breaks the protocol;
+		// over the limit, the circuit is refused and the link stays.
+		if errors.Is(err, link.ErrTooManyCircuits) {
+			e.sendDestroy(l, c.CircID, onion.DestroyResourceLimit)
+			return
+		}
+		l.CloseWithError(err)
+		return
+	}
+	if e.circs.len() >= 2*e.r.cfg.MaxCircuits {
+		e.sendDestroy(l, c.CircID, onion.DestroyResourceLimit)
+		l.ReleaseCircID(c.CircID)
+		return
+	}
+	hs, err := c.CreateHandshake()
+	var reply []byte
+	var keys *onion.HopKeys
+	if err == nil {
+		reply, keys, err = e.r.handshakes.Respond(hs)
+	}
+	var layer *onion.RelayLayer
+	if err == nil {
+		layer, err = onion.NewRelayLayer(keys)
+		keys.Clear()
+	}
+	if err != nil {
+		e.log.Debug("refused a CREATE", "err", err)
+		e.sendDestroy(l, c.CircID, onion.DestroyProtocol)
+		l.ReleaseCircID(c.CircID)
+		return
+	}
+	circ := &relayCircuit{prev: hop{l, c.CircID}, layer: layer}
+	e.circs.add(circ.prev, circ)
+	created, err := onion.NewCreatedCell(c.CircID, reply)
+	if err == nil {
+		err = e.send(l, created)
+	}
+	if err != nil {
+		e.destroy(circ, circ.prev, onion.DestroyInternal)
+	}
+}
+
+// handleRelay moves a RELAY cell one hop: forward (from the client side)
+// it removes this relay's layer and passes the cell on or handles it;
+// backward it adds this relay's layer.
+func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
+	h := hop{l, c.CircID}
+	circ := e.circs.get(h)
+	if circ == nil {
+		link.Release(c)
+		return
+	}
+	if h != circ.prev {
+		e.relayBackward(circ, c)
+		return
+	}
+	if c.Cmd == onion.CellRelayEarly {
+		// SPEC.md §5.5, §7.6: at most MaxHops-1 per circuit.
+		if circ.early++; circ.early >= onion.MaxHops {
+			link.Release(c)
+			e.destroy(circ, h, onion.DestroyProtocol)
+			return
+		}
+	}
+	recognized, tag, err := circ.layer.DecryptForward(c.Payload[:])
+	if err != nil {
+		link.Release(c)
+		e.log.Info("circuit destroyed: a cell failed authentication", "err", err)
+		e.destroy(circ, h, onion.DestroyTampered)
+		return
+	}
+	if !recognized {
+		circ.mu.Lock()
+		next := circ.next
+		circ.mu.Unlock()
+		if next.l == nil {
+			link.Release(c)
+			e.destroy(circ, h, onion.DestroyProtocol)
+			return
+		}
+		c.CircID = next.id
+		if err := e.send(next.l, c); err != nil {
+			e.destroy(circ, h, onion.DestroyDestroyed)
+		}
+		return
+	}
+	var rc onion.RelayCell
+	err = onion.ParseRelayBody(onion.RelayBody(c.Payload[:]), &rc)
+	var msg onion.RelayMessage
+	var complete bool
+	if err == nil {
+		msg, complete, err = circ.reasm.Add(&rc)
+	}
+	if err == nil && complete {
+		// The message may alias the cell; copy what outlives it.
+		msg.Body = append([]byte(nil), msg.Body...)
+	}
+	early := c.Cmd == onion.CellRelayEarly
+	link.Release(c)
+	if err != nil {
+		e.destroy(circ, h, onion.DestroyProtocol)
+		return
+	}
+	if complete {
+		if err := e.handleMessage(circ, msg, tag, early); err != nil {
+			e.log.Debug("circuit destroyed", "err", err)
+			e.destroy(circ, h, onion.DestroyProtocol)
+		}
+	}
+}
+
+// relayBackward adds this relay's layer to a cell from the next hop.
+func (e *engine) relayBackward(circ *relayCircuit, c *onion.Cell) {
+	circ.mu.Lock()
+	defer circ.mu.Unlock()
+	if circ.dead {
+		link.Release(c)
+		return
+	}
+	if err := circ.layer.EncryptBackward(c.Payload[:]); err != nil {
+		link.Release(c)
+		go e.destroy(circ, circ.prev, onion.DestroyInternal)
+		return
+	}
+	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
+	if err := e.send(circ.prev.l, c); err != nil {
+		go e.destroy(circ, circ.prev, onion.DestroyDestroyed)
+	}
+}
+
+// SendRelay originates a relay message towards the client: the exit's
+// streams and this relay's answers use it. It is the stream.Sender of the
+// circuit's exit streams.
+func (circ *relayCircuit) sendRelay(e *engine, cmd onion.RelayCmd, streamID uint16, data []byte) ([onion.TagLen]byte, error) {
+	var tag [onion.TagLen]byte
+	c := link.NewCell()
+	rc := onion.RelayCell{Cmd: cmd, StreamID: streamID, Data: data}
+	if err := onion.MarshalRelayBody(onion.RelayBody(c.Payload[:]), &rc); err != nil {
+		link.Release(c)
+		return tag, err
+	}
+	circ.mu.Lock()
+	defer circ.mu.Unlock()
+	if circ.dead {
+		link.Release(c)
+		return tag, stream.ErrEnded
+	}
+	tag, err := circ.layer.EncryptBackwardOrigin(c.Payload[:])
+	if err != nil {
+		link.Release(c)
+		return tag, err
+	}
+	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
+	if err := e.send(circ.prev.l, c); err != nil {
+		return tag, err
+	}
+	return tag, nil
+}
+
+// exitSender adapts a circuit to stream.Sender.
+type exitSender struct {
+	e    *engine
+	circ *relayCircuit
+}
+
+func (s exitSender) SendRelay(_ context.Context, cmd onion.RelayCmd, sid uint16, data []byte) ([onion.TagLen]byte, error) {
+	return s.circ.sendRelay(s.e, cmd, sid, data)
+}
+
+// send queues a cell, waiting a bounded time for room.
+func (e *engine) send(l *link.Link, c *onion.Cell) error {
+	ctx, cancel := context.WithTimeout(e.ctx, sendTimeout)
+	defer cancel()
+	if err := l.Send(ctx, c); err != nil {
+		link.Release(c)
+		return err
+	}
+	return nil
+}
+
+func (e *engine) sendDestroy(l *link.Link, id uint32, reason onion.DestroyReason) {
+	c, err := onion.NewDestroyCell(id, reason)
+	if err != nil {
+		return
+	}
+	// Best effort: a DESTROY that finds the queue full is dropped; the
+	// peer's circuit then ends with the link or its own timeouts.
+	if !l.TrySend(c) {
+		return
+	}
+}
+
+// destroy tears a circuit down once: DESTROY goes to the side it did not
+// come from (from is the hop the failure came through, or the zero hop
+// when this relay decided), and its exit streams end.
+func (e *engine) destroy(circ *relayCircuit, from hop, reason onion.DestroyReason) {
+	circ.mu.Lock()
+	if circ.dead {
+		circ.mu.Unlock()
+		return
+	}
+	circ.dead = true
+	next, exit := circ.next, circ.exit
+	if next.l == nil {
+		next = circ.pending
+	}
+	circ.mu.Unlock()
+
+	// The side that told us gets nothing back; the other side learns only
+	// that the circuit was destroyed further along (SPEC.md §2.4), except
+	// the neighbour of the relay that decided, which gets the reason.
+	for _, h := range []hop{circ.prev, next} {
+		if h.l == nil || h == from {
+			continue
+		}
+		r := reason
+		if from.l != nil {
+			r = onion.DestroyDestroyed
+		}
+		e.sendDestroy(h.l, h.id, r)
+	}
+	for _, h := range []hop{circ.prev, next} {
+		if h.l != nil {
+			e.circs.remove(h)
+			h.l.ReleaseCircID(h.id)
+		}
+	}
+	if exit != nil {
+		exit.Fail(fmt.Errorf("circuit destroyed: %v", reason))
+	}
+}

@@ -1,0 +1,338 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"veil/directory"
+	"veil/onion"
+	"veil/onion/keys"
+	"veil/relay/link"
+	"veil/relay/stream"
+)
+
+// ErrCircuitClosed is returned for a circuit that was destroyed.
+var ErrCircuitClosed = errors.New("client: circuit closed")
+
+// Circuit is a circuit this client built.
+type Circuit struct {
+	l     *link.Link
+	id    uint32
+	hops  []directory.Entry
+	built time.Time
+
+	// mu orders cells towards the exit: crypto and queueing in wire order.
+	mu     sync.Mutex
+	crypto onion.ClientCrypto
+	// rmu guards the backward half of crypto against AddHop.
+	rmu   sync.Mutex
+	reasm onion.Reassembler // the link reader's only
+
+	streams *stream.Circuit
+
+	stateMu  sync.Mutex // guards the fields below
+	dead     error
+	reply    chan []byte // CREATED or EXTENDED reply for the build
+	opening  map[uint16]chan beginResult
+	nextSID  uint16
+	closedCh chan struct{}
+}
+
+type beginResult struct {
+	connected bool
+	reason    onion.EndReason
+}
+
+// Hops returns the relays of the circuit, guard first.
+func (c *Circuit) Hops() []directory.Entry { return c.hops }
+
+// Built returns when the circuit was completed.
+func (c *Circuit) Built() time.Time { return c.built }
+
+// Err returns why the circuit is gone, or nil while it is usable.
+func (c *Circuit) Err() error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.dead
+}
+
+// Done is closed when the circuit is destroyed.
+func (c *Circuit) Done() <-chan struct{} { return c.closedCh }
+
+// sendRelay sends one relay cell to hop target, returning its endpoint tag.
+func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16, data []byte, target int, early bool) ([onion.TagLen]byte, error) {
+	var tag [onion.TagLen]byte
+	if err := c.Err(); err != nil {
+		return tag, err
+	}
+	cell := link.NewCell()
+	rc := onion.RelayCell{Cmd: cmd, StreamID: sid, Data: data}
+	if err := onion.MarshalRelayBody(onion.RelayBody(cell.Payload[:]), &rc); err != nil {
+		link.Release(cell)
+		return tag, err
+	}
+	cell.CircID, cell.Cmd = c.id, onion.CellRelay
+	if early {
+		cell.Cmd = onion.CellRelayEarly
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tag, err := c.crypto.EncryptForward(cell.Payload[:], target)
+	if err != nil {
+		link.Release(cell)
+		return tag, err
+	}
+	if err := c.l.Send(ctx, cell); err != nil {
+		link.Release(cell)
+		return tag, err
+	}
+	return tag, nil
+}
+
+// exitSender sends the circuit's stream cells to its last hop.
+type exitSender struct{ c *Circuit }
+
+func (s exitSender) SendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16, data []byte) ([onion.TagLen]byte, error) {
+	return s.c.sendRelay(ctx, cmd, sid, data, len(s.c.hops)-1, false)
+}
+
+// fail destroys the circuit locally, once.
+func (c *Circuit) fail(err error) {
+	c.stateMu.Lock()
+	if c.dead != nil {
+		c.stateMu.Unlock()
+		return
+	}
+	c.dead = err
+	for sid, ch := range c.opening {
+		ch <- beginResult{reason: onion.EndDestroy}
+		delete(c.opening, sid)
+	}
+	close(c.closedCh)
+	c.stateMu.Unlock()
+	c.streams.Fail(err)
+}
+
+// Close destroys the circuit.
+func (c *Circuit) Close() {
+	if c.Err() != nil {
+		return
+	}
+	if d, err := onion.NewDestroyCell(c.id, onion.DestroyRequested); err == nil && !c.l.TrySend(d) {
+		link.Release(d)
+	}
+	c.fail(ErrCircuitClosed)
+}
+
+// Dial opens a stream through the circuit's exit to dest and waits for
+// CONNECTED. On END it returns an *EndError carrying the reason, which the
+// SOCKS server turns into its reply.
+func (c *Circuit) Dial(ctx context.Context, b onion.Begin) (*stream.Stream, error) {
+	body, err := b.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	c.stateMu.Lock()
+	if c.dead != nil {
+		c.stateMu.Unlock()
+		return nil, c.dead
+	}
+	var sid uint16
+	for range 1 << 16 {
+		c.nextSID++
+		if c.nextSID != 0 && c.opening[c.nextSID] == nil && c.streams.Stream(c.nextSID) == nil {
+			sid = c.nextSID
+			break
+		}
+	}
+	if sid == 0 {
+		c.stateMu.Unlock()
+		return nil, errors.New("client: no free stream ID")
+	}
+	ch := make(chan beginResult, 1)
+	c.opening[sid] = ch
+	c.stateMu.Unlock()
+	// The stream is registered before BEGIN goes out, so DATA right after
+	// CONNECTED finds it.
+	s, err := c.streams.Open(sid)
+	if err != nil {
+		c.forgetOpening(sid)
+		return nil, err
+	}
+	if _, err := (exitSender{c}).SendRelay(ctx, onion.RelayBegin, sid, body); err != nil {
+		c.forgetOpening(sid)
+		s.CloseWith(onion.EndMisc)
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.connected {
+			return s, nil
+		}
+		s.CloseWith(onion.EndMisc)
+		return nil, &EndError{Reason: r.reason}
+	case <-ctx.Done():
+		c.forgetOpening(sid)
+		s.CloseWith(onion.EndTimeout)
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Circuit) forgetOpening(sid uint16) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	delete(c.opening, sid)
+}
+
+// EndError is a stream the exit refused or ended.
+type EndError struct{ Reason onion.EndReason }
+
+func (e *EndError) Error() string {
+	return fmt.Sprintf("client: stream ended by the exit: %v", e.Reason)
+}
+
+// handleBackward takes a RELAY cell from the guard: the link reader calls
+// it in order.
+func (c *Circuit) handleBackward(cell *onion.Cell) {
+	c.rmu.Lock()
+	origin, tag, err := c.crypto.DecryptBackward(cell.Payload[:])
+	c.rmu.Unlock()
+	if err != nil {
+		link.Release(cell)
+		c.Close()
+		c.fail(fmt.Errorf("client: %w", err))
+		return
+	}
+	var rc onion.RelayCell
+	err = onion.ParseRelayBody(onion.RelayBody(cell.Payload[:]), &rc)
+	var m onion.RelayMessage
+	var complete bool
+	if err == nil {
+		m, complete, err = c.reasm.Add(&rc)
+	}
+	if err == nil && complete {
+		m.Body = append([]byte(nil), m.Body...)
+	}
+	link.Release(cell)
+	if err == nil && complete {
+		err = c.handleMessage(origin, m, tag)
+	}
+	if err != nil {
+		c.Close()
+		c.fail(fmt.Errorf("client: protocol: %w", err))
+	}
+}
+
+func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.TagLen]byte) error {
+	last := c.crypto.Hops() - 1
+	switch m.Cmd {
+	case onion.RelayExtended:
+		c.stateMu.Lock()
+		ch := c.reply
+		c.reply = nil
+		c.stateMu.Unlock()
+		if ch == nil || origin != last {
+			return errors.New("unexpected EXTENDED")
+		}
+		ext, err := onion.ParseExtended(m.Body)
+		if err != nil {
+			return err
+		}
+		ch <- ext.Handshake
+		return nil
+	case onion.RelayDrop:
+		return nil
+	}
+	if origin != last {
+		return fmt.Errorf("%v from hop %d, not the exit", m.Cmd, origin)
+	}
+	switch m.Cmd {
+	case onion.RelayConnected:
+		c.resolveOpening(m.StreamID, beginResult{connected: true})
+	case onion.RelayEnd:
+		end, err := onion.ParseEnd(m.Body)
+		if err != nil {
+			return err
+		}
+		if !c.resolveOpening(m.StreamID, beginResult{reason: end.Reason}) {
+			c.streams.HandleEnd(m.StreamID, end.Reason)
+		}
+	case onion.RelayData:
+		_, err := c.streams.HandleData(m.StreamID, tag, m.Body)
+		return err
+	case onion.RelaySendme:
+		return c.streams.HandleSendme(m.StreamID, m.Body)
+	default:
+		return fmt.Errorf("unexpected %v", m.Cmd)
+	}
+	return nil
+}
+
+func (c *Circuit) resolveOpening(sid uint16, r beginResult) bool {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	ch := c.opening[sid]
+	if ch == nil {
+		return false
+	}
+	delete(c.opening, sid)
+	ch <- r
+	return true
+}
+
+// extendTo runs one hop's handshake: CREATE on the link for the first hop,
+// EXTEND in RELAY_EARLY through the circuit for the others.
+func (c *Circuit) extendTo(ctx context.Context, e directory.Entry) error {
+	d := e.Descriptor
+	hs, err := onion.NewClientHandshake(d.NodeID(), d.OnionCert.OnionKey, nil)
+	if err != nil {
+		return err
+	}
+	defer hs.Clear()
+	ch := make(chan []byte, 1)
+	c.stateMu.Lock()
+	c.reply = ch
+	c.stateMu.Unlock()
+	if c.crypto.Hops() == 0 {
+		cell, err := onion.NewCreateCell(c.id, hs.Request())
+		if err != nil {
+			return err
+		}
+		if err := c.l.Send(ctx, cell); err != nil {
+			return err
+		}
+	} else {
+		ext := onion.Extend{NodeID: d.NodeID(), AddrPort: d.ORAddr, Handshake: hs.Request()}
+		body, err := ext.Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := c.sendRelay(ctx, onion.RelayExtend, 0, body, c.crypto.Hops()-1, true); err != nil {
+			return err
+		}
+	}
+	var reply []byte
+	select {
+	case reply = <-ch:
+	case <-c.closedCh:
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	keys, err := hs.Finish(reply)
+	if err != nil {
+		return fmt.Errorf("hop %s: %w", keys2short(d.NodeID()), err)
+	}
+	defer keys.Clear()
+	c.mu.Lock()
+	c.rmu.Lock()
+	err = c.crypto.AddHop(keys)
+	c.rmu.Unlock()
+	c.mu.Unlock()
+	return err
+}
+
+func keys2short(id keys.NodeID) string { return id.Short() }

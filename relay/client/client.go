@@ -1,0 +1,314 @@
+// Package client is the client side of circuits: links to guards, circuit
+// building with the hybrid handshake, streams, a pool of circuits kept per
+// isolation key, and the SOCKS connector of `veil proxy`.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"veil/directory"
+	"veil/directory/linkauth"
+	"veil/onion"
+	"veil/onion/keys"
+	"veil/relay/link"
+	"veil/relay/path"
+	"veil/relay/socks"
+	"veil/relay/stream"
+)
+
+const (
+	// buildTimeout bounds building one circuit.
+	buildTimeout = 20 * time.Second
+	// dialAttempts is how many circuits a stream is tried on before the
+	// SOCKS client is told it failed: an exit that refuses, or a relay
+	// that vanished, costs one attempt.
+	dialAttempts = 3
+)
+
+// Options configure a Client.
+type Options struct {
+	// View returns the directory view paths are chosen from.
+	View func() *directory.View
+	// Paths chooses guards, middles and exits.
+	Paths *path.Selector
+	// CircuitLifetime retires a circuit for new streams.
+	CircuitLifetime time.Duration
+	Logger          *slog.Logger
+}
+
+// Client builds and uses circuits. It is the Handler of its links.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards the fields below
+	links map[keys.NodeID]*link.Link
+	circs map[circKey]*Circuit
+	pool  map[string]*Circuit // by isolation key
+	built int
+}
+
+type circKey struct {
+	l  *link.Link
+	id uint32
+}
+
+// New returns a client.
+func New(o Options) *Client {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CircuitLifetime == 0 {
+		o.CircuitLifetime = 10 * time.Minute
+	}
+	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
+		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}}
+}
+
+// HandleCell takes cells from the guards.
+func (cl *Client) HandleCell(l *link.Link, c *onion.Cell) {
+	cl.mu.Lock()
+	circ := cl.circs[circKey{l, c.CircID}]
+	cl.mu.Unlock()
+	if circ == nil {
+		link.Release(c)
+		return
+	}
+	switch c.Cmd {
+	case onion.CellCreated:
+		reply, err := c.CreatedHandshake()
+		link.Release(c)
+		circ.stateMu.Lock()
+		ch := circ.reply
+		circ.reply = nil
+		circ.stateMu.Unlock()
+		if err != nil || ch == nil {
+			circ.fail(errors.New("client: unexpected CREATED"))
+			return
+		}
+		ch <- reply
+	case onion.CellRelay, onion.CellRelayEarly:
+		circ.handleBackward(c)
+	case onion.CellDestroy:
+		reason, _ := c.DestroyReason()
+		link.Release(c)
+		circ.fail(fmt.Errorf("client: circuit destroyed: %v", reason))
+		cl.forget(circ)
+	default:
+		link.Release(c)
+	}
+}
+
+// LinkClosed fails every circuit through the link.
+func (cl *Client) LinkClosed(l *link.Link, err error) {
+	cl.mu.Lock()
+	var dead []*Circuit
+	for k, c := range cl.circs {
+		if k.l == l {
+			dead = append(dead, c)
+			delete(cl.circs, k)
+		}
+	}
+	for id, have := range cl.links {
+		if have == l {
+			delete(cl.links, id)
+		}
+	}
+	cl.mu.Unlock()
+	for _, c := range dead {
+		c.fail(fmt.Errorf("client: link closed: %v", err))
+	}
+}
+
+func (cl *Client) forget(c *Circuit) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	delete(cl.circs, circKey{c.l, c.id})
+	for k, have := range cl.pool {
+		if have == c {
+			delete(cl.pool, k)
+		}
+	}
+	c.l.ReleaseCircID(c.id)
+}
+
+// guardLink returns an open link to the guard, dialling one if needed.
+// Clients present no certificate (DESIGN.md): the guard learns only an
+// address.
+func (cl *Client) guardLink(ctx context.Context, g directory.Entry) (*link.Link, error) {
+	id := g.Descriptor.NodeID()
+	cl.mu.Lock()
+	l := cl.links[id]
+	cl.mu.Unlock()
+	if l != nil {
+		select {
+		case <-l.Done():
+		default:
+			return l, nil
+		}
+	}
+	conn, err := linkauth.Dial(ctx, "tcp", g.Descriptor.ORAddr.String(), id, nil)
+	if err != nil {
+		return nil, err
+	}
+	l, err = link.Establish(ctx, conn, link.Options{Handler: cl, Initiator: true, Logger: cl.log})
+	if err != nil {
+		return nil, err
+	}
+	cl.mu.Lock()
+	cl.links[id] = l
+	cl.mu.Unlock()
+	return l, nil
+}
+
+// Build makes a circuit through hops, guard first.
+func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, error) {
+	if len(hops) == 0 || len(hops) > onion.MaxHops {
+		return nil, fmt.Errorf("client: a circuit has 1 to %d hops, not %d", onion.MaxHops, len(hops))
+	}
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	l, err := cl.guardLink(ctx, hops[0])
+	if err != nil {
+		return nil, fmt.Errorf("client: guard %s: %w", hops[0].Descriptor.Nickname, err)
+	}
+	id, err := l.NewCircID()
+	if err != nil {
+		return nil, err
+	}
+	c := &Circuit{l: l, id: id, hops: hops, opening: map[uint16]chan beginResult{}, closedCh: make(chan struct{})}
+	c.streams = stream.NewCircuit(exitSender{c})
+	cl.mu.Lock()
+	cl.circs[circKey{l, id}] = c
+	cl.mu.Unlock()
+	for i, h := range hops {
+		if err := c.extendTo(ctx, h); err != nil {
+			c.Close()
+			cl.forget(c)
+			return nil, fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)
+		}
+	}
+	c.built = time.Now()
+	go func() {
+		<-c.closedCh
+		cl.forget(c)
+	}()
+	cl.mu.Lock()
+	cl.built++
+	cl.mu.Unlock()
+	return c, nil
+}
+
+// circuitFor returns the pooled circuit of an isolation key if it can
+// reach dest and is young enough, or builds one.
+func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destination, avoid *Circuit) (*Circuit, error) {
+	cl.mu.Lock()
+	c := cl.pool[key]
+	cl.mu.Unlock()
+	if c != nil && c != avoid && c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime && exitAllows(c, dest) {
+		return c, nil
+	}
+	v := cl.opts.View()
+	if v == nil {
+		return nil, errors.New("client: no directory view yet")
+	}
+	hops, err := cl.opts.Paths.Path(v, dest)
+	if err != nil {
+		return nil, err
+	}
+	c, err = cl.Build(ctx, hops)
+	if err != nil {
+		return nil, err
+	}
+	cl.mu.Lock()
+	cl.pool[key] = c
+	cl.mu.Unlock()
+	return c, nil
+}
+
+func exitAllows(c *Circuit, dest path.Destination) bool {
+	pol := c.hops[len(c.hops)-1].Descriptor.ExitPolicy()
+	if dest.Addr.IsValid() {
+		return pol.Allows(dest.Addr, dest.Port)
+	}
+	return true
+}
+
+// Connect is the SOCKS connector: it opens a stream for a CONNECT on the
+// circuit of the client's isolation key (its SOCKS credentials), retrying on
+// another circuit when an exit refuses or a circuit breaks.
+func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Credentials) (io.ReadWriteCloser, socks.Reply, error) {
+	key := cred.Username + "\x00" + cred.Password
+	dest := path.Destination{Addr: req.Addr, Host: req.Host, Port: req.Port}
+	begin := onion.Begin{Addr: req.Addr, Hostname: req.Host, Port: req.Port}
+	var last error
+	var avoid *Circuit
+	for range dialAttempts {
+		c, err := cl.circuitFor(ctx, key, dest, avoid)
+		if errors.Is(err, path.ErrNoExit) {
+			return nil, socks.Reply{Code: socks.ReplyNotAllowed}, err
+		}
+		if err != nil {
+			last = err
+			continue
+		}
+		s, err := c.Dial(ctx, begin)
+		if err == nil {
+			return s, socks.Reply{Code: socks.ReplySucceeded, Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}, nil
+		}
+		last = err
+		var end *EndError
+		if errors.As(err, &end) && !retryable(end.Reason) {
+			return nil, socks.Reply{Code: end.Reason.SOCKSReply()}, err
+		}
+		avoid = c
+	}
+	code := byte(socks.ReplyGeneralFailure)
+	var end *EndError
+	switch {
+	case errors.As(last, &end):
+		code = end.Reason.SOCKSReply()
+	case errors.Is(last, path.ErrNoExit):
+		// No exit's policy allows the destination.
+		code = socks.ReplyNotAllowed
+	}
+	return nil, socks.Reply{Code: code}, last
+}
+
+// retryable says whether another exit might succeed where one ended the
+// stream for this reason.
+func retryable(r onion.EndReason) bool {
+	switch r {
+	case onion.EndExitPolicy, onion.EndResolveFailed, onion.EndDestroy, onion.EndResourceLimit, onion.EndHibernating, onion.EndInternal, onion.EndMisc:
+		return true
+	}
+	return false
+}
+
+// Close destroys every circuit and closes every link.
+func (cl *Client) Close() {
+	cl.mu.Lock()
+	circs := make([]*Circuit, 0, len(cl.circs))
+	for _, c := range cl.circs {
+		circs = append(circs, c)
+	}
+	links := make([]*link.Link, 0, len(cl.links))
+	for _, l := range cl.links {
+		links = append(links, l)
+	}
+	cl.mu.Unlock()
+	for _, c := range circs {
+		c.Close()
+	}
+	for _, l := range links {
+		l.Close()
+		l.Wait()
+	}
+}

@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"veil/conf"
+	"veil/directory"
+	"veil/directory/dirclient"
+	"veil/relay/path"
+	"veil/relay/socks"
+)
+
+// Proxy is `veil proxy`: a directory client, a circuit client and the
+// SOCKS5 front door on one loopback port.
+type Proxy struct {
+	cfg    *conf.Client
+	log    *slog.Logger
+	dir    *dirclient.Client
+	client *Client
+	socks  *socks.Server
+	ln     net.Listener
+}
+
+// NewProxy loads what the proxy needs and binds its SOCKS port; nothing
+// runs until Run.
+func NewProxy(cfg *conf.Client, log *slog.Logger) (*Proxy, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	seeds, err := dirclient.SeedsFromConfig(cfg.Seeds)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log, MinRefresh: cfg.ConsensusRefresh.D()})
+	if err != nil {
+		return nil, err
+	}
+	sel, err := path.NewSelector(path.Options{DataDir: cfg.DataDir, GuardLifetime: cfg.GuardLifetime.D(),
+		AllowSameSubnet: cfg.LocalTestnet, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	cl := New(Options{View: dc.View, Paths: sel, CircuitLifetime: cfg.CircuitLifetime.D(), Logger: log})
+	opts := socks.DefaultOptions()
+	opts.Connector, opts.Logger = cl, log
+	srv, err := socks.NewServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.SOCKSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: socks_addr: %w", err)
+	}
+	return &Proxy{cfg: cfg, log: log, dir: dc, client: cl, socks: srv, ln: ln}, nil
+}
+
+// Addr returns the SOCKS address.
+func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+
+// Run serves until ctx ends. It starts from the cached consensus when that
+// is still valid and keeps the view fresh in the background.
+func (p *Proxy) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := p.dir.LoadCache(); err != nil && !errors.Is(err, dirclient.ErrNoCache) {
+		p.log.Info("not using the cached consensus", "err", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		p.dir.Run(ctx)
+	}()
+	var serveErr error
+	go func() {
+		defer wg.Done()
+		serveErr = p.socks.Serve(ctx, p.ln)
+		cancel()
+	}()
+	p.log.Info("proxy running", "socks", p.ln.Addr().String())
+	<-ctx.Done()
+	wg.Wait()
+	p.client.Close()
+	p.dir.Close()
+	return serveErr
+}
+
+// View returns the directory view in use, or nil before the first fetch.
+func (p *Proxy) View() *directory.View { return p.dir.View() }

@@ -1,0 +1,82 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"veil/directory/linkauth"
+	"veil/onion/keys"
+	"veil/relay/link"
+)
+
+// linkPool keeps this relay's outgoing links to other relays, one per
+// peer, so that many circuits share a link.
+type linkPool struct {
+	h   link.Handler
+	own *keys.Identity
+	log *slog.Logger
+
+	mu   sync.Mutex // guards byID
+	byID map[keys.NodeID]*link.Link
+}
+
+func newLinkPool(h link.Handler, own *keys.Identity, log *slog.Logger) *linkPool {
+	return &linkPool{h: h, own: own, log: log, byID: map[keys.NodeID]*link.Link{}}
+}
+
+// get returns an open link to the relay id at addr, dialling one if
+// needed. The TLS handshake proves the peer is id (linkauth).
+func (p *linkPool) get(ctx context.Context, id keys.NodeID, addr netip.AddrPort) (*link.Link, error) {
+	p.mu.Lock()
+	l := p.byID[id]
+	p.mu.Unlock()
+	if l != nil {
+		select {
+		case <-l.Done():
+		default:
+			return l, nil
+		}
+	}
+	conn, err := linkauth.Dial(ctx, "tcp", addr.String(), id, p.own)
+	if err != nil {
+		return nil, fmt.Errorf("link to %s: %w", id.Short(), err)
+	}
+	l, err = link.Establish(ctx, conn, link.Options{Handler: p.h, Initiator: true, Logger: p.log})
+	if err != nil {
+		return nil, fmt.Errorf("link to %s: %w", id.Short(), err)
+	}
+	p.mu.Lock()
+	p.byID[id] = l
+	p.mu.Unlock()
+	return l, nil
+}
+
+// forget drops a closed link.
+func (p *linkPool) forget(l *link.Link) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, have := range p.byID {
+		if have == l {
+			delete(p.byID, id)
+		}
+	}
+}
+
+// closeAll closes every pooled link and waits for them.
+func (p *linkPool) closeAll() {
+	p.mu.Lock()
+	links := make([]*link.Link, 0, len(p.byID))
+	for _, l := range p.byID {
+		links = append(links, l)
+	}
+	p.mu.Unlock()
+	for _, l := range links {
+		l.Close()
+	}
+	for _, l := range links {
+		l.Wait()
+	}
+}

@@ -1,0 +1,233 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"veil/onion"
+	"veil/relay/link"
+	"veil/relay/stream"
+)
+
+// errNotEarly: an EXTEND must come in RELAY_EARLY cells (SPEC.md §7.6).
+var errNotEarly = errors.New("relay: EXTEND outside RELAY_EARLY")
+
+// handleMessage acts on a relay message addressed to this relay.
+func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [onion.TagLen]byte, early bool) error {
+	switch m.Cmd {
+	case onion.RelayExtend:
+		if !early {
+			return errNotEarly
+		}
+		ext, err := onion.ParseExtend(m.Body)
+		if err != nil {
+			return err
+		}
+		circ.mu.Lock()
+		busy := circ.extending || circ.next.l != nil
+		circ.extending = true
+		circ.mu.Unlock()
+		if busy {
+			return errors.New("relay: EXTEND on a circuit that already has a next hop")
+		}
+		e.goTracked(func() { e.extend(circ, ext) })
+	case onion.RelayBegin:
+		b, err := onion.ParseBegin(m.Body)
+		if err != nil {
+			return err
+		}
+		if e.exiter == nil {
+			e.endStream(circ, m.StreamID, onion.EndExitPolicy)
+			return nil
+		}
+		e.goTracked(func() { e.begin(circ, m.StreamID, b) })
+	case onion.RelayData:
+		ex := circ.exitStreams()
+		if ex == nil {
+			return errors.New("relay: DATA on a circuit with no streams")
+		}
+		open, err := ex.HandleData(m.StreamID, tag, m.Body)
+		if err != nil {
+			return err
+		}
+		if !open {
+			e.endStream(circ, m.StreamID, onion.EndProtocol)
+		}
+	case onion.RelayEnd:
+		end, err := onion.ParseEnd(m.Body)
+		if err != nil {
+			return err
+		}
+		if ex := circ.exitStreams(); ex != nil {
+			ex.HandleEnd(m.StreamID, end.Reason)
+		}
+	case onion.RelaySendme:
+		if ex := circ.exitStreams(); ex != nil {
+			return ex.HandleSendme(m.StreamID, m.Body)
+		}
+	case onion.RelayDrop:
+	default:
+		return fmt.Errorf("relay: unexpected %v", m.Cmd)
+	}
+	return nil
+}
+
+func (circ *relayCircuit) exitStreams() *stream.Circuit {
+	circ.mu.Lock()
+	defer circ.mu.Unlock()
+	return circ.exit
+}
+
+func (e *engine) endStream(circ *relayCircuit, sid uint16, reason onion.EndReason) {
+	m := onion.End{Reason: reason}
+	body, _ := m.Marshal()
+	circ.sendRelay(e, onion.RelayEnd, sid, body)
+}
+
+// goTracked runs f in a goroutine the relay waits for on shutdown.
+func (e *engine) goTracked(f func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+// extend opens the next hop of a circuit: a link to the named relay, a
+// CREATE on it, and EXTENDED back once its CREATED arrives.
+func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
+	ctx, cancel := context.WithTimeout(e.ctx, extendTimeout)
+	defer cancel()
+	fail := func(why string, err error) {
+		e.log.Debug("extend failed", "why", why, "err", err)
+		e.destroy(circ, hop{}, onion.DestroyConnectFailed)
+	}
+	if ext.NodeID == e.r.ID() {
+		fail("to itself", nil)
+		return
+	}
+	if prev, ok := circ.prev.l.Peer(); ok && prev == ext.NodeID {
+		fail("back to the previous hop", nil)
+		return
+	}
+	if addr, ok := e.r.knownRelay(ext.NodeID); !ok || addr != ext.AddrPort {
+		fail("not a relay in this relay's view", nil)
+		return
+	}
+	l, err := e.links.get(ctx, ext.NodeID, ext.AddrPort)
+	if err != nil {
+		fail("link", err)
+		return
+	}
+	id, err := l.NewCircID()
+	if err != nil {
+		fail("circuit id", err)
+		return
+	}
+	next := hop{l, id}
+	created := make(chan []byte, 1)
+	circ.mu.Lock()
+	if circ.dead {
+		circ.mu.Unlock()
+		l.ReleaseCircID(id)
+		return
+	}
+	circ.pending, circ.created = next, created
+	circ.mu.Unlock()
+	e.circs.add(next, circ)
+	cell, err := onion.NewCreateCell(id, ext.Handshake)
+	if err == nil {
+		err = e.send(l, cell)
+	}
+	if err != nil {
+		fail("create", err)
+		return
+	}
+	var reply []byte
+	select {
+	case reply = <-created:
+	case <-ctx.Done():
+		fail("no CREATED", ctx.Err())
+		return
+	}
+	circ.mu.Lock()
+	circ.next, circ.extending = next, false
+	circ.mu.Unlock()
+	m := onion.Extended{Handshake: reply}
+	body, err := m.Marshal()
+	if err == nil {
+		_, err = circ.sendRelay(e, onion.RelayExtended, 0, body)
+	}
+	if err != nil {
+		fail("extended", err)
+	}
+}
+
+// handleCreated passes a CREATED to the extend waiting for it.
+func (e *engine) handleCreated(l *link.Link, c *onion.Cell) {
+	defer link.Release(c)
+	circ := e.circs.get(hop{l, c.CircID})
+	if circ == nil {
+		return
+	}
+	reply, err := c.CreatedHandshake()
+	circ.mu.Lock()
+	ch, want := circ.created, circ.pending
+	circ.created = nil
+	circ.mu.Unlock()
+	if err != nil || ch == nil || want != (hop{l, c.CircID}) {
+		e.destroy(circ, hop{l, c.CircID}, onion.DestroyProtocol)
+		return
+	}
+	ch <- reply
+}
+
+// begin opens an exit stream: connect under the exit policy, answer
+// CONNECTED or END, then copy bytes both ways until either side ends.
+func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
+	conn, addr, reason := e.exiter.connect(e.ctx, b)
+	if reason != 0 {
+		e.endStream(circ, sid, reason)
+		return
+	}
+	defer conn.Close()
+	circ.mu.Lock()
+	if circ.dead {
+		circ.mu.Unlock()
+		return
+	}
+	if circ.exit == nil {
+		circ.exit = stream.NewCircuit(exitSender{e, circ})
+	}
+	ex := circ.exit
+	circ.mu.Unlock()
+	s, err := ex.Open(sid)
+	if err != nil {
+		e.endStream(circ, sid, onion.EndProtocol)
+		return
+	}
+	m := onion.Connected{Addr: addr}
+	body, _ := m.Marshal()
+	if _, err := circ.sendRelay(e, onion.RelayConnected, sid, body); err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		// Client to destination. When it ends, for whatever reason, the
+		// whole stream ends: closing conn stops the other direction.
+		io.Copy(conn, s)
+		conn.Close()
+		close(done)
+	}()
+	_, err = io.Copy(s, conn)
+	reason = onion.EndDone
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		reason = onion.EndConnReset
+	}
+	s.CloseWith(reason)
+	conn.Close()
+	<-done
+}
