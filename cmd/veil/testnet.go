@@ -30,11 +30,13 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	m := n.Manifest
-	fmt.Fprintf(stdout, "veil testnet: %d seeds and %d relays on 127.0.0.1, ready after %.1fs\n",
+	fmt.Fprintf(stdout, "veil testnet: %d seeds, %d relays and a SOCKS proxy on 127.0.0.1, usable after %.1fs\n",
 		len(m.Seeds), len(m.Relays), time.Since(start).Seconds())
-	fmt.Fprintf(stdout, "  manifest:  %s/%s\n", *dir, testnet.ManifestName)
+	fmt.Fprintf(stdout, "  SOCKS5:    %s\n", m.Socks)
+	fmt.Fprintf(stdout, "  try:       curl --socks5-hostname %s %s\n", m.Socks, m.Web)
 	fmt.Fprintf(stdout, "  status:    veil status --config %s\n", m.ClientConfig)
+	fmt.Fprintf(stdout, "  manifest:  %s/%s\n", *dir, testnet.ManifestName)
 	fmt.Fprintf(stdout, "  logs:      %s/logs/\n", *dir)
-	fmt.Fprintln(stdout, "  the SOCKS proxy and circuits arrive with issue 4; press Ctrl-C to stop")
+	fmt.Fprintln(stdout, "press Ctrl-C to stop every process")
 	return n.Wait(ctx)
 }

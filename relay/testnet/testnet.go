@@ -69,8 +69,11 @@ type Proc struct {
 type Manifest struct {
 	Socks        string `json:"socks"`
 	ClientConfig string `json:"client_config"`
-	Seeds        []Proc `json:"seeds"`
-	Relays       []Proc `json:"relays"`
+	// Web is a web server on 127.0.0.1 that the network can reach.
+	Web    string `json:"web"`
+	Proxy  Proc   `json:"proxy"`
+	Seeds  []Proc `json:"seeds"`
+	Relays []Proc `json:"relays"`
 }
 
 // Network is a started testnet.
@@ -79,6 +82,8 @@ type Network struct {
 	log      *slog.Logger
 	Manifest Manifest
 	client   *conf.Client
+
+	target *target
 
 	mu    sync.Mutex // guards procs
 	procs []*process
@@ -128,11 +133,19 @@ func Start(ctx context.Context, o Options) (*Network, error) {
 	if err := n.writeConfigs(); err != nil {
 		return nil, err
 	}
+	if n.target, err = startTarget(); err != nil {
+		return nil, err
+	}
+	n.Manifest.Web = n.target.url()
 	if err := n.startAll(); err != nil {
 		n.Stop()
 		return nil, err
 	}
 	if err := n.waitReady(ctx); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	if err := n.startProxy(ctx); err != nil {
 		n.Stop()
 		return nil, err
 	}
@@ -188,6 +201,7 @@ func (n *Network) writeConfigs() error {
 		return err
 	}
 	client.SOCKSAddr = socks
+	client.LocalTestnet = true // every relay is on 127.0.0.0/16
 	for i := 0; i < n.opts.Seeds; i++ {
 		name := fmt.Sprintf("seed%d", i+1)
 		cfg := conf.DefaultSeed()
@@ -245,6 +259,7 @@ func (n *Network) writeConfigs() error {
 	}
 	n.Manifest.Socks = socks
 	n.Manifest.ClientConfig = n.path("client.toml")
+	n.Manifest.Proxy = Proc{Name: "proxy", Config: n.Manifest.ClientConfig, Log: n.path("logs", "proxy.log")}
 	n.client = &client
 	return conf.Write(n.Manifest.ClientConfig, &client)
 }
@@ -333,6 +348,35 @@ func (n *Network) waitReady(ctx context.Context) error {
 	return fmt.Errorf("%w after %v: %v (logs in %s)", ErrNotReady, n.opts.ReadyTimeout, last, n.path("logs"))
 }
 
+// startProxy starts `veil proxy` and waits until a request crosses the
+// network through it.
+func (n *Network) startProxy(ctx context.Context) error {
+	p := &n.Manifest.Proxy
+	pid, err := n.start(p.Name, p.Log, "proxy", "--config", p.Config)
+	if err != nil {
+		return err
+	}
+	p.PID = pid
+	deadline := time.Now().Add(n.opts.ReadyTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if err := n.exited(); err != nil {
+			return err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		last = fetchGreeting(fctx, n.Manifest.Socks, n.target)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%w: no request crossed the network: %v (logs in %s)", ErrNotReady, last, n.path("logs"))
+}
+
 // exited reports a process that ended before it should have.
 func (n *Network) exited() error {
 	n.mu.Lock()
@@ -373,6 +417,9 @@ func (n *Network) Stop() {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
+	}
+	if n.target != nil {
+		n.target.close()
 	}
 	os.Remove(n.path(ManifestName))
 }
