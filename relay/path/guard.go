@@ -24,6 +24,9 @@ import (
 // missing guard stays first in the list, the next one serves meanwhile,
 // and the first is used again when it returns (SPEC.md §1.1).
 func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Entry) bool) (directory.Entry, error) {
+	if v == nil {
+		return directory.Entry{}, errorf(ErrNoGuard, "no usable guard: no view of the network")
+	}
 	now = now.Truncate(time.Second) // the file's resolution
 	s.mu.Lock()
 	defer s.mu.Unlock()

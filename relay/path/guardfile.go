@@ -14,14 +14,14 @@ import (
 	"veil/onion/keys"
 )
 
+// GuardFile is the name of the guard file in Options.DataDir.
+const GuardFile = "guards"
+
 // The guard file, SPEC.md §1.2: a header line, then one line per guard in
 // preference order, each "NODEID CHOSEN DOWNSINCE\n" with the times in
 // decimal Unix seconds (DOWNSINCE 0 while the guard is usable). Every
 // state has exactly one encoding, and parseGuards refuses anything else.
 const (
-	// GuardFile is the name of the guard file in Options.DataDir.
-	GuardFile = "guards"
-
 	guardHeader = "veil guards v1\n"
 	// maxGuardFileLen bounds what NewSelector reads: the header and
 	// MaxGuards lines of a 52-character node ID and two 19-digit times.
@@ -184,7 +184,7 @@ func writeTemp(dir, pattern string, data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = f.Chmod(0o600) // and this says so, whatever CreateTemp does later
+	err = f.Chmod(0o600) // explicit, not left to CreateTemp's default
 	if err == nil {
 		_, err = f.Write(data)
 	}

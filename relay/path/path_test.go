@@ -410,3 +410,17 @@ func TestConcurrentPaths(t *testing.T) {
 		t.Fatalf("%d guards after concurrent paths, want 1", len(s.guards))
 	}
 }
+
+func TestNilView(t *testing.T) {
+	s := newSelector(t, Options{})
+	if _, err := s.Guard(nil); !errors.Is(err, ErrNoGuard) {
+		t.Errorf("Guard: %v", err)
+	}
+	if _, err := s.Path(nil, web); !errors.Is(err, ErrNoGuard) {
+		t.Errorf("Path: %v", err)
+	}
+	last := network(t).Relays[0]
+	if _, err := s.PathTo(nil, last); !errors.Is(err, ErrNoPath) {
+		t.Errorf("PathTo: %v", err)
+	}
+}

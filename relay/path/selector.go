@@ -205,6 +205,9 @@ func (s *Selector) PathTo(v *directory.View, last directory.Entry) ([]directory.
 	fail := func(err error) ([]directory.Entry, error) {
 		return nil, fmt.Errorf("path: path to %s: %w", name(last), err)
 	}
+	if v == nil {
+		return fail(errorf(ErrNoPath, "no path: no view of the network"))
+	}
 	now := s.now()
 	e, ok := v.ByID(last.Descriptor.NodeID())
 	if !ok || !has(e, flagsRunning, now) {

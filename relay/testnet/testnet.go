@@ -424,22 +424,27 @@ func (n *Network) Stop() {
 	os.Remove(n.path(ManifestName))
 }
 
-// Wait blocks until ctx ends or a process exits on its own, then stops the
-// network. It returns nil when ctx ended.
+// Wait runs the network until ctx ends, then stops it. A process that
+// exits on its own (a relay killed to test churn, say) is reported and the
+// rest go on, as a real network would.
 func (n *Network) Wait(ctx context.Context) error {
 	defer n.Stop()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if err := n.exited(); err != nil {
-				return err
+	n.mu.Lock()
+	procs := append([]*process(nil), n.procs...)
+	n.mu.Unlock()
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.done:
+				if ctx.Err() == nil {
+					n.log.Warn("testnet process exited", "name", p.name, "state", p.cmd.ProcessState.String(), "log", p.log.Name())
+				}
+			case <-ctx.Done():
 			}
-		}
+		}()
 	}
+	<-ctx.Done()
+	return nil
 }
 
 // ErrNotReady is wrapped when the network did not become usable in time.
