@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"veil/directory"
+	"veil/onion"
 	"veil/onion/keys"
 	"veil/relay/client"
 	"veil/relay/path"
@@ -114,4 +116,94 @@ func TestCircuitEndToEnd(t *testing.T) {
 	if err == nil || reply.Code != socks.ReplyNotAllowed {
 		t.Fatalf("refused by the exit: err %v, reply %#x", err, reply.Code)
 	}
+}
+
+// TestTamperedCellKillsCircuit: a guard that flips one bit of a cell it
+// forwards gets the circuit destroyed by the middle, which authenticates
+// every bit; the changed data never reaches the destination, the client's
+// stream ends with an error, and the relays keep running.
+func TestTamperedCellKillsCircuit(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	var armed atomic.Bool
+	var flipped atomic.Int64
+	tamper := func(c *onion.Cell) {
+		if armed.Load() {
+			c.Payload[1000] ^= 0x01
+			flipped.Add(1)
+		}
+	}
+	// Every relay tampers with what it forwards, so whichever is the guard
+	// does; the middle is the first to authenticate the changed cell.
+	want := map[keys.NodeID]bool{}
+	for i := 0; i < 4; i++ {
+		want[n.startRelayWith(fmt.Sprint("relay", i), i%2 == 1, tamper).ID()] = true
+	}
+	cl, _ := testClient(t, n, want)
+
+	got := make(chan []byte, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := c.Read(buf)
+			if k > 0 {
+				got <- append([]byte(nil), buf[:k]...)
+			}
+			if err != nil {
+				close(got)
+				return
+			}
+		}
+	}()
+	dst := netip.MustParseAddrPort(ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte("clean")); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; string(b) != "clean" {
+		t.Fatalf("destination got %q", b)
+	}
+	armed.Store(true)
+	s.Write([]byte("tampered"))
+	// The stream ends with an error instead of hanging.
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read succeeded on a tampered circuit")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream hung after a tampered cell")
+	}
+	if flipped.Load() == 0 {
+		t.Fatal("no cell was tampered with")
+	}
+	for b := range got {
+		t.Fatalf("the destination received %q after tampering", b)
+	}
+	// The relays are still up: a new circuit works.
+	armed.Store(false)
+	s2, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{Username: "new"})
+	if err != nil {
+		t.Fatalf("no new circuit after the tampered one: %v", err)
+	}
+	s2.Close()
 }

@@ -101,10 +101,13 @@ type engine struct {
 	links  *linkPool
 	exiter *exiter // nil unless the relay exits
 	wg     sync.WaitGroup
+	// tamper, set only by tests, changes each cell this relay forwards
+	// away from the client, as a malicious relay would.
+	tamper func(*onion.Cell)
 }
 
 func newEngine(ctx context.Context, r *Relay) *engine {
-	e := &engine{r: r, log: r.log, ctx: ctx, circs: circuitTable{byHop: map[hop]*relayCircuit{}}}
+	e := &engine{r: r, log: r.log, ctx: ctx, circs: circuitTable{byHop: map[hop]*relayCircuit{}}, tamper: r.tamperForward}
 	if r.cfg.Exit {
 		e.exiter = newExiter(r.cfg.Policy())
 	}
@@ -211,7 +214,7 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 		// SPEC.md §5.5, §7.6: at most MaxHops-1 per circuit.
 		if circ.early++; circ.early >= onion.MaxHops {
 			link.Release(c)
-			e.destroy(circ, h, onion.DestroyProtocol)
+			e.destroy(circ, hop{}, onion.DestroyProtocol)
 			return
 		}
 	}
@@ -219,7 +222,7 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 	if err != nil {
 		link.Release(c)
 		e.log.Info("circuit destroyed: a cell failed authentication", "err", err)
-		e.destroy(circ, h, onion.DestroyTampered)
+		e.destroy(circ, hop{}, onion.DestroyTampered)
 		return
 	}
 	if !recognized {
@@ -228,12 +231,15 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 		circ.mu.Unlock()
 		if next.l == nil {
 			link.Release(c)
-			e.destroy(circ, h, onion.DestroyProtocol)
+			e.destroy(circ, hop{}, onion.DestroyProtocol)
 			return
 		}
 		c.CircID = next.id
+		if e.tamper != nil {
+			e.tamper(c)
+		}
 		if err := e.send(next.l, c); err != nil {
-			e.destroy(circ, h, onion.DestroyDestroyed)
+			e.destroy(circ, next, onion.DestroyDestroyed)
 		}
 		return
 	}
@@ -251,13 +257,13 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 	early := c.Cmd == onion.CellRelayEarly
 	link.Release(c)
 	if err != nil {
-		e.destroy(circ, h, onion.DestroyProtocol)
+		e.destroy(circ, hop{}, onion.DestroyProtocol)
 		return
 	}
 	if complete {
 		if err := e.handleMessage(circ, msg, tag, early); err != nil {
 			e.log.Debug("circuit destroyed", "err", err)
-			e.destroy(circ, h, onion.DestroyProtocol)
+			e.destroy(circ, hop{}, onion.DestroyProtocol)
 		}
 	}
 }

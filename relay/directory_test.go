@@ -19,6 +19,7 @@ import (
 	"veil/directory"
 	"veil/directory/dirclient"
 	"veil/directory/seed"
+	"veil/onion"
 	"veil/onion/keys"
 )
 
@@ -89,6 +90,12 @@ func newTestNetwork(t testing.TB, seeds int) *testNetwork {
 }
 
 func (n *testNetwork) startRelay(name string, exit bool) *Relay {
+	return n.startRelayWith(name, exit, nil)
+}
+
+// startRelayWith starts a relay whose forwarded cells pass through tamper
+// first (nil: an honest relay).
+func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.Cell)) *Relay {
 	n.t.Helper()
 	cfg := conf.DefaultRelay()
 	cfg.DataDir = filepath.Join(n.dir, name)
@@ -108,6 +115,7 @@ func (n *testNetwork) startRelay(name string, exit bool) *Relay {
 	if err != nil {
 		n.t.Fatal(err)
 	}
+	r.tamperForward = tamper
 	ctx, cancel := context.WithCancel(context.Background())
 	rr := &runningRelay{r: r, cancel: cancel, done: make(chan struct{})}
 	n.relays[name] = rr

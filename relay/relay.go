@@ -38,6 +38,8 @@ type Relay struct {
 	pub        publisher
 	now        func() time.Time
 	handshakes *onion.RelayIdentity
+	// tamperForward is a test hook: see engine.tamper.
+	tamperForward func(*onion.Cell)
 
 	viewMu   sync.Mutex // guards the fields below
 	node     *gossip.Node
