@@ -207,3 +207,38 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// TestSpareCircuits: circuits are built ahead, a new stream takes one
+// without waiting for handshakes, and the spare is replaced.
+func TestSpareCircuits(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	want := map[keys.NodeID]bool{}
+	for i := 0; i < 4; i++ {
+		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
+	}
+	cl, _ := testClient(t, n, want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { cl.Maintain(ctx, 2); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return cl.Spares() == 2 }, "two spare circuits")
+
+	dst, _ := target(t)
+	s, _, err := cl.Connect(context.Background(), socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	waitFor(t, func() bool { return cl.Spares() == 2 }, "the spare to be replaced")
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -52,7 +52,10 @@ type Client struct {
 	links map[keys.NodeID]*link.Link
 	circs map[circKey]*Circuit
 	pool  map[string]*Circuit // by isolation key
+	spare []*Circuit          // built ahead, not yet given to a key
 	built int
+	// wake tells Maintain that a spare was taken.
+	wake chan struct{}
 }
 
 type circKey struct {
@@ -69,7 +72,7 @@ func New(o Options) *Client {
 		o.CircuitLifetime = 10 * time.Minute
 	}
 	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
-		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}}
+		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, wake: make(chan struct{}, 1)}
 }
 
 // HandleCell takes cells from the guards.
@@ -134,6 +137,12 @@ func (cl *Client) forget(c *Circuit) {
 	for k, have := range cl.pool {
 		if have == c {
 			delete(cl.pool, k)
+		}
+	}
+	for i, have := range cl.spare {
+		if have == c {
+			cl.spare = append(cl.spare[:i], cl.spare[i+1:]...)
+			break
 		}
 	}
 	c.l.ReleaseCircID(c.id)
@@ -215,6 +224,12 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 	if c != nil && c != avoid && c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime && exitAllows(c, dest) {
 		return c, nil
 	}
+	if c := cl.takeSpare(dest); c != nil {
+		cl.mu.Lock()
+		cl.pool[key] = c
+		cl.mu.Unlock()
+		return c, nil
+	}
 	v := cl.opts.View()
 	if v == nil {
 		return nil, errors.New("client: no directory view yet")
@@ -231,6 +246,99 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 	cl.pool[key] = c
 	cl.mu.Unlock()
 	return c, nil
+}
+
+// takeSpare hands out a circuit built ahead whose exit can reach dest, so
+// the stream does not wait for three handshakes.
+func (cl *Client) takeSpare(dest path.Destination) *Circuit {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for i, c := range cl.spare {
+		if c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime && exitAllows(c, dest) {
+			cl.spare = append(cl.spare[:i], cl.spare[i+1:]...)
+			select {
+			case cl.wake <- struct{}{}:
+			default:
+			}
+			return c
+		}
+	}
+	return nil
+}
+
+// spareDest is the destination spare circuits are built for: an exit that
+// accepts port 443 for some address takes most streams.
+var spareDest = path.Destination{Host: "spare.invalid", Port: 443}
+
+// maintainTick is how often Maintain looks at its spares when nothing
+// wakes it; spareRetry how long it waits after a failed build.
+const (
+	maintainTick = time.Second
+	spareRetry   = 2 * time.Second
+)
+
+// Maintain keeps n circuits built ahead until ctx ends, replacing those
+// that are taken, die or grow old.
+func (cl *Client) Maintain(ctx context.Context, n int) {
+	t := time.NewTicker(maintainTick)
+	defer t.Stop()
+	for {
+		cl.mu.Lock()
+		live := cl.spare[:0]
+		for _, c := range cl.spare {
+			if c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime {
+				live = append(live, c)
+			} else {
+				c.Close()
+			}
+		}
+		cl.spare = live
+		need := n - len(live)
+		cl.mu.Unlock()
+		for ; need > 0 && ctx.Err() == nil; need-- {
+			if err := cl.buildSpare(ctx); err != nil {
+				cl.log.Debug("building a spare circuit", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(spareRetry):
+				}
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-cl.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (cl *Client) buildSpare(ctx context.Context) error {
+	v := cl.opts.View()
+	if v == nil {
+		return errors.New("client: no directory view yet")
+	}
+	hops, err := cl.opts.Paths.Path(v, spareDest)
+	if err != nil {
+		return err
+	}
+	c, err := cl.Build(ctx, hops)
+	if err != nil {
+		return err
+	}
+	cl.mu.Lock()
+	cl.spare = append(cl.spare, c)
+	cl.mu.Unlock()
+	return nil
+}
+
+// Spares reports how many circuits are built ahead.
+func (cl *Client) Spares() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.spare)
 }
 
 func exitAllows(c *Circuit, dest path.Destination) bool {

@@ -71,10 +71,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Info("not using the cached consensus", "err", err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		p.dir.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		p.client.Maintain(ctx, p.cfg.CircuitPool)
 	}()
 	var serveErr error
 	go func() {
