@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -241,4 +242,75 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMemoryCap: an exit whose destinations do not read fills its queues;
+// past max_memory it destroys the circuits holding the oldest data and
+// keeps serving new ones.
+func TestMemoryCap(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	n.maxMemory = 2 << 20
+	want := map[keys.NodeID]bool{}
+	for i := 0; i < 4; i++ {
+		want[n.startRelay(fmt.Sprint("relay", i), i == 3).ID()] = true
+	}
+	cl, _ := testClient(t, n, want)
+	// A destination that accepts and never reads, with a small receive
+	// buffer, so data piles up at the exit.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetReadBuffer(4096)
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	dst := netip.MustParseAddrPort(ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failed := make(chan error, 8)
+	for i := range 8 {
+		s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{Username: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := s.Write(make([]byte, 64<<20))
+			failed <- err
+		}()
+	}
+	// 8 streams can queue up to 8 MiB at the exit; the cap is 2 MiB.
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("a 64 MB write to a destination that never reads completed")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no circuit was destroyed although the exit held more than its cap")
+	}
+	// The relays still serve new circuits.
+	web, _ := target(t)
+	s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: web.Addr(), Port: web.Port()}, socks.Credentials{Username: "after"})
+	if err != nil {
+		t.Fatalf("after the cap: %v", err)
+	}
+	s.Close()
 }

@@ -86,6 +86,17 @@ func (t *circuitTable) onLink(l *link.Link) []*relayCircuit {
 	return out
 }
 
+// all returns every circuit (one entry per hop, so possibly twice).
+func (t *circuitTable) all() []*relayCircuit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*relayCircuit, 0, len(t.byHop))
+	for _, c := range t.byHop {
+		out = append(out, c)
+	}
+	return out
+}
+
 func (t *circuitTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -100,6 +111,7 @@ type engine struct {
 	circs  circuitTable
 	links  *linkPool
 	exiter *exiter // nil unless the relay exits
+	mem    memory
 	wg     sync.WaitGroup
 	// tamper, set only by tests, changes each cell this relay forwards
 	// away from the client, as a malicious relay would.
@@ -112,6 +124,7 @@ func newEngine(ctx context.Context, r *Relay) *engine {
 		e.exiter = newExiter(r.cfg.Policy())
 	}
 	e.links = newLinkPool(e, r.store.Identity(), r.log)
+	e.links.onLink = e.mem.addLink
 	return e
 }
 
@@ -137,6 +150,7 @@ func (e *engine) HandleCell(l *link.Link, c *onion.Cell) {
 // LinkClosed destroys every circuit that used the link.
 func (e *engine) LinkClosed(l *link.Link, err error) {
 	e.links.forget(l)
+	e.mem.removeLink(l)
 	for _, circ := range e.circs.onLink(l) {
 		e.destroy(circ, hopOn(circ, l), onion.DestroyDestroyed)
 	}

@@ -45,6 +45,8 @@ type testNetwork struct {
 	relays map[string]*runningRelay
 	// networkKey, if set, is given to the relays started next.
 	networkKey string
+	// maxMemory is the relays' max_memory.
+	maxMemory conf.Size
 }
 
 type runningRelay struct {
@@ -54,7 +56,7 @@ type runningRelay struct {
 }
 
 func newTestNetwork(t testing.TB, seeds int) *testNetwork {
-	n := &testNetwork{t: t, dir: t.TempDir(), relays: map[string]*runningRelay{}}
+	n := &testNetwork{t: t, dir: t.TempDir(), relays: map[string]*runningRelay{}, maxMemory: conf.DefaultRelay().MaxMemory}
 	// Cleanups run last-registered first: every cancel below runs before
 	// this wait.
 	t.Cleanup(n.wg.Wait)
@@ -105,6 +107,7 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 	cfg.Seeds = n.gossip
 	cfg.GossipTiming = conf.GossipLocal
 	cfg.NetworkKey = n.networkKey
+	cfg.MaxMemory = n.maxMemory
 	if exit {
 		cfg.Exit = true
 		// Port 9 is refused so that a test can watch an exit refuse.

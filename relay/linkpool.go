@@ -15,9 +15,11 @@ import (
 // linkPool keeps this relay's outgoing links to other relays, one per
 // peer, so that many circuits share a link.
 type linkPool struct {
-	h   link.Handler
-	own *keys.Identity
-	log *slog.Logger
+	h link.Handler
+	// onLink is told of every link the pool makes.
+	onLink func(*link.Link)
+	own    *keys.Identity
+	log    *slog.Logger
 
 	mu   sync.Mutex // guards byID
 	byID map[keys.NodeID]*link.Link
@@ -51,6 +53,9 @@ func (p *linkPool) get(ctx context.Context, id keys.NodeID, addr netip.AddrPort)
 	p.mu.Lock()
 	p.byID[id] = l
 	p.mu.Unlock()
+	if p.onLink != nil {
+		p.onLink(l)
+	}
 	return l, nil
 }
 

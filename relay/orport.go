@@ -24,14 +24,14 @@ const (
 type orListener struct {
 	ln   net.Listener
 	tls  *tls.Config
-	h    link.Handler
+	eng  *engine
 	log  *slog.Logger
 	wg   sync.WaitGroup // the accept loop and every link it accepted
 	sema chan struct{}
 }
 
-func newORListener(ln net.Listener, cfg *tls.Config, h link.Handler, log *slog.Logger) *orListener {
-	return &orListener{ln: ln, tls: cfg, h: h, log: log, sema: make(chan struct{}, maxPendingHandshakes)}
+func newORListener(ln net.Listener, cfg *tls.Config, eng *engine, log *slog.Logger) *orListener {
+	return &orListener{ln: ln, tls: cfg, eng: eng, log: log, sema: make(chan struct{}, maxPendingHandshakes)}
 }
 
 // serve accepts until ctx ends, then closes the listener and waits for the
@@ -72,7 +72,7 @@ func (o *orListener) handle(ctx context.Context, c net.Conn) {
 	err := tc.HandshakeContext(hctx)
 	var l *link.Link
 	if err == nil {
-		l, err = link.Establish(hctx, tc, link.Options{Handler: o.h, Logger: o.log})
+		l, err = link.Establish(hctx, tc, link.Options{Handler: o.eng, Logger: o.log})
 	} else {
 		c.Close()
 	}
@@ -81,6 +81,7 @@ func (o *orListener) handle(ctx context.Context, c net.Conn) {
 		o.log.Debug("or port: no link", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
+	o.eng.mem.addLink(l)
 	select {
 	case <-l.Done():
 	case <-ctx.Done():

@@ -149,10 +149,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.node = node
 	r.viewMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		or.serve(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		eng.governMemory()
 	}()
 	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
 		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"veil/onion"
 )
@@ -138,7 +139,7 @@ func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byt
 	if err := s.recvWin.Arrived(tag); err != nil {
 		return true, err
 	}
-	s.inbox = append(s.inbox, append([]byte(nil), data...))
+	s.inbox = append(s.inbox, queued{append([]byte(nil), data...), time.Now()})
 	c.cond.Broadcast()
 	return true, nil
 }
@@ -150,6 +151,23 @@ func (c *Circuit) HandleEnd(streamID uint16, reason onion.EndReason) {
 	if s := c.streams[streamID]; s != nil {
 		s.endLocked(reason)
 	}
+}
+
+// Queued reports the bytes that arrived on the circuit's streams and are
+// not read yet, and when the oldest of them arrived (zero if none). A
+// relay's memory cap uses it to pick the circuits to sacrifice.
+func (c *Circuit) Queued() (bytes int, oldest time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.streams {
+		for _, q := range s.inbox {
+			bytes += len(q.data)
+			if oldest.IsZero() || q.at.Before(oldest) {
+				oldest = q.at
+			}
+		}
+	}
+	return bytes, oldest
 }
 
 // deliveredLocked frees n cells of the circuit window and sends the
@@ -179,10 +197,16 @@ type Stream struct {
 	// guarded by c.mu
 	sendWin     *onion.SendWindow
 	recvWin     *onion.RecvWindow
-	inbox       [][]byte // bounded by recvWin: at most StreamWindowStart cells
+	inbox       []queued // bounded by recvWin: at most StreamWindowStart cells
 	remoteEnded bool
 	endReason   onion.EndReason
 	closed      bool
+}
+
+// queued is data that arrived and waits to be read.
+type queued struct {
+	data []byte
+	at   time.Time
 }
 
 // ID returns the stream ID.
@@ -251,13 +275,13 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("%w: %v", ErrEnded, s.endReason)
 		}
 	}
-	head := s.inbox[0]
+	head := s.inbox[0].data
 	n := copy(p, head)
 	if n < len(head) {
-		s.inbox[0] = head[n:]
+		s.inbox[0].data = head[n:]
 		return n, nil
 	}
-	s.inbox[0] = nil
+	s.inbox[0] = queued{}
 	s.inbox = s.inbox[1:]
 	// A whole cell has been read: free it in both windows.
 	if due, tag := s.recvWin.Delivered(); due {
