@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -90,6 +91,29 @@ func fetch(ctx context.Context, m testnet.Manifest, web netip.AddrPort, n int64,
 	return nil
 }
 
+// socksReply sends a no-auth greeting and one raw request, and returns
+// the reply code.
+func socksReply(t *testing.T, proxy string, req []byte) byte {
+	t.Helper()
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte{5, 1, 0})
+	var sel [2]byte
+	if _, err := io.ReadFull(c, sel[:]); err != nil {
+		t.Fatal(err)
+	}
+	c.Write(req)
+	var rep [2]byte
+	if _, err := io.ReadFull(c, rep[:]); err != nil {
+		t.Fatal(err)
+	}
+	return rep[1]
+}
+
 // TestEndToEnd runs a testnet of real processes and uses it as a SOCKS
 // client would: a 100 MB body arrives bit-exact; 32 concurrent streams on
 // isolated circuits all complete; the exit refuses what its policy
@@ -131,10 +155,39 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("private destination: %v", err)
 	}
 
-	// Kill every relay but one guard-capable path's worth... simply: kill
-	// relays one at a time under a long download until one of them was on
-	// its circuit, then check the download failed promptly and a new
-	// stream works.
+	// SOCKS edge cases at the real proxy: BIND and UDP ASSOCIATE are not
+	// supported (0x07), an unknown address type gets 0x08, and a client
+	// that sends garbage is dropped while others are served.
+	for _, tc := range []struct {
+		req  []byte
+		want byte
+	}{
+		{[]byte{5, 2, 0, 1, 127, 0, 0, 1, 0, 80}, 0x07},
+		{[]byte{5, 3, 0, 1, 0, 0, 0, 0, 0, 0}, 0x07},
+		{[]byte{5, 1, 0, 9, 1, 2, 3, 4, 0, 80}, 0x08},
+	} {
+		if got := socksReply(t, m.Socks, tc.req); got != tc.want {
+			t.Errorf("request %x: reply %#02x, want %#02x", tc.req, got, tc.want)
+		}
+	}
+	garbage, err := net.Dial("tcp", m.Socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	garbage.SetReadDeadline(time.Now().Add(15 * time.Second))
+	// Dropped means closed, cleanly or with a reset, not left hanging.
+	if _, err := io.ReadAll(garbage); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("a garbage client was not dropped")
+	}
+	garbage.Close()
+	if err := fetch(ctx, m, web, 1<<10, ""); err != nil {
+		t.Fatalf("after a garbage client: %v", err)
+	}
+
+	// Kill relays one at a time under a long download until one of them
+	// was on its circuit; the download must fail promptly, and a new
+	// stream must work on another circuit.
 	long := make(chan error, 1)
 	go func() { long <- fetch(ctx, m, web, 1<<40, "long") }()
 	time.Sleep(500 * time.Millisecond)
