@@ -156,8 +156,7 @@ func familyOf(cands []Candidate) map[keys.NodeID]int {
 		return slices.Contains(d.Family, id)
 	}
 	parent := make(map[keys.NodeID]keys.NodeID, len(cands))
-	var find func(keys.NodeID) keys.NodeID
-	find = func(x keys.NodeID) keys.NodeID {
+	find := func(x keys.NodeID) keys.NodeID {
 		for parent[x] != x {
 			parent[x] = parent[parent[x]]
 			x = parent[x]

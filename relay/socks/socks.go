@@ -438,10 +438,11 @@ func ReadRequest(r io.Reader) (Request, error) {
 		}
 		n++
 	}
-	_, want, err := ParseRequest(buf[:n])
+	_, _, err := ParseRequest(buf[:n])
 	if !errors.Is(err, ErrTruncated) {
 		return Request{}, err // the header alone settles it
 	}
+	var want int
 	switch buf[3] {
 	case AtypIPv4:
 		want = requestHeaderLen + ipv4Len + portLen
@@ -519,11 +520,11 @@ func ReadReply(r io.Reader) (Reply, error) {
 	if _, err := io.ReadFull(r, buf[:requestHeaderLen]); err != nil {
 		return Reply{}, fmt.Errorf("socks: read reply: %w", err)
 	}
-	_, want, err := ParseReply(buf[:requestHeaderLen])
+	_, _, err := ParseReply(buf[:requestHeaderLen])
 	if !errors.Is(err, ErrTruncated) {
 		return Reply{}, err
 	}
-	want = requestHeaderLen + ipv4Len + portLen
+	want := requestHeaderLen + ipv4Len + portLen
 	if buf[3] == AtypIPv6 {
 		want = requestHeaderLen + ipv6Len + portLen
 	}
