@@ -202,6 +202,9 @@ func (n *Network) writeConfigs() error {
 	}
 	client.SOCKSAddr = socks
 	client.LocalTestnet = true // every relay is on 127.0.0.0/16
+	// Follow the seeds' short interval, so a restarted testnet is used
+	// with its new addresses at once.
+	client.ConsensusRefresh = conf.Duration(time.Second)
 	for i := 0; i < n.opts.Seeds; i++ {
 		name := fmt.Sprintf("seed%d", i+1)
 		cfg := conf.DefaultSeed()
@@ -324,6 +327,9 @@ func (n *Network) waitReady(ctx context.Context) error {
 		return err
 	}
 	defer dc.Close()
+	// A seed restarted in an old testnet directory serves its saved
+	// consensus at once, with the old addresses: wait for one signed now.
+	started := time.Now().Truncate(time.Second)
 	deadline := time.Now().Add(n.opts.ReadyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -338,6 +344,8 @@ func (n *Network) waitReady(ctx context.Context) error {
 			return ctx.Err()
 		case err != nil:
 			last = err
+		case v.ValidAfter.Before(started):
+			last = errors.New("only the consensus of an earlier run")
 		case len(v.Relays) == n.opts.Relays:
 			return nil
 		default:
