@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"veil/directory"
-	"veil/directory/internal/durable"
+	"veil/conf/durable"
 	"veil/onion/keys"
 )
 

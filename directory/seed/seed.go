@@ -17,7 +17,7 @@ import (
 	"veil/directory"
 	"veil/directory/dirserve"
 	"veil/directory/gossip"
-	"veil/directory/internal/durable"
+	"veil/conf/durable"
 	"veil/directory/linkauth"
 	"veil/directory/member"
 	"veil/onion"

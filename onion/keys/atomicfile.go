@@ -5,7 +5,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"veil/conf/durable"
 )
 
 const (
@@ -16,59 +17,10 @@ const (
 	unsafePerm = 0o077
 )
 
-// writeFileAtomic replaces path with data so that after a crash the file
-// holds either the old or the new contents, never a mix: write a temporary
-// file in the same directory (rename is only atomic within a filesystem),
-// fsync it, rename it over path, then fsync the directory so the rename
-// itself is durable.
+// writeFileAtomic replaces path with data at filePerm: after a crash the
+// file holds the old key or the new one, never a mix.
 func writeFileAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	// CreateTemp makes the file 0600 from the start, so the key is never
-	// readable by others, not even for a moment.
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(filePerm); err != nil {
-		return fmt.Errorf("chmod temporary file: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write temporary file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync temporary file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close temporary file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename temporary file: %w", err)
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	return nil
+	return durable.WriteFile(path, data, filePerm)
 }
 
 // readKeyFile reads a key file after checking, on the open file itself so

@@ -1,6 +1,8 @@
 package path
 
 import (
+	"veil/conf/durable"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -153,63 +155,13 @@ func loadGuards(dir string) ([]guardRecord, error) {
 }
 
 // saveGuards replaces the guard file in dir so that a crash leaves the old
-// file or the new one, never a mix: it writes a temporary file in dir,
-// created 0600, fsyncs and closes it, renames it over the guard file and
-// fsyncs dir so that the rename lasts. This is directory/internal/durable's
-// technique, which this package may not import.
+// file or the new one, never a mix (conf/durable).
 func saveGuards(dir string, records []guardRecord) error {
-	name := filepath.Join(dir, GuardFile)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write guard file: %w", err)
 	}
-	tmp, err := writeTemp(dir, "."+GuardFile+".tmp-*", marshalGuards(records))
-	if err == nil {
-		if err = os.Rename(tmp, name); err != nil {
-			os.Remove(tmp)
-		}
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("write guard file %s: %w", name, err)
+	if err := durable.WriteFile(filepath.Join(dir, GuardFile), marshalGuards(records), 0o600); err != nil {
+		return fmt.Errorf("path: guard file: %w", err)
 	}
 	return nil
-}
-
-// writeTemp writes data to a new 0600 file in dir named after pattern,
-// fsyncs and closes it, and returns its name; on failure it leaves no file.
-func writeTemp(dir, pattern string, data []byte) (string, error) {
-	f, err := os.CreateTemp(dir, pattern) // CreateTemp makes it 0600
-	if err != nil {
-		return "", err
-	}
-	err = f.Chmod(0o600) // explicit, not left to CreateTemp's default
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-// syncDir fsyncs directory dir, so that entries renamed into it last.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -1,5 +1,7 @@
-// Package durable writes files so that a crash leaves the old contents or
-// the new ones, never a mix.
+// Package durable writes node state files so that a crash leaves the old
+// contents or the new ones, never a mix (DESIGN.md G10). Keys, guards,
+// consensus caches and shards all use it; it sits beside conf because every
+// layer may import conf.
 package durable
 
 import (
