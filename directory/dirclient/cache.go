@@ -8,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"veil/directory"
 	"veil/conf/durable"
+	"veil/directory"
 	"veil/onion/keys"
 )
 

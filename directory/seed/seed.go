@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"veil/conf"
+	"veil/conf/durable"
 	"veil/directory"
 	"veil/directory/dirserve"
 	"veil/directory/gossip"
-	"veil/conf/durable"
 	"veil/directory/linkauth"
 	"veil/directory/member"
 	"veil/onion"

@@ -1,8 +1,6 @@
 package path
 
 import (
-	"veil/conf/durable"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"veil/conf/durable"
 	"veil/onion/keys"
 )
 
