@@ -24,7 +24,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		}
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -57,8 +57,9 @@ func writeTemp(dir, pattern string, data []byte, perm os.FileMode) (string, erro
 	return f.Name(), nil
 }
 
-// syncDir fsyncs directory dir, so that entries renamed into it last.
-func syncDir(dir string) error {
+// SyncDir fsyncs directory dir, so that entries created or renamed in it
+// last.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
