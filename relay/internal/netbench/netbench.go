@@ -96,6 +96,10 @@ type Results struct {
 	// link to the guard; it is not among CircuitBuildMS.
 	FirstBuildMS   float64 `json:"first_build_ms"`
 	CircuitBuildMS Samples `json:"circuit_build_ms"`
+	// BuildFailures counts every Build that failed, in any test; each was
+	// retried on a fresh path. BuildErrors are the first few.
+	BuildFailures int      `json:"build_failures"`
+	BuildErrors   []string `json:"build_errors,omitempty"`
 	// Over one built circuit, with the client library: BEGIN until
 	// CONNECTED, request until the first response byte, and the whole
 	// fetch (BEGIN until the 1024th body byte).
@@ -161,7 +165,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	r := &Results{Started: time.Now().UTC(), Quick: o.Quick, Runs: o.Runs, Relays: o.Relays, Seeds: o.Seeds, Dir: dir,
-		Machine: Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: kernel()}}
+		Machine: Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Kernel: kernel()},
+		Ceiling: Ceiling{Reason: "not run (interrupted or an earlier step failed)"}}
 	defer func() { r.Finished = time.Now().UTC() }()
 
 	var errs []error
@@ -171,7 +176,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		logf(o.Log, "%s failed: %v", what, err)
 	}
 	if err := measureVeil(ctx, o, r); err != nil {
-		fail("veil", err)
+		errs = append(errs, err)
+		if len(r.Errors) == 0 { // else each failed step is there already
+			r.Errors = append(r.Errors, "veil: "+err.Error())
+		}
+		logf(o.Log, "veil: %v", err)
 	}
 	if ctx.Err() != nil {
 		return r, errors.Join(append(errs, ctx.Err())...)
