@@ -33,9 +33,13 @@ fuzz:
 		done; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./onion/ ./directory/ ./directory/linkauth/ ./relay/internal/cellsize/
+# BENCHNET=-tor also runs ../shared/anchors/tor beside veil (root, ~7 min);
+# BENCHNET= measures veil and the TLS-chain ceiling only.
+BENCHNET ?= -tor
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./onion/ ./directory/ ./directory/linkauth/ ./shard/ ./relay/internal/cellsize/
 	$(GO) test -run '^$$' -bench Convergence -benchtime 1x ./directory/gossip/
+	$(GO) run ./cmd/veilbench -veil bin/veil $(BENCHNET) -out bin/bench.json
 
 # Regenerate the known-answer vectors; a diff means the protocol changed.
 vectors:

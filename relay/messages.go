@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"veil/onion"
 	"veil/relay/link"
@@ -113,7 +114,7 @@ func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
 		fail("back to the previous hop", nil)
 		return
 	}
-	if addr, ok := e.r.knownRelay(ext.NodeID); !ok || addr != ext.AddrPort {
+	if !e.waitKnown(ctx, ext) {
 		fail("not a relay in this relay's view", nil)
 		return
 	}
@@ -163,6 +164,30 @@ func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
 	}
 	if err != nil {
 		fail("extended", err)
+	}
+}
+
+// knownWait bounds how long an EXTEND waits for gossip to bring the next
+// relay's descriptor: a relay that has just joined is known to the seeds
+// (and so to clients) a moment before every relay has fetched it.
+const knownWait = 3 * time.Second
+
+// waitKnown reports whether ext names a relay this relay knows at that
+// address, waiting up to knownWait for gossip to catch up.
+func (e *engine) waitKnown(ctx context.Context, ext onion.Extend) bool {
+	deadline := time.Now().Add(knownWait)
+	for {
+		if addr, ok := e.r.knownRelay(ext.NodeID); ok && addr == ext.AddrPort {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

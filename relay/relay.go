@@ -48,8 +48,12 @@ type Relay struct {
 }
 
 // viewTTL is how long the relay trusts its list of known relays before it
-// rebuilds it from gossip; EXTENDs between rebuilds share one list.
-const viewTTL = time.Second
+// rebuilds it from gossip; EXTENDs between rebuilds share one list. A miss
+// rebuilds it sooner, at most every viewMissTTL.
+const (
+	viewTTL     = time.Second
+	viewMissTTL = 100 * time.Millisecond
+)
 
 // New opens the relay's keys (creating them on first start) and binds its
 // OR and gossip addresses; nothing runs until Run.
@@ -181,7 +185,8 @@ func (r *Relay) knownRelay(id keys.NodeID) (netip.AddrPort, bool) {
 	r.viewMu.Lock()
 	defer r.viewMu.Unlock()
 	now := r.now()
-	if r.node != nil && now.Sub(r.viewTime) > viewTTL {
+	_, known := r.view[id]
+	if r.node != nil && (now.Sub(r.viewTime) > viewTTL || !known && now.Sub(r.viewTime) > viewMissTTL) {
 		r.view = map[keys.NodeID]netip.AddrPort{}
 		for _, k := range member.Relays(r.node, now) {
 			r.view[k.Desc.NodeID()] = k.Desc.ORAddr

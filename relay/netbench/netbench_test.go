@@ -1,0 +1,100 @@
+package netbench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuick runs the whole harness in its tiny mode against a real
+// testnet: 2 circuits, 1 MB downloads, no Tor, no ceiling.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds veil and runs a testnet of processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "veil")
+	if out, err := exec.Command("go", "build", "-o", bin, "veil/cmd/veil").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	r, err := Run(ctx, Options{Dir: filepath.Join(dir, "bench"), Binary: bin, Quick: true, Log: &log})
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.StartToFirstFetchS <= 0 || r.CircuitBuildMS.N != 2 || r.Fetch1KMS.N == 0 || r.Fetch1KSocksMS.N == 0 ||
+		len(r.Single) != 1 || r.Single[0].MBps <= 0 || len(r.Concurrent["isolated_2"]) != 1 ||
+		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil {
+		b, _ := json.MarshalIndent(r, "", " ")
+		t.Fatalf("incomplete results:\n%s", b)
+	}
+	var table bytes.Buffer
+	r.WriteTable(&table)
+	if !strings.Contains(table.String(), "| single stream") {
+		t.Fatalf("table:\n%s", table.String())
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Fatal(err)
+	}
+	// Everything stopped: no relay is left.
+	if _, err := os.Stat(filepath.Join(dir, "bench", "testnet", "testnet.json")); err == nil {
+		t.Error("the testnet's manifest is still there: not stopped")
+	}
+}
+
+func TestReadTorSummary(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "summary.json")
+	// As bench.py writes it: most figures are {median, min, max, n}.
+	m := func(v float64) string { return fmt.Sprintf(`{"median": %v, "min": 1, "max": 99, "n": 1}`, v) }
+	doc := `{"meta": {}, "summary": {"first_fetch_s": ` + m(11.5) + `, "circuit_ms_pooled": {"n": 50, "median": 15.2, "p5": 9, "p95": 24.0},
+		"bulk_MBps": ` + m(9.9) + `, "bulk_tor_cpu_ms_per_MB": 60.1, "latency_tor_median_ms": ` + m(37.5) + `, "latency_tor_p95_ms": ` + m(80) + `,
+		"latency_tor_ttfb_median_ms": null, "onion_errors": [],
+		"concurrency_aggregate_MBps": {"shared_8": ` + m(7) + `, "isolated_8": ` + m(29.1) + `, "isolated_32": ` + m(31.2) + `}}}`
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readTorSummary(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FirstFetchS != 11.5 || f.CircuitMS != 15.2 || f.CircuitP95MS != 24 || f.SingleMBps != 9.9 || f.CPUMsPerMB != 60.1 ||
+		f.Fetch1KMS != 37.5 || f.Fetch1KP95MS != 80 || f.Isolated8MBps != 29.1 || f.Isolated32MBps != 31.2 {
+		t.Fatalf("%+v", f)
+	}
+	if m := resultsIn.FindStringSubmatch("...\nresults in /tmp/tornet/results/20261123-155800\nhost-namespace tor sockets: 0\n"); m == nil ||
+		m[1] != "/tmp/tornet/results/20261123-155800" {
+		t.Fatalf("results line: %q", m)
+	}
+}
+
+func TestCeilingLine(t *testing.T) {
+	line := "chain-tls      median   425 MB/s  min   410  max   431  CPU 1.96 cores = 4.61 core-s/GB (medians)  (3 x 1024 MiB, buf 64 KiB)  runs=[410 425 431]"
+	m := ceilingLine.FindStringSubmatch(line)
+	if m == nil || m[1] != "425" || m[2] != "410 425 431" {
+		t.Fatalf("%q", m)
+	}
+	if ceilingLine.MatchString("chain-tls-ctr  median   300 MB/s  runs=[300]") {
+		t.Fatal("chain-tls-ctr taken for chain-tls")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	s := summarize([]float64{5, 1, 4, 2, 3})
+	if s.Median != 3 || s.Min != 1 || s.Max != 5 || s.P95 != 4.8 || s.N != 5 {
+		t.Fatalf("%+v", s)
+	}
+}
