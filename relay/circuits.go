@@ -342,6 +342,10 @@ func (s exitSender) SendRelay(_ context.Context, cmd onion.RelayCmd, sid uint16,
 
 // send queues a cell, waiting a bounded time for room.
 func (e *engine) send(l *link.Link, c *onion.Cell) error {
+	// The common case, room in the queue, costs no timer.
+	if l.TrySend(c) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, sendTimeout)
 	defer cancel()
 	if err := l.Send(ctx, c); err != nil {

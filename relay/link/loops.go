@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"veil/onion"
@@ -96,6 +97,19 @@ func (l *Link) writeCells() error {
 		case c = <-l.sendq:
 		default:
 			if l.bw.Buffered() > 0 {
+				// Give a producer in the middle of a burst one chance
+				// to queue more before paying for a write system call:
+				// with bulk traffic this batches cells into large TLS
+				// records, and a lone cell waits only a yield.
+				runtime.Gosched()
+				select {
+				case c = <-l.sendq:
+					if err := l.writeCell(c); err != nil {
+						return err
+					}
+					continue
+				default:
+				}
 				if err := l.bw.Flush(); err != nil {
 					return fmt.Errorf("link: write: %w", err)
 				}

@@ -275,19 +275,28 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("%w: %v", ErrEnded, s.endReason)
 		}
 	}
-	head := s.inbox[0].data
-	n := copy(p, head)
-	if n < len(head) {
-		s.inbox[0].data = head[n:]
-		return n, nil
+	// Fill p from as many queued cells as fit: one Read per cell would
+	// cost the reader a wake-up and the caller a write per 4 KB.
+	n, cells := 0, 0
+	for n < len(p) && len(s.inbox) > 0 {
+		head := s.inbox[0].data
+		k := copy(p[n:], head)
+		n += k
+		if k < len(head) {
+			s.inbox[0].data = head[k:]
+			break
+		}
+		s.inbox[0] = queued{}
+		s.inbox = s.inbox[1:]
+		cells++
 	}
-	s.inbox[0] = queued{}
-	s.inbox = s.inbox[1:]
-	// A whole cell has been read: free it in both windows.
-	if due, tag := s.recvWin.Delivered(); due {
-		c.sendmeLocked(s.id, tag)
+	// Whole cells read are freed in both windows.
+	for range cells {
+		if due, tag := s.recvWin.Delivered(); due {
+			c.sendmeLocked(s.id, tag)
+		}
 	}
-	c.deliveredLocked(1)
+	c.deliveredLocked(cells)
 	return n, nil
 }
 
