@@ -139,7 +139,9 @@ func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byt
 	if err := s.recvWin.Arrived(tag); err != nil {
 		return true, err
 	}
-	s.inbox = append(s.inbox, queued{append([]byte(nil), data...), time.Now()})
+	buf := cellBufs.Get().(*[onion.MaxRelayData]byte)
+	n := copy(buf[:], data)
+	s.inbox = append(s.inbox, queued{data: buf[:n], buf: buf, at: time.Now()})
 	c.cond.Broadcast()
 	return true, nil
 }
@@ -203,10 +205,23 @@ type Stream struct {
 	closed      bool
 }
 
-// queued is data that arrived and waits to be read.
+// queued is data that arrived and waits to be read; buf is the pooled
+// buffer data lies in.
 type queued struct {
 	data []byte
+	buf  *[onion.MaxRelayData]byte
 	at   time.Time
+}
+
+// cellBufs recycles the buffers queued data is copied into, so that a
+// stream at full speed does not allocate 4 KB per cell.
+var cellBufs = sync.Pool{New: func() any { return new([onion.MaxRelayData]byte) }}
+
+func (q *queued) release() {
+	if q.buf != nil {
+		cellBufs.Put(q.buf)
+	}
+	*q = queued{}
 }
 
 // ID returns the stream ID.
@@ -286,7 +301,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.inbox[0].data = head[k:]
 			break
 		}
-		s.inbox[0] = queued{}
+		s.inbox[0].release()
 		s.inbox = s.inbox[1:]
 		cells++
 	}
@@ -316,6 +331,9 @@ func (s *Stream) CloseWith(reason onion.EndReason) error {
 	// Cells still queued were never read: free their circuit window so
 	// the other streams are not starved.
 	c.deliveredLocked(len(s.inbox))
+	for i := range s.inbox {
+		s.inbox[i].release()
+	}
 	s.inbox = nil
 	c.cond.Broadcast()
 	if c.err != nil || s.remoteEnded {
