@@ -259,3 +259,16 @@ func (d *Descriptor) appendBody(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, unixSeconds(d.Published))
 	return binary.BigEndian.AppendUint64(b, unixSeconds(d.Expires))
 }
+
+// OperatorNet is the network one operator typically holds, as seeds count
+// relays per network and clients keep path hops apart: an IPv4 /16 or an
+// IPv6 /32.
+func OperatorNet(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 16
+	if a.Is6() {
+		bits = 32
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}

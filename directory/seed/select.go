@@ -74,7 +74,7 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 	for _, c := range listed {
 		id := c.Desc.NodeID()
 		var reason string
-		net := slash16(c.Desc.ORAddr.Addr())
+		net := directory.OperatorNet(c.Desc.ORAddr.Addr())
 		fam := families[id]
 		switch {
 		case pol.Allowlist != nil && !pol.Allowlist[id]:
@@ -130,18 +130,6 @@ func acceptsAnything(d *directory.Descriptor) bool {
 		}
 	}
 	return false
-}
-
-// slash16 is the network a per-network cap counts by: an IPv4 /16 or an
-// IPv6 /32, the blocks one operator typically holds.
-func slash16(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 16
-	if a.Is6() {
-		bits = 32
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 // familyOf groups relays into families by mutual declaration: two relays

@@ -2,7 +2,6 @@ package netbench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +35,6 @@ type bench struct {
 	sel    *path.Selector
 	relays []int // relay PIDs
 	veil   []int // every veil process: seeds, relays, proxy
-	block  []byte
 
 	started time.Time  // when the testnet was started
 	mu      sync.Mutex // guards the build failure counts in r
@@ -44,10 +42,6 @@ type bench struct {
 
 func measureVeil(ctx context.Context, o Options, r *Results) error {
 	b := &bench{o: o, sz: sizesFor(o), r: r}
-	b.block = make([]byte, 64<<10) // the pattern repeats every 64 KiB
-	for i := range b.block {
-		b.block[i] = testnet.Pattern(int64(i))
-	}
 
 	logf(o.Log, "starting a testnet of %d relays and %d seed(s) with %s", o.Relays, o.Seeds, o.Binary)
 	t0 := time.Now()
@@ -348,28 +342,10 @@ func (b *bench) get(c io.ReadWriter, n int64) (sent, first time.Time, err error)
 	return sent, fb.t, b.check(resp.Body, n)
 }
 
-// check reads body to its end and compares it with the pattern a 64 KiB
-// block at a time.
+// check reads body to its end and checks it against the web server's
+// pattern.
 func (b *bench) check(body io.Reader, n int64) error {
-	buf := make([]byte, len(b.block))
-	var got int64
-	for {
-		k, err := io.ReadFull(body, buf)
-		if k > 0 && !bytes.Equal(buf[:k], b.block[:k]) {
-			return fmt.Errorf("bytes differ in the 64 KiB block at offset %d", got)
-		}
-		got += int64(k)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("after %d bytes: %w", got, err)
-		}
-	}
-	if got != n {
-		return fmt.Errorf("got %d bytes, want %d", got, n)
-	}
-	return nil
+	return testnet.CheckPattern(body, n)
 }
 
 // fetches opens streams on one built circuit and fetches 1 KB on each.

@@ -122,24 +122,12 @@ func conflict(a, b *directory.Descriptor, sameSubnetOK bool) string {
 	switch {
 	case ida == idb:
 		return "same relay"
-	case !sameSubnetOK && subnet(a.ORAddr.Addr()) == subnet(b.ORAddr.Addr()):
+	case !sameSubnetOK && directory.OperatorNet(a.ORAddr.Addr()) == directory.OperatorNet(b.ORAddr.Addr()):
 		return "same " + subnetName(a.ORAddr.Addr())
 	case slices.Contains(a.Family, idb) && slices.Contains(b.Family, ida):
 		return "same family"
 	}
 	return ""
-}
-
-// subnet is the network one operator typically holds, as the seed counts
-// it: an IPv4 /16 or an IPv6 /32.
-func subnet(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 16
-	if a.Is6() {
-		bits = 32
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 func subnetName(a netip.Addr) string {

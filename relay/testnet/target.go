@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,8 +46,42 @@ func (t *target) url() string { return "http://" + t.ln.Addr().String() + "/" }
 
 func (t *target) close() { t.srv.Close() }
 
-// Pattern returns the byte at offset i of every /bytes answer.
+// Pattern returns the byte at offset i of every /bytes answer. It repeats
+// every 64 KiB, which CheckPattern relies on.
 func Pattern(i int64) byte { return byte(i*7 + i>>8) }
+
+// patternBlock is one period of Pattern.
+var patternBlock = func() []byte {
+	b := make([]byte, 64<<10)
+	for i := range b {
+		b[i] = Pattern(int64(i))
+	}
+	return b
+}()
+
+// CheckPattern reads r to its end and checks that it is exactly n bytes
+// of Pattern, a 64 KiB block at a time.
+func CheckPattern(r io.Reader, n int64) error {
+	buf := make([]byte, len(patternBlock))
+	var got int64
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 && !bytes.Equal(buf[:k], patternBlock[:k]) {
+			return fmt.Errorf("bytes differ in the 64 KiB block at offset %d", got)
+		}
+		got += int64(k)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("after %d bytes: %w", got, err)
+		}
+	}
+	if got != n {
+		return fmt.Errorf("got %d bytes, want %d", got, n)
+	}
+	return nil
+}
 
 func serveTarget(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/" {
