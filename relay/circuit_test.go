@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +105,31 @@ func TestCircuitEndToEnd(t *testing.T) {
 		t.Fatalf("body of %d bytes differs from what was served", len(got))
 	}
 	s.Close()
+
+	// Every relay's /metrics counts what it carried, and nothing about
+	// whom: the three relays of the path each created one circuit.
+	created := 0
+	for _, rr := range n.relays {
+		resp, err := http.Get("http://" + rr.r.MetricsAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var c int
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "veil_relay_circuits_created_total "); ok {
+				c, _ = strconv.Atoi(v)
+			}
+		}
+		created += c
+		if !strings.Contains(string(body), `veil_relay_circuits_destroyed_total{reason="TAMPERED"} 0`) {
+			t.Fatalf("metrics lack the destroy counters:\n%s", body)
+		}
+	}
+	if created != 3 {
+		t.Fatalf("relays report %d circuits created, want 3", created)
+	}
 
 	// No exit allows a private address: the client does not even try, and
 	// answers "not allowed by ruleset".

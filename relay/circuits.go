@@ -112,6 +112,7 @@ type engine struct {
 	links  *linkPool
 	exiter *exiter // nil unless the relay exits
 	mem    memory
+	stats  counters
 	wg     sync.WaitGroup
 	// tamper, set only by tests, changes each cell this relay forwards
 	// away from the client, as a malicious relay would.
@@ -201,6 +202,7 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 	}
 	circ := &relayCircuit{prev: hop{l, c.CircID}, layer: layer}
 	e.circs.add(circ.prev, circ)
+	e.stats.created.Add(1)
 	created, err := onion.NewCreatedCell(c.CircID, reply)
 	if err == nil {
 		err = e.send(l, created)
@@ -377,6 +379,7 @@ func (e *engine) destroy(circ *relayCircuit, from hop, reason onion.DestroyReaso
 		return
 	}
 	circ.dead = true
+	e.stats.destroyedFor(reason)
 	next, exit := circ.next, circ.exit
 	if next.l == nil {
 		next = circ.pending

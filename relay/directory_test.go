@@ -108,6 +108,7 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 	cfg.GossipTiming = conf.GossipLocal
 	cfg.NetworkKey = n.networkKey
 	cfg.MaxMemory = n.maxMemory
+	cfg.MetricsAddr = "127.0.0.1:0"
 	if exit {
 		cfg.Exit = true
 		// Port 9 is refused so that a test can watch an exit refuse.

@@ -157,6 +157,7 @@ func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
 	circ.mu.Lock()
 	circ.next, circ.extending = next, false
 	circ.mu.Unlock()
+	e.stats.extends.Add(1)
 	m := onion.Extended{Handshake: reply}
 	body, err := m.Marshal()
 	if err == nil {
@@ -215,9 +216,11 @@ func (e *engine) handleCreated(l *link.Link, c *onion.Cell) {
 func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
 	conn, addr, reason := e.exiter.connect(e.ctx, b)
 	if reason != 0 {
+		e.stats.refused.Add(1)
 		e.endStream(circ, sid, reason)
 		return
 	}
+	e.stats.begins.Add(1)
 	defer conn.Close()
 	circ.mu.Lock()
 	if circ.dead {

@@ -38,6 +38,8 @@ type Relay struct {
 	pub        publisher
 	now        func() time.Time
 	handshakes *onion.RelayIdentity
+	// metricsLn serves /metrics when metrics_addr is set.
+	metricsLn net.Listener
 	// tamperForward is a test hook: see engine.tamper.
 	tamperForward func(*onion.Cell)
 
@@ -82,6 +84,12 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store}, now: time.Now,
+	}
+	if cfg.MetricsAddr != "" {
+		if r.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("relay: metrics_addr: %w", err)
+		}
 	}
 	r.handshakes = &onion.RelayIdentity{
 		ID: r.ID(),
@@ -131,14 +139,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer cancel()
 	tlsCfg, err := linkauth.ServerConfig(r.store.Identity(), linkauth.AnonymousClients)
 	if err != nil {
-		r.orLn.Close()
+		r.closeListeners()
 		return err
 	}
 	eng := newEngine(ctx, r)
 	or := newORListener(r.orLn, tlsCfg, eng, r.log)
 	d, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
 	if err != nil {
-		r.orLn.Close()
+		r.closeListeners()
 		return err
 	}
 	node, err := member.Join(ctx, member.Options{
@@ -146,7 +154,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		Join: r.cfg.Seeds, Gossip: &r.cfg.Gossip, Logger: r.log, Now: r.now,
 	})
 	if err != nil {
-		r.orLn.Close()
+		r.closeListeners()
 		return err
 	}
 	r.viewMu.Lock()
@@ -162,6 +170,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		eng.governMemory()
 	}()
+	if r.metricsLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			eng.serveMetrics(ctx, r.metricsLn)
+		}()
+	}
 	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
 		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage)
 
@@ -176,6 +191,22 @@ func (r *Relay) Run(ctx context.Context) error {
 	eng.links.closeAll()
 	eng.wg.Wait()
 	return nil
+}
+
+// closeListeners closes what New bound, when Run fails before serving.
+func (r *Relay) closeListeners() {
+	r.orLn.Close()
+	if r.metricsLn != nil {
+		r.metricsLn.Close()
+	}
+}
+
+// MetricsAddr returns the address /metrics is served on, or nil.
+func (r *Relay) MetricsAddr() net.Addr {
+	if r.metricsLn == nil {
+		return nil
+	}
+	return r.metricsLn.Addr()
 }
 
 // knownRelay returns the OR address of a relay this relay knows from
