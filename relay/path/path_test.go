@@ -424,3 +424,27 @@ func TestNilView(t *testing.T) {
 		t.Errorf("PathTo: %v", err)
 	}
 }
+
+// TestGuardThatIsTheOnlyExit: a kept guard that is the only exit would
+// fail every path; the next guard is used instead.
+func TestGuardThatIsTheOnlyExit(t *testing.T) {
+	es := entries(t,
+		relay{label: "ge", addr: "10.1.0.1", flags: guardFlags | directory.FlagExit},
+		relay{label: "g2", addr: "10.2.0.1", flags: guardFlags},
+		relay{label: "m1", addr: "10.3.0.1", flags: middleFlags},
+		relay{label: "m2", addr: "10.4.0.1", flags: middleFlags},
+	)
+	v := view(es...)
+	dir := t.TempDir()
+	if err := saveGuards(dir, []guardRecord{{ID: es[0].Descriptor.NodeID(), Chosen: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	s := newSelector(t, Options{DataDir: dir})
+	p, err := s.Path(v, Destination{Addr: netip.MustParseAddr("93.184.215.14"), Port: 443})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labelOf(p[0]) == "ge" || labelOf(p[2]) != "ge" {
+		t.Fatalf("path %s %s %s, want another guard and ge as the exit", labelOf(p[0]), labelOf(p[1]), labelOf(p[2]))
+	}
+}

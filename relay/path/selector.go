@@ -164,7 +164,16 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	if len(exits) == 0 {
 		return fail(errorf(ErrNoExit, "no exit allows it"))
 	}
-	exits = s.fits(exits, guard)
+	allowing := exits
+	exits = s.fits(allowing, guard)
+	if len(exits) == 0 {
+		// A guard that is the only exit (or its neighbour) would fail
+		// this destination for good: use the next kept guard that
+		// leaves an exit, choosing one if needed.
+		if g, err := s.guard(v, now, func(g directory.Entry) bool { return len(s.fits(allowing, g)) > 0 }); err == nil {
+			guard, exits = g, s.fits(allowing, g)
+		}
+	}
 	if len(exits) == 0 {
 		return fail(errorf(ErrNoPath, "no path: every exit that allows it conflicts with guard %s", name(guard)))
 	}
