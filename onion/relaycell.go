@@ -20,10 +20,13 @@ const (
 	RelayExtend    RelayCmd = 6 // extend the circuit by one hop (Extend)
 	RelayExtended  RelayCmd = 7 // the extension succeeded (Extended)
 	RelayDrop      RelayCmd = 8 // long-range padding, ignored by the receiver
-	numRelayCmds            = 9
+	// RelayBeginStore opens a stream to the last hop's shard store
+	// (SPEC.md §7.7); storage requests then travel as stream bytes.
+	RelayBeginStore RelayCmd = 9
+	numRelayCmds             = 10
 )
 
-var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP"}
+var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE"}
 
 func (c RelayCmd) String() string {
 	if c < numRelayCmds {

@@ -23,6 +23,7 @@ import (
 	"veil/relay/client"
 	"veil/relay/path"
 	"veil/relay/socks"
+	"veil/shard/store"
 )
 
 // target is a local HTTP server that circuits fetch from: /bytes/N returns
@@ -339,4 +340,69 @@ func TestMemoryCap(t *testing.T) {
 		t.Fatalf("after the cap: %v", err)
 	}
 	s.Close()
+}
+
+// TestStoreOverCircuit: a shard travels over a circuit whose last hop is a
+// storage relay, as stream bytes, and comes back; a relay that keeps no
+// shards refuses the storage stream.
+func TestStoreOverCircuit(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	want := map[keys.NodeID]bool{}
+	for i := 0; i < 4; i++ {
+		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
+	}
+	cl, v := testClient(t, n, want)
+	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storage, plain directory.Entry
+	for _, e := range v.Relays {
+		if e.Flags&directory.FlagStorage != 0 {
+			storage = e
+		} else {
+			plain = e
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hops, err := sel.PathTo(v, storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cl.Build(ctx, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.DialStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := store.NewClient(s)
+	id := [store.IDLen]byte{0xab}
+	shard := make([]byte, 1<<20+3)
+	rand.Read(shard)
+	if err := sc.Put(id, shard, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sc.Get(id)
+	if err != nil || !bytes.Equal(got, shard) {
+		t.Fatalf("get: %v", err)
+	}
+	if ok, err := sc.Has([store.IDLen]byte{1}); ok || err != nil {
+		t.Fatalf("has: %v %v", ok, err)
+	}
+	s.Close()
+
+	hops, err = sel.PathTo(v, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = cl.Build(ctx, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DialStore(ctx); err == nil {
+		t.Fatal("a relay without storage opened a storage stream")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"veil/onion"
 	"veil/relay/link"
 	"veil/relay/stream"
+	"veil/shard/store"
 )
 
 const (
@@ -110,7 +111,8 @@ type engine struct {
 	ctx    context.Context // ends when the relay stops
 	circs  circuitTable
 	links  *linkPool
-	exiter *exiter // nil unless the relay exits
+	exiter *exiter      // nil unless the relay exits
+	store  *store.Store // nil unless the relay stores shards
 	mem    memory
 	stats  counters
 	wg     sync.WaitGroup
@@ -124,6 +126,7 @@ func newEngine(ctx context.Context, r *Relay) *engine {
 	if r.cfg.Exit {
 		e.exiter = newExiter(r.cfg.Policy())
 	}
+	e.store = r.shards
 	e.links = newLinkPool(e, r.store.Identity(), r.log)
 	e.links.onLink = e.mem.addLink
 	return e

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"veil/onion"
 	"veil/relay/link"
 	"veil/relay/stream"
+	"veil/shard/store"
 )
 
 // errNotEarly: an EXTEND must come in RELAY_EARLY cells (SPEC.md §7.6).
@@ -69,6 +71,12 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 		if ex := circ.exitStreams(); ex != nil {
 			return ex.HandleSendme(m.StreamID, m.Body)
 		}
+	case onion.RelayBeginStore:
+		if e.store == nil {
+			e.endStream(circ, m.StreamID, onion.EndNoRoute)
+			return nil
+		}
+		e.goTracked(func() { e.beginStore(circ, m.StreamID) })
 	case onion.RelayDrop:
 	default:
 		return fmt.Errorf("relay: unexpected %v", m.Cmd)
@@ -211,6 +219,49 @@ func (e *engine) handleCreated(l *link.Link, c *onion.Cell) {
 	ch <- reply
 }
 
+// openStream registers a stream at this end of the circuit and answers
+// CONNECTED with addr (invalid: none).
+func (e *engine) openStream(circ *relayCircuit, sid uint16, addr netip.Addr) (*stream.Stream, bool) {
+	circ.mu.Lock()
+	if circ.dead {
+		circ.mu.Unlock()
+		return nil, false
+	}
+	if circ.exit == nil {
+		circ.exit = stream.NewCircuit(exitSender{e, circ})
+	}
+	ex := circ.exit
+	circ.mu.Unlock()
+	s, err := ex.Open(sid)
+	if err != nil {
+		e.endStream(circ, sid, onion.EndProtocol)
+		return nil, false
+	}
+	m := onion.Connected{Addr: addr}
+	body, _ := m.Marshal()
+	if _, err := circ.sendRelay(e, onion.RelayConnected, sid, body); err != nil {
+		return nil, false
+	}
+	return s, true
+}
+
+// beginStore serves a storage stream: requests framed as shard/store
+// specifies, answered in order from this relay's store, under a per-stream
+// rate limit.
+func (e *engine) beginStore(circ *relayCircuit, sid uint16) {
+	s, ok := e.openStream(circ, sid, netip.Addr{})
+	if !ok {
+		return
+	}
+	lim, _ := store.NewLimiter(store.DefaultLimiterConfig())
+	err := store.Serve(e.ctx, s, e.store, lim)
+	reason := onion.EndDone
+	if err != nil {
+		reason = onion.EndProtocol
+	}
+	s.CloseWith(reason)
+}
+
 // begin opens an exit stream: connect under the exit policy, answer
 // CONNECTED or END, then copy bytes both ways until either side ends.
 func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
@@ -222,24 +273,8 @@ func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
 	}
 	e.stats.begins.Add(1)
 	defer conn.Close()
-	circ.mu.Lock()
-	if circ.dead {
-		circ.mu.Unlock()
-		return
-	}
-	if circ.exit == nil {
-		circ.exit = stream.NewCircuit(exitSender{e, circ})
-	}
-	ex := circ.exit
-	circ.mu.Unlock()
-	s, err := ex.Open(sid)
-	if err != nil {
-		e.endStream(circ, sid, onion.EndProtocol)
-		return
-	}
-	m := onion.Connected{Addr: addr}
-	body, _ := m.Marshal()
-	if _, err := circ.sendRelay(e, onion.RelayConnected, sid, body); err != nil {
+	s, ok := e.openStream(circ, sid, addr)
+	if !ok {
 		return
 	}
 	done := make(chan struct{})
@@ -250,7 +285,7 @@ func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
 		conn.Close()
 		close(done)
 	}()
-	_, err = io.Copy(s, conn)
+	_, err := io.Copy(s, conn)
 	reason = onion.EndDone
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		reason = onion.EndConnReset

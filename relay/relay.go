@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"veil/directory/member"
 	"veil/onion"
 	"veil/onion/keys"
+	shardstore "veil/shard/store"
 )
 
 const (
@@ -38,6 +40,8 @@ type Relay struct {
 	pub        publisher
 	now        func() time.Time
 	handshakes *onion.RelayIdentity
+	// shards is the shard store when the relay offers storage.
+	shards *shardstore.Store
 	// metricsLn serves /metrics when metrics_addr is set.
 	metricsLn net.Listener
 	// tamperForward is a test hook: see engine.tamper.
@@ -84,6 +88,12 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store}, now: time.Now,
+	}
+	if cfg.Storage {
+		if r.shards, err = shardstore.Open(filepath.Join(cfg.DataDir, "shards"), shardstore.Options{Quota: int64(cfg.StorageQuota), Logger: log}); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("relay: shard store: %w", err)
+		}
 	}
 	if cfg.MetricsAddr != "" {
 		if r.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
@@ -170,6 +180,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		eng.governMemory()
 	}()
+	if r.shards != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.shards.Run(ctx)
+		}()
+	}
 	if r.metricsLn != nil {
 		wg.Add(1)
 		go func() {

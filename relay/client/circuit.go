@@ -135,6 +135,17 @@ func (c *Circuit) Dial(ctx context.Context, b onion.Begin) (*stream.Stream, erro
 	if err != nil {
 		return nil, err
 	}
+	return c.open(ctx, onion.RelayBegin, body)
+}
+
+// DialStore opens a stream to the shard store of the circuit's last hop
+// (onion/SPEC.md §7.7); wrap it in a shard/store Client.
+func (c *Circuit) DialStore(ctx context.Context) (*stream.Stream, error) {
+	return c.open(ctx, onion.RelayBeginStore, nil)
+}
+
+// open sends cmd with body on a new stream and waits for CONNECTED.
+func (c *Circuit) open(ctx context.Context, cmd onion.RelayCmd, body []byte) (*stream.Stream, error) {
 	c.stateMu.Lock()
 	if c.dead != nil {
 		c.stateMu.Unlock()
@@ -162,7 +173,7 @@ func (c *Circuit) Dial(ctx context.Context, b onion.Begin) (*stream.Stream, erro
 		c.forgetOpening(sid)
 		return nil, err
 	}
-	if _, err := (exitSender{c}).SendRelay(ctx, onion.RelayBegin, sid, body); err != nil {
+	if _, err := (exitSender{c}).SendRelay(ctx, cmd, sid, body); err != nil {
 		c.forgetOpening(sid)
 		s.CloseWith(onion.EndMisc)
 		return nil, err
