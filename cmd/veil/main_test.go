@@ -62,7 +62,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 }
 
 func TestUnbuiltCommandsFail(t *testing.T) {
-	for _, cmd := range []string{"share", "fetch", "repair"} {
+	for _, cmd := range []string{"repair"} {
 		code, _, errOut := runCLI(t, cmd)
 		if code == 0 || !strings.Contains(errOut, "not built yet") {
 			t.Fatalf("%s: exit %d, stderr %q", cmd, code, errOut)

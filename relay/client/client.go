@@ -186,6 +186,9 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	defer cancel()
 	l, err := cl.guardLink(ctx, hops[0])
 	if err != nil {
+		// The view may still list a guard that just died: pass it over
+		// for a while so the next circuit uses the next guard.
+		cl.opts.Paths.Unreachable(hops[0].Descriptor.NodeID())
 		return nil, fmt.Errorf("client: guard %s: %w", hops[0].Descriptor.Nickname, err)
 	}
 	id, err := l.NewCircID()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"veil/directory"
+	"veil/onion/keys"
 )
 
 const (
@@ -73,6 +74,25 @@ type Selector struct {
 	rand   io.Reader
 	guards []guardRecord // in preference order, at most MaxGuards
 	dirty  bool          // guards differ from the file
+	// unreachable holds guards the client could not reach, until when
+	// it leaves them alone; the consensus lags a guard that just died.
+	unreachable map[keys.NodeID]time.Time
+}
+
+// UnreachableFor is how long a guard the client could not reach is passed
+// over, as if the view listed it as down.
+const UnreachableFor = 30 * time.Second
+
+// Unreachable tells the selector that the client could not reach guard
+// id: for UnreachableFor it is treated as down and the next kept guard
+// serves, as when the view stops listing it.
+func (s *Selector) Unreachable(id keys.NodeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unreachable == nil {
+		s.unreachable = map[keys.NodeID]time.Time{}
+	}
+	s.unreachable[id] = s.now().Add(UnreachableFor)
 }
 
 // NewSelector returns a Selector with opts, loading the guards kept in
