@@ -285,3 +285,67 @@ func TestShareFetch(t *testing.T) {
 		}
 	}
 }
+
+// waitRelayCount polls `veil status --json` until the consensus lists n
+// relays.
+func waitRelayCount(t *testing.T, m testnet.Manifest, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
+		var st struct {
+			Relays []json.RawMessage `json:"relays"`
+		}
+		if err == nil && json.Unmarshal(out, &st) == nil && len(st.Relays) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consensus never listed %d relays", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestFetchSurvivesLosingStorageRelays: a share on the 6-relay testnet
+// (5 storage relays, Reed-Solomon 3+2) still comes back bit-exact after
+// two storage relays are killed, and after a third a fetch fails with a
+// clear error and leaves no output file.
+func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	dir := t.TempDir()
+	data := make([]byte, 5<<20+77)
+	rand.Read(data)
+	in := filepath.Join(dir, "in")
+	os.WriteFile(in, data, 0o600)
+	out, err := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in).Output()
+	if err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	link := strings.TrimSpace(string(out))
+	fetch := func(outPath string) ([]byte, error) {
+		cmd := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", outPath, "-")
+		cmd.Stdin = strings.NewReader(link)
+		return cmd.CombinedOutput()
+	}
+	// relay2 .. relay6 store shards (relay/testnet).
+	syscall.Kill(m.Relays[1].PID, syscall.SIGKILL)
+	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
+	waitRelayCount(t, m, 4)
+	got := filepath.Join(dir, "out")
+	if msg, err := fetch(got); err != nil {
+		t.Fatalf("fetch with 2 storage relays gone: %v\n%s", err, msg)
+	}
+	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("fetched file differs (%v)", err)
+	}
+	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
+	waitRelayCount(t, m, 3)
+	lost := filepath.Join(dir, "lost")
+	msg, err := fetch(lost)
+	if err == nil || !strings.Contains(string(msg), "veil: error: fetch") {
+		t.Fatalf("fetch with 3 storage relays gone: %v\n%s", err, msg)
+	}
+	if _, err := os.Stat(lost); err == nil {
+		t.Fatal("a failed fetch left an output file")
+	}
+}
