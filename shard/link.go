@@ -114,3 +114,15 @@ func ParseLink(s string) (*Link, error) {
 	copy(l.Root[:], b[36:68])
 	return l, nil
 }
+
+// ShardIDs returns the IDs of the shards of one segment (the head's
+// replicas for KindHead), computed from the link alone, as repair and
+// audits need them.
+func (l *Link) ShardIDs(kind Kind, index uint64) [][32]byte {
+	n := l.Params.N()
+	if kind == KindHead {
+		n = l.Params.HeadReplicas()
+	}
+	k := deriveKeys(&l.FileKey)
+	return newIDHasher(&k.shardID).ids(kind, index, n)
+}

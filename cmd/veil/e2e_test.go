@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"veil/relay/testnet"
+	"veil/shard"
 )
 
 // startTestnet runs `veil testnet` as a process and returns its manifest.
@@ -347,5 +349,68 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	}
 	if _, err := os.Stat(lost); err == nil {
 		t.Fatal("a failed fetch left an output file")
+	}
+}
+
+// TestShardAudit reads every relay's store after a share: no relay holds
+// more than one shard of any segment (so never k), and the shard IDs of
+// the file share no common prefix.
+func TestShardAudit(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	dir := t.TempDir()
+	data := make([]byte, 4<<20)
+	rand.Read(data)
+	in := filepath.Join(dir, "in")
+	os.WriteFile(in, data, 0o600)
+	out, err := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in).Output()
+	if err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	link, err := shard.ParseLink(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Which relay holds which shard, from the files on their disks.
+	holder := map[[32]byte]string{}
+	base := filepath.Dir(m.ClientConfig)
+	for _, r := range m.Relays {
+		filepath.WalkDir(filepath.Join(base, r.Name, "shards"), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			var id [32]byte
+			if b, err := hex.DecodeString(d.Name()); err == nil && len(b) == 32 {
+				copy(id[:], b)
+				holder[id] = r.Name
+			}
+			return nil
+		})
+	}
+	segments := link.Params.Segments(int64(len(data)))
+	var all [][32]byte
+	for s := range uint64(segments) {
+		ids := link.ShardIDs(shard.KindData, s)
+		per := map[string]int{}
+		for _, id := range ids {
+			h, ok := holder[id]
+			if !ok {
+				t.Fatalf("segment %d: a shard is on no relay", s)
+			}
+			if per[h]++; per[h] > 1 {
+				t.Fatalf("segment %d: %s holds %d of its shards", s, h, per[h])
+			}
+		}
+		all = append(all, ids...)
+	}
+	// IDs are keyed hashes with no structure: no two of this file share
+	// their first four bytes (for random IDs, a chance of about 1 in 10^7
+	// here), and none is the ID of another segment's shard.
+	seen := map[[4]byte]bool{}
+	for _, id := range all {
+		p := [4]byte(id[:4])
+		if seen[p] {
+			t.Fatalf("two shard IDs of one file share the prefix %x", p)
+		}
+		seen[p] = true
 	}
 }
