@@ -23,7 +23,7 @@ const (
 	// RelayBeginStore opens a stream to the last hop's shard store
 	// (SPEC.md §7.7); storage requests then travel as stream bytes.
 	RelayBeginStore RelayCmd = 9
-	numRelayCmds             = 10
+	numRelayCmds    RelayCmd = 10
 )
 
 var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE"}
