@@ -202,6 +202,11 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	cl.mu.Unlock()
 	for i, h := range hops {
 		if err := c.extendTo(ctx, h); err != nil {
+			if i > 0 {
+				// Most often the relay extended to has just died while
+				// the consensus still lists it: pass it over for a while.
+				cl.opts.Paths.Unreachable(h.Descriptor.NodeID())
+			}
 			c.Close()
 			cl.forget(c)
 			return nil, fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)

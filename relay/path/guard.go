@@ -47,7 +47,7 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 			continue
 		}
 		e, listed := v.ByID(g.ID)
-		usable := listed && has(e, flagsGuard, now) && !now.Before(s.unreachable[g.ID])
+		usable := listed && has(e, flagsGuard, now) && s.reachable(g.ID, now)
 		switch {
 		case usable && !g.Down.IsZero():
 			s.log.Info("path: guard is usable again", "guard", name(e))

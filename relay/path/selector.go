@@ -74,25 +74,34 @@ type Selector struct {
 	rand   io.Reader
 	guards []guardRecord // in preference order, at most MaxGuards
 	dirty  bool          // guards differ from the file
-	// unreachable holds guards the client could not reach, until when
-	// it leaves them alone; the consensus lags a guard that just died.
+
+	umu sync.Mutex // guards unreachable; taken after mu, never before
+	// unreachable holds relays the client could not reach, until when it
+	// leaves them alone; the consensus lags a relay that just died.
 	unreachable map[keys.NodeID]time.Time
 }
 
-// UnreachableFor is how long a guard the client could not reach is passed
+// UnreachableFor is how long a relay the client could not reach is passed
 // over, as if the view listed it as down.
 const UnreachableFor = 30 * time.Second
 
-// Unreachable tells the selector that the client could not reach guard
-// id: for UnreachableFor it is treated as down and the next kept guard
-// serves, as when the view stops listing it.
+// Unreachable tells the selector that the client could not reach relay
+// id: for UnreachableFor it is not chosen as a middle or exit, and if it
+// is a guard the next kept guard serves, as when the view stops listing it.
 func (s *Selector) Unreachable(id keys.NodeID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.umu.Lock()
+	defer s.umu.Unlock()
 	if s.unreachable == nil {
 		s.unreachable = map[keys.NodeID]time.Time{}
 	}
 	s.unreachable[id] = s.now().Add(UnreachableFor)
+}
+
+// reachable reports whether id is not marked unreachable at now.
+func (s *Selector) reachable(id keys.NodeID, now time.Time) bool {
+	s.umu.Lock()
+	defer s.umu.Unlock()
+	return !now.Before(s.unreachable[id])
 }
 
 // NewSelector returns a Selector with opts, loading the guards kept in
@@ -278,8 +287,12 @@ func listed(v *directory.View, want directory.Flags, now time.Time) []directory.
 // hop.
 func (s *Selector) fits(cands []directory.Entry, hops ...directory.Entry) []directory.Entry {
 	var out []directory.Entry
+	now := s.now()
 next:
 	for _, c := range cands {
+		if !s.reachable(c.Descriptor.NodeID(), now) {
+			continue
+		}
 		for _, h := range hops {
 			if conflict(c.Descriptor, h.Descriptor, s.sameSubnetOK) != "" {
 				continue next
