@@ -102,3 +102,14 @@ func TestRelayRefusesUnsafeKeyFile(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestReorderFlagsLinkFirst(t *testing.T) {
+	got := reorderFlags([]string{"veil:abc", "-o", "out", "--config", "c.toml"})
+	want := []string{"-o", "out", "--config", "c.toml", "veil:abc"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := reorderFlags([]string{"--config=c.toml", "-", "-o", "x"}); strings.Join(got, " ") != "--config=c.toml -o x -" {
+		t.Fatalf("got %q", got)
+	}
+}
