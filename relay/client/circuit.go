@@ -9,7 +9,6 @@ import (
 
 	"veil/directory"
 	"veil/onion"
-	"veil/onion/keys"
 	"veil/relay/link"
 	"veil/relay/stream"
 )
@@ -335,7 +334,7 @@ func (c *Circuit) extendTo(ctx context.Context, e directory.Entry) error {
 	}
 	keys, err := hs.Finish(reply)
 	if err != nil {
-		return fmt.Errorf("hop %s: %w", keys2short(d.NodeID()), err)
+		return fmt.Errorf("hop %s: %w", d.NodeID().Short(), err)
 	}
 	defer keys.Clear()
 	c.mu.Lock()
@@ -345,5 +344,3 @@ func (c *Circuit) extendTo(ctx context.Context, e directory.Entry) error {
 	c.mu.Unlock()
 	return err
 }
-
-func keys2short(id keys.NodeID) string { return id.Short() }

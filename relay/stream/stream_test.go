@@ -134,12 +134,20 @@ func TestSlowReaderStopsWriter(t *testing.T) {
 		n, _ := sa.Write(make([]byte, (onion.StreamWindowStart+10)*onion.MaxRelayData))
 		written <- n
 	}()
-	time.Sleep(300 * time.Millisecond)
-	b.mu.Lock()
-	queued := len(sb.inbox)
-	b.mu.Unlock()
-	if queued != onion.StreamWindowStart {
-		t.Fatalf("%d cells queued at the reader, want exactly the window of %d", queued, onion.StreamWindowStart)
+	// Wait until the reader holds a full window, then give the writer a
+	// moment more: it must stay at exactly the window.
+	queued := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(sb.inbox)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for queued() < onion.StreamWindowStart && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if q := queued(); q != onion.StreamWindowStart {
+		t.Fatalf("%d cells queued at the reader, want exactly the window of %d", q, onion.StreamWindowStart)
 	}
 	select {
 	case <-written:
