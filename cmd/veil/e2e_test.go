@@ -240,6 +240,50 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// shareRandom writes size random bytes to a file in dir, shares it with
+// `veil share` and returns the bytes and the link it printed.
+func shareRandom(t *testing.T, m testnet.Manifest, dir string, size int) ([]byte, string) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	in := filepath.Join(dir, fmt.Sprint("in", size))
+	if err := os.WriteFile(in, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in)
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("share %d bytes: %v\n%s", size, err, errOut.String())
+	}
+	link := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(link, "veil:") || len(link) >= 200 {
+		t.Fatalf("share printed %q", out)
+	}
+	return data, link
+}
+
+// fetchLink runs `veil fetch` with the link on standard input and returns
+// what it printed.
+func fetchLink(t *testing.T, m testnet.Manifest, link, out string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", out, "-")
+	cmd.Stdin = strings.NewReader(link)
+	return cmd.CombinedOutput()
+}
+
+// fetchExact fetches link to out and fails unless out holds exactly data.
+func fetchExact(t *testing.T, m testnet.Manifest, link, out string, data []byte) {
+	t.Helper()
+	if msg, err := fetchLink(t, m, link, out); err != nil {
+		t.Fatalf("fetch %d bytes: %v\n%s", len(data), err, msg)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetched %d bytes back for %d: %v", len(got), len(data), err)
+	}
+}
+
 // TestShareFetch: files shared with `veil share` on a testnet come back
 // bit-exact with `veil fetch`, empty and multi-segment ones included; a
 // tampered link is refused and leaves no output file.
@@ -247,37 +291,15 @@ func TestShareFetch(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
 	for _, size := range []int{0, 1, 3<<20 + 5} {
-		data := make([]byte, size)
-		rand.Read(data)
-		in := filepath.Join(dir, fmt.Sprint("in", size))
-		if err := os.WriteFile(in, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var errOut bytes.Buffer
-		cmd := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in)
-		cmd.Stderr = &errOut
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("share %d bytes: %v\n%s", size, err, errOut.String())
-		}
-		link := strings.TrimSpace(string(out))
-		if !strings.HasPrefix(link, "veil:") || len(link) >= 200 {
-			t.Fatalf("share printed %q", out)
-		}
-		outPath := filepath.Join(dir, fmt.Sprint("out", size))
-		fetch := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", outPath, link)
-		if msg, err := fetch.CombinedOutput(); err != nil {
-			t.Fatalf("fetch %d bytes: %v\n%s", size, err, msg)
-		}
-		got, err := os.ReadFile(outPath)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("fetched %d bytes back for %d: %v", len(got), size, err)
-		}
+		data, link := shareRandom(t, m, dir, size)
+		fetchExact(t, m, link, filepath.Join(dir, fmt.Sprint("out", size)), data)
 		if size == 1 {
 			bad := []byte(link)
 			bad[10] ^= 1
 			badOut := filepath.Join(dir, "bad")
-			msg, err := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", badOut, string(bad)).CombinedOutput()
+			// The link as an argument, before the flags, as DESIGN.md
+			// writes the command.
+			msg, err := exec.Command(veilBinary(t), "fetch", string(bad), "-o", badOut, "--config", m.ClientConfig).CombinedOutput()
 			if err == nil || !strings.Contains(string(msg), "veil: error:") {
 				t.Fatalf("a tampered link was accepted: %s", msg)
 			}
@@ -315,35 +337,16 @@ func waitRelayCount(t *testing.T, m testnet.Manifest, n int) {
 func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
-	data := make([]byte, 5<<20+77)
-	rand.Read(data)
-	in := filepath.Join(dir, "in")
-	os.WriteFile(in, data, 0o600)
-	out, err := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in).Output()
-	if err != nil {
-		t.Fatalf("share: %v", err)
-	}
-	link := strings.TrimSpace(string(out))
-	fetch := func(outPath string) ([]byte, error) {
-		cmd := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", outPath, "-")
-		cmd.Stdin = strings.NewReader(link)
-		return cmd.CombinedOutput()
-	}
+	data, link := shareRandom(t, m, dir, 5<<20+77)
 	// relay2 .. relay6 store shards (relay/testnet).
 	syscall.Kill(m.Relays[1].PID, syscall.SIGKILL)
 	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
-	got := filepath.Join(dir, "out")
-	if msg, err := fetch(got); err != nil {
-		t.Fatalf("fetch with 2 storage relays gone: %v\n%s", err, msg)
-	}
-	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, data) {
-		t.Fatalf("fetched file differs (%v)", err)
-	}
+	fetchExact(t, m, link, filepath.Join(dir, "out"), data)
 	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 3)
 	lost := filepath.Join(dir, "lost")
-	msg, err := fetch(lost)
+	msg, err := fetchLink(t, m, link, lost)
 	if err == nil || !strings.Contains(string(msg), "veil: error: fetch") {
 		t.Fatalf("fetch with 3 storage relays gone: %v\n%s", err, msg)
 	}
@@ -358,15 +361,8 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 func TestShardAudit(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
-	data := make([]byte, 4<<20)
-	rand.Read(data)
-	in := filepath.Join(dir, "in")
-	os.WriteFile(in, data, 0o600)
-	out, err := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in).Output()
-	if err != nil {
-		t.Fatalf("share: %v", err)
-	}
-	link, err := shard.ParseLink(strings.TrimSpace(string(out)))
+	data, text := shareRandom(t, m, dir, 4<<20)
+	link, err := shard.ParseLink(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,15 +417,8 @@ func TestShardAudit(t *testing.T) {
 func TestCorruptShardOnDisk(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
-	data := make([]byte, 2<<20+9)
-	rand.Read(data)
-	in := filepath.Join(dir, "in")
-	os.WriteFile(in, data, 0o600)
-	out, err := exec.Command(veilBinary(t), "share", "--config", m.ClientConfig, in).Output()
-	if err != nil {
-		t.Fatalf("share: %v", err)
-	}
-	link, err := shard.ParseLink(strings.TrimSpace(string(out)))
+	data, text := shareRandom(t, m, dir, 2<<20+9)
+	link, err := shard.ParseLink(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,12 +440,5 @@ func TestCorruptShardOnDisk(t *testing.T) {
 	if damaged != 1 {
 		t.Fatalf("found the shard on %d relays, want 1", damaged)
 	}
-	got := filepath.Join(dir, "out")
-	cmd := exec.Command(veilBinary(t), "fetch", "--config", m.ClientConfig, "-o", got, strings.TrimSpace(string(out)))
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fetch: %v\n%s", err, msg)
-	}
-	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, data) {
-		t.Fatalf("fetched file differs (%v)", err)
-	}
+	fetchExact(t, m, text, filepath.Join(dir, "out"), data)
 }
