@@ -182,13 +182,19 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	if len(hops) == 0 || len(hops) > onion.MaxHops {
 		return nil, fmt.Errorf("client: a circuit has 1 to %d hops, not %d", onion.MaxHops, len(hops))
 	}
+	// A relay is passed over only for failures of its own: a caller that
+	// gave up (a fetch dropping its slowest shards, say) says nothing
+	// about the relays, and marking them would soon leave no guard.
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	l, err := cl.guardLink(ctx, hops[0])
 	if err != nil {
 		// The view may still list a guard that just died: pass it over
 		// for a while so the next circuit uses the next guard.
-		cl.opts.Paths.Unreachable(hops[0].Descriptor.NodeID())
+		if parent.Err() == nil {
+			cl.opts.Paths.Unreachable(hops[0].Descriptor.NodeID())
+		}
 		return nil, fmt.Errorf("client: guard %s: %w", hops[0].Descriptor.Nickname, err)
 	}
 	id, err := l.NewCircID()
@@ -202,7 +208,7 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	cl.mu.Unlock()
 	for i, h := range hops {
 		if err := c.extendTo(ctx, h); err != nil {
-			if i > 0 {
+			if i > 0 && parent.Err() == nil {
 				// Most often the relay extended to has just died while
 				// the consensus still lists it: pass it over for a while.
 				cl.opts.Paths.Unreachable(h.Descriptor.NodeID())
