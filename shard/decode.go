@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -103,19 +102,9 @@ func (d *Decoder) addHead(replicas [][]byte) error {
 		if data == nil {
 			continue
 		}
-		if len(data) != d.c.ss {
-			bad++
-			continue
-		}
-		pt, err := d.c.keys.head.Open(nil, segmentNonce(uint64(r), true), data, nil)
-		if err != nil {
-			bad++
-			continue
-		}
-		if sha256.Sum256(pt) != d.link.Root {
-			// Authentic under the file key but not what the link commits
-			// to: made by a key holder, not a relay. Another replica may
-			// still be right.
+		pt, ok := d.openHeadReplica(r, data)
+		if !ok {
+			// Another replica may still be right.
 			bad++
 			continue
 		}
