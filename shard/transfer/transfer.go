@@ -95,8 +95,9 @@ func (n *Net) withStore(ctx context.Context, relay directory.Entry, f func(*stor
 	return f(store.NewClient(s))
 }
 
-// Progress is told how many file bytes are done.
-type Progress func(done int64)
+// Progress is told how many of the file's bytes are done, and of how many
+// (0 until a fetch has read the manifest).
+type Progress func(done, total int64)
 
 // Share encodes the file read from r and stores every shard, each over its
 // own circuit, trying alternates when a relay refuses or is gone. It
@@ -174,7 +175,7 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 		if seg.Kind == shard.KindData {
 			done = min(size, done+int64(p.SegmentSize))
 			if progress != nil {
-				progress(done)
+				progress(done, size)
 			}
 		}
 	}
@@ -193,9 +194,142 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 }
 
 // Fetch gets a shared file and writes it to w, verifying every shard and
-// segment. It asks for k shards of a segment plus a margin in parallel,
-// and for the rest only if too few of those verify.
+// segment. It asks for k shards of a segment plus a margin in parallel and
+// goes on with the first k to arrive, dropping the slowest; it asks for the
+// rest only if too few of those verify. progress is told the file's size
+// once the manifest is in.
 func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress Progress) error {
+	return n.walk(ctx, link, w, progress, func(want shard.Want, s *segmentFetch) error {
+		err := s.dec.Add(s.get(want.Need+fetchMargin, want.Need))
+		var se *shard.ShardsError
+		if errors.As(err, &se) && s.pending() > 0 {
+			// Too few verified: ask for every other shard and try again.
+			err = s.dec.Add(s.get(len(want.IDs), 0))
+		}
+		return err
+	})
+}
+
+// segmentFetch is the shards of one segment (or the head) being gathered:
+// where each may be, what arrived and from which relay.
+type segmentFetch struct {
+	ctx     context.Context
+	workers int
+	dec     *shard.Decoder
+	ids     [][32]byte
+	cands   [][]keys.NodeID
+	byID    map[keys.NodeID]directory.Entry
+	got     [][]byte
+	from    []keys.NodeID // the relay that returned got[i]
+	asked   []bool
+	// one gets shard i from its candidates (Net.getShard; tests replace it).
+	one func(ctx context.Context, i int) ([]byte, keys.NodeID)
+}
+
+func newSegmentFetch(ctx context.Context, workers, shards int) *segmentFetch {
+	return &segmentFetch{ctx: ctx, workers: workers, got: make([][]byte, shards), from: make([]keys.NodeID, shards), asked: make([]bool, shards)}
+}
+
+// pending is how many shards have not been asked for yet.
+func (s *segmentFetch) pending() int {
+	k := 0
+	for _, a := range s.asked {
+		if !a {
+			k++
+		}
+	}
+	return k
+}
+
+// get asks, in parallel, for shards not asked for yet until upto have been
+// asked in all, and returns the shards gathered so far. Once enough of them
+// have arrived (0: all) the others are abandoned, so a slow relay or path
+// does not hold up the segment; an abandoned shard may be asked again by a
+// later get.
+func (s *segmentFetch) get(upto, enough int) [][]byte {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		arrived int
+	)
+	for i := range s.got {
+		if s.got[i] != nil {
+			arrived++
+		}
+	}
+	sema := make(chan struct{}, s.workers)
+	asked := len(s.asked) - s.pending()
+	for i := range s.got {
+		if asked >= upto {
+			break
+		}
+		if s.asked[i] {
+			continue
+		}
+		s.asked[i] = true
+		asked++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sema <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				s.asked[i] = false
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sema }()
+			data, from := s.one(ctx, i)
+			mu.Lock()
+			defer mu.Unlock()
+			if data == nil {
+				if ctx.Err() != nil && s.ctx.Err() == nil {
+					s.asked[i] = false // abandoned, not missing
+				}
+				return
+			}
+			s.got[i], s.from[i] = data, from
+			if arrived++; enough > 0 && arrived >= enough {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return s.got
+}
+
+// getShard asks the candidates in order for one shard and returns it with
+// the relay that had it; nil if none had it (or ctx ended).
+func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry) ([]byte, keys.NodeID) {
+	for _, relay := range cands {
+		// A circuit through a relay that just died fails before it
+		// reaches the storage relay: try fresh paths before giving up
+		// on this relay.
+		for attempt := 0; attempt < fetchAttempts && ctx.Err() == nil; attempt++ {
+			var data []byte
+			err := n.withStore(ctx, byID[relay], func(sc *store.Client) error {
+				var err error
+				data, err = sc.Get(id)
+				return err
+			})
+			if err == nil {
+				return data, relay
+			}
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
+				break
+			}
+		}
+	}
+	return nil, keys.NodeID{}
+}
+
+// walk runs a Decoder over the share, writing the file to w, and calls
+// segment for the head and each segment in order; segment gathers shards
+// with get and passes them to the decoder.
+func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress Progress, segment func(shard.Want, *segmentFetch) error) error {
 	relays, byID, err := n.storageRelays()
 	if err != nil {
 		return err
@@ -218,24 +352,22 @@ func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress
 		if err != nil {
 			return err
 		}
-		shards := make([][]byte, len(want.IDs))
-		first := min(len(want.IDs), want.Need+fetchMargin)
-		n.fetchSome(ctx, want.IDs, cands, byID, shards, 0, first)
-		err = dec.Add(shards)
-		var se *shard.ShardsError
-		if errors.As(err, &se) && first < len(want.IDs) {
-			// Too few verified: ask for the rest and try again.
-			n.fetchSome(ctx, want.IDs, cands, byID, shards, first, len(want.IDs))
-			err = dec.Add(shards)
+		s := newSegmentFetch(ctx, n.workers(), len(want.IDs))
+		s.dec, s.ids, s.cands, s.byID = dec, want.IDs, cands, byID
+		s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+			return n.getShard(ctx, s.ids[i], s.cands[i], byID)
 		}
-		if err != nil {
+		if err := segment(want, s); err != nil {
 			return err
 		}
-		if m := dec.Manifest(); want.Kind == shard.KindData && m != nil {
-			done = min(m.FileSize, done+int64(m.Params.SegmentSize))
-			if progress != nil {
-				progress(done)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if m := dec.Manifest(); m != nil && progress != nil {
+			if want.Kind == shard.KindData {
+				done = min(m.FileSize, done+int64(m.Params.SegmentSize))
 			}
+			progress(done, m.FileSize)
 		}
 	}
 }
@@ -265,45 +397,78 @@ func fetchCandidates(key [32]byte, ids [][32]byte, relays []keys.NodeID) ([][]ke
 	return out, nil
 }
 
-// fetchSome fetches shards [from, to) in parallel into shards; a shard no
-// candidate has stays nil.
-func (n *Net) fetchSome(ctx context.Context, ids [][32]byte, cands [][]keys.NodeID, byID map[keys.NodeID]directory.Entry, shards [][]byte, from, to int) {
-	var wg sync.WaitGroup
-	sema := make(chan struct{}, n.workers())
-	for i := from; i < to; i++ {
-		wg.Add(1)
-		sema <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sema }()
-			for _, id := range cands[i] {
-				// A circuit through a relay that just died fails
-				// before it reaches the storage relay: try fresh
-				// paths before giving up on this relay.
-				for attempt := 0; attempt < fetchAttempts; attempt++ {
-					var data []byte
-					err := n.withStore(ctx, byID[id], func(sc *store.Client) error {
-						var err error
-						data, err = sc.Get(ids[i])
-						return err
-					})
-					if err == nil {
-						shards[i] = data
-						return
-					}
-					if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
-						break
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 func (n *Net) log() *slog.Logger {
 	if n.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return n.Log
+}
+
+// RepairReport is what a repair found and did.
+type RepairReport struct {
+	Segments int // segments checked, the head counted as one
+	Missing  int // shards no relay had intact
+	Restored int // of those, stored again on another relay
+}
+
+// Repair checks every segment of a share (the head, the manifest, the
+// data), asking for all its shards each over its own circuit, rebuilds
+// the ones no relay has intact from those that verify, and stores each on
+// a relay holding no other shard of its segment (shard/SPEC.md §8.1).
+// Restored shards are kept for ttl. It goes on past a shard it cannot
+// place and reports it; it stops at a segment with fewer than k shards,
+// which no repair can bring back.
+func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, progress Progress) (RepairReport, error) {
+	var rep RepairReport
+	var unplaced error
+	err := n.walk(ctx, link, io.Discard, progress, func(want shard.Want, s *segmentFetch) error {
+		rep.Segments++
+		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
+		if err != nil {
+			return err
+		}
+		rep.Missing += len(rb.Missing)
+		for _, i := range rb.Missing {
+			if err := n.restore(ctx, s, i, rb.All[i], ttl); err != nil {
+				n.log().Warn("repair: a shard could not be stored again", "kind", want.Kind, "segment", want.Index, "err", err)
+				unplaced = err
+				continue
+			}
+			rep.Restored++
+		}
+		return s.dec.Add(rb.All)
+	})
+	if err != nil {
+		return rep, err
+	}
+	if rep.Restored < rep.Missing {
+		return rep, fmt.Errorf("transfer: %d of %d missing shards could not be stored again: %w", rep.Missing-rep.Restored, rep.Missing, unplaced)
+	}
+	return rep, nil
+}
+
+// restore stores shard i of the segment on the first of its candidate
+// relays that holds no other shard of the segment, and notes it there.
+func (n *Net) restore(ctx context.Context, s *segmentFetch, i int, data []byte, ttl time.Duration) error {
+	holds := map[keys.NodeID]bool{}
+	for j, from := range s.from {
+		if s.got[j] != nil {
+			holds[from] = true
+		}
+	}
+	err := errors.New("every storage relay already holds a shard of this segment")
+	for _, relay := range s.cands[i] {
+		if holds[relay] {
+			continue
+		}
+		err = n.withStore(ctx, s.byID[relay], func(sc *store.Client) error {
+			return sc.Put(s.ids[i], data, ttl)
+		})
+		if err == nil {
+			s.got[i], s.from[i] = data, relay
+			return nil
+		}
+		n.log().Debug("repair: relay refused a shard, trying an alternate", "relay", relay.Short(), "err", err)
+	}
+	return err
 }
