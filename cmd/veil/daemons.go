@@ -101,14 +101,6 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 	return p.Run(ctx)
 }
 
-// notBuilt is a subcommand that exists in the interface but not yet in the
-// code: it says so and fails.
-func notBuilt(name, why string) command {
-	return func(args []string, stdout, stderr io.Writer) error {
-		return &cliError{msg: fmt.Sprintf("%s: not built yet", name), hint: why}
-	}
-}
-
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "veil %s (onion protocol %d)\n", version, onion.ProtocolVersion)
 	return nil

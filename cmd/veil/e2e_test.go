@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -297,12 +299,13 @@ func fetchExact(t *testing.T, m testnet.Manifest, link, out string, data []byte)
 }
 
 // TestShareFetch: files shared with `veil share` on a testnet come back
-// bit-exact with `veil fetch`, empty and multi-segment ones included; a
-// tampered link is refused and leaves no output file.
+// bit-exact with `veil fetch`: empty, one byte, an exact multiple of the
+// segment size, several segments and 100 MB; a tampered link is refused
+// and leaves no output file.
 func TestShareFetch(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
-	for _, size := range []int{0, 1, 3<<20 + 5} {
+	for _, size := range []int{0, 1, 2 * shard.DefaultSegmentSize, 3<<20 + 5, 100_000_000} {
 		data, link := shareRandom(t, m, dir, size)
 		fetchExact(t, m, link, filepath.Join(dir, fmt.Sprint("out", size)), data)
 		if size == 1 {
@@ -367,18 +370,9 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	}
 }
 
-// TestShardAudit reads every relay's store after a share: no relay holds
-// more than one shard of any segment (so never k), and the shard IDs of
-// the file share no common prefix.
-func TestShardAudit(t *testing.T) {
-	_, m := startTestnet(t, 6)
-	dir := t.TempDir()
-	data, text := shareRandom(t, m, dir, 4<<20)
-	link, err := shard.ParseLink(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Which relay holds which shard, from the files on their disks.
+// shardHolders says which relay holds which shard, from the files on
+// their disks (shard/store keeps shard ID hex under shards/).
+func shardHolders(m testnet.Manifest) map[[32]byte]string {
 	holder := map[[32]byte]string{}
 	base := filepath.Dir(m.ClientConfig)
 	for _, r := range m.Relays {
@@ -394,6 +388,21 @@ func TestShardAudit(t *testing.T) {
 			return nil
 		})
 	}
+	return holder
+}
+
+// TestShardAudit reads every relay's store after a share: no relay holds
+// more than one shard of any segment (so never k), and the shard IDs of
+// the file share no common prefix.
+func TestShardAudit(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	dir := t.TempDir()
+	data, text := shareRandom(t, m, dir, 4<<20)
+	link, err := shard.ParseLink(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := shardHolders(m)
 	segments := link.Params.Segments(int64(len(data)))
 	var all [][32]byte
 	for s := range uint64(segments) {
@@ -453,4 +462,133 @@ func TestCorruptShardOnDisk(t *testing.T) {
 		t.Fatalf("found the shard on %d relays, want 1", damaged)
 	}
 	fetchExact(t, m, text, filepath.Join(dir, "out"), data)
+}
+
+// TestRepairRestoresRedundancy: on an 8-relay testnet (7 storage relays),
+// two relays holding shards of data segment 0 are killed and `veil
+// repair` stores the lost shards again on others; then two more of the
+// segment's original holders are killed. Only one original shard of the
+// segment is left, so the fetch that still succeeds shows the repaired
+// shards are there; a second repair finds nothing missing.
+func TestRepairRestoresRedundancy(t *testing.T) {
+	_, m := startTestnet(t, 8)
+	// A client of its own whose one guard, relay1, stores nothing: killing
+	// storage relays then never takes a guard, and a path to any storage
+	// relay never needs a second one (relay/path keeps at most three).
+	mine := m
+	mine.ClientConfig = clientWithGuard(t, m, "relay1")
+	dir := t.TempDir()
+	data, text := shareRandom(t, mine, dir, 3<<20+1)
+	link, err := shard.ParseLink(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	for _, r := range m.Relays {
+		pids[r.Name] = r.PID
+	}
+	holder := shardHolders(m)
+	var victims []string
+	for _, id := range link.ShardIDs(shard.KindData, 0) {
+		victims = append(victims, holder[id])
+	}
+	kill := func(names ...string) {
+		for _, name := range names {
+			if name == "" || name == "relay1" {
+				t.Fatalf("segment 0 is on %v", victims)
+			}
+			syscall.Kill(pids[name], syscall.SIGKILL)
+		}
+	}
+	kill(victims[:2]...)
+	waitRelayCount(t, m, 6)
+	out := repair(t, mine, text)
+	if strings.Contains(out, " 0 shards missing") {
+		t.Fatalf("repair after losing two relays printed %q", out)
+	}
+	if out := repair(t, mine, text); !strings.Contains(out, " 0 shards missing, 0 stored again") {
+		t.Fatalf("a second repair printed %q, want nothing missing", out)
+	}
+	kill(victims[2:4]...)
+	waitRelayCount(t, m, 4)
+	fetchExact(t, mine, text, filepath.Join(dir, "out"), data)
+}
+
+// clientWithGuard writes a client config like the testnet's but with a
+// data directory of its own, whose guard file names the relay called
+// guard, and returns its path.
+func clientWithGuard(t *testing.T, m testnet.Manifest, guard string) string {
+	t.Helper()
+	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Relays []struct {
+			Name  string   `json:"name"`
+			ID    string   `json:"id"`
+			Flags []string `json:"flags"`
+		} `json:"relays"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, r := range st.Relays {
+		if r.Name == guard && slices.Contains(r.Flags, "Guard") {
+			id = r.ID
+		}
+	}
+	if id == "" {
+		t.Fatalf("%s is not a Guard relay: %s", guard, out)
+	}
+	base := filepath.Dir(m.ClientConfig)
+	// The header line as relay/path writes it.
+	theirs, err := os.ReadFile(filepath.Join(base, "client", "guards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(string(theirs), "\n")
+	dataDir := filepath.Join(t.TempDir(), "client")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	guards := fmt.Sprintf("%s\n%s %d 0\n", header, id, time.Now().Unix())
+	if err := os.WriteFile(filepath.Join(dataDir, "guards"), []byte(guards), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(m.ClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^data_dir = .*$`)
+	if !re.Match(cfg) {
+		t.Fatalf("no data_dir line in %s", m.ClientConfig)
+	}
+	cfg = re.ReplaceAll(cfg, []byte(fmt.Sprintf("data_dir = %q", dataDir)))
+	path := filepath.Join(filepath.Dir(dataDir), "client.toml")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var regexpMissing = regexp.MustCompile(`checked \d+ segments: (\d+) shards missing, (\d+) stored again`)
+
+// repair runs `veil repair` with the link on standard input and returns
+// its standard output; both counts it prints must agree.
+func repair(t *testing.T, m testnet.Manifest, link string) string {
+	t.Helper()
+	cmd := exec.Command(veilBinary(t), "repair", "--config", m.ClientConfig)
+	cmd.Stdin = strings.NewReader(link)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("repair: %v\n%s%s", err, out, errOut.String())
+	}
+	if g := regexpMissing.FindStringSubmatch(string(out)); g == nil || g[1] != g[2] {
+		t.Fatalf("repair printed %q", out)
+	}
+	return string(out)
 }

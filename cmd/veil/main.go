@@ -51,7 +51,7 @@ func commands() map[string]command {
 		"proxy":   runProxy,
 		"share":   runShare,
 		"fetch":   runFetch,
-		"repair":  notBuilt("repair", "anonymous file sharing arrives with issue 5"),
+		"repair":  runRepair,
 		"status":  runStatus,
 		"testnet": runTestnet,
 		"config":  runConfig,

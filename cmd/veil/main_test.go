@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,15 +62,6 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	}
 }
 
-func TestUnbuiltCommandsFail(t *testing.T) {
-	for _, cmd := range []string{"repair"} {
-		code, _, errOut := runCLI(t, cmd)
-		if code == 0 || !strings.Contains(errOut, "not built yet") {
-			t.Fatalf("%s: exit %d, stderr %q", cmd, code, errOut)
-		}
-	}
-}
-
 func TestUsageErrors(t *testing.T) {
 	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Fatalf("unknown command: exit %d, %q", code, errOut)
@@ -104,12 +96,20 @@ func TestRelayRefusesUnsafeKeyFile(t *testing.T) {
 }
 
 func TestReorderFlagsLinkFirst(t *testing.T) {
-	got := reorderFlags([]string{"veil:abc", "-o", "out", "--config", "c.toml"})
+	fs := flag.NewFlagSet("share", flag.ContinueOnError)
+	fs.String("config", "", "")
+	fs.String("o", "", "")
+	fs.Bool("qr", false, "")
+	got := reorderFlags(fs, []string{"veil:abc", "-o", "out", "--config", "c.toml"})
 	want := []string{"-o", "out", "--config", "c.toml", "veil:abc"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	if got := reorderFlags([]string{"--config=c.toml", "-", "-o", "x"}); strings.Join(got, " ") != "--config=c.toml -o x -" {
+	if got := reorderFlags(fs, []string{"--config=c.toml", "-", "-o", "x"}); strings.Join(got, " ") != "--config=c.toml -o x -" {
+		t.Fatalf("got %q", got)
+	}
+	// A boolean flag takes no value: the file after it stays positional.
+	if got := reorderFlags(fs, []string{"--qr", "file", "--config", "c"}); strings.Join(got, " ") != "--qr --config c file" {
 		t.Fatalf("got %q", got)
 	}
 }

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"veil/conf"
@@ -80,59 +80,19 @@ func paramsFor(v *directory.View) (shard.Params, error) {
 	return shard.Params{}, fmt.Errorf("the network lists %d storage relays; a share needs at least %d", storage, shard.TestnetParams.N())
 }
 
-// progressBar draws bytes, rate and time left on stderr, at most five
-// times a second.
-type progressBar struct {
-	w     io.Writer
-	what  string
-	total int64
-	start time.Time
-
-	mu   sync.Mutex // guards last
-	last time.Time
-}
-
-func newProgressBar(w io.Writer, what string, total int64) *progressBar {
-	return &progressBar{w: w, what: what, total: total, start: time.Now()}
-}
-
-func (p *progressBar) update(done int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if now.Sub(p.last) < 200*time.Millisecond && done < p.total {
-		return
-	}
-	p.last = now
-	el := now.Sub(p.start).Seconds()
-	rate := float64(done) / max(el, 1e-3)
-	left := "?"
-	if rate > 0 {
-		left = time.Duration(float64(p.total-done) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	pct := 100.0
-	if p.total > 0 {
-		pct = 100 * float64(done) / float64(p.total)
-	}
-	width := 30
-	filled := int(pct / 100 * float64(width))
-	fmt.Fprintf(p.w, "\r%s [%s%s] %5.1f%%  %s of %s  %s/s  %s left ", p.what,
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), pct, mb(done), mb(p.total), mb(int64(rate)), left)
-}
-
-func (p *progressBar) finish() { fmt.Fprintln(p.w) }
-
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-
 func runShare(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("share", stderr)
-	cfgPath := fs.String("config", "", "client config file")
-	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long relays keep the shards")
-	if err := parseFlags(fs, args); err != nil {
+	cfgPath := clientConfigFlag(fs)
+	ttl := fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards")
+	showQR := fs.Bool("qr", false, "also draw the link as a QR code on stderr")
+	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
-	if *cfgPath == "" || fs.NArg() != 1 {
-		return usageErr("veil share --config client.toml FILE", "share: want --config FILE and one file to share")
+	if fs.NArg() != 1 {
+		return usageErr("veil share [--config client.toml] [--ttl 168h] [--qr] FILE", "share: want one file to share")
+	}
+	if *ttl <= 0 {
+		return usageErr("for example --ttl 72h", "share: --ttl must be positive")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -154,11 +114,16 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &cliError{msg: "share", err: err}
 	}
-	bar := newProgressBar(stderr, "share", st.Size())
+	bar := newProgress(stderr, "share")
 	link, err := n.net.Share(ctx, f, st.Size(), p, *ttl, bar.update)
-	bar.finish()
+	bar.finish(err == nil)
 	if err != nil {
 		return &cliError{msg: "share", err: err}
+	}
+	if *showQR {
+		if err := writeQR(stderr, link.String()); err != nil {
+			return &cliError{msg: "share: drawing the QR code", err: err}
+		}
 	}
 	fmt.Fprintln(stdout, link.String())
 	return nil
@@ -166,27 +131,17 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 
 func runFetch(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("fetch", stderr)
-	cfgPath := fs.String("config", "", "client config file")
+	cfgPath := clientConfigFlag(fs)
 	out := fs.String("o", "", "where to write the file")
-	if err := parseFlags(fs, reorderFlags(args)); err != nil {
+	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
-	if *cfgPath == "" || *out == "" || fs.NArg() > 1 {
-		return usageErr("veil fetch --config client.toml -o FILE LINK   (or the link on standard input)", "fetch: want --config, -o and a link")
+	if *out == "" || fs.NArg() > 1 {
+		return usageErr("veil fetch [--config client.toml] LINK -o FILE   (or the link on standard input)", "fetch: want -o and a link")
 	}
-	text := ""
-	if fs.NArg() == 1 && fs.Arg(0) != "-" {
-		text = fs.Arg(0)
-	} else {
-		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1024))
-		if err != nil {
-			return &cliError{msg: "fetch: reading the link", err: err}
-		}
-		text = string(b)
-	}
-	link, err := shard.ParseLink(strings.TrimSpace(text))
+	link, err := linkArg(fs, "fetch")
 	if err != nil {
-		return &cliError{msg: "fetch", err: err, hint: "copy the whole veil: link, exactly as share printed it"}
+		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -202,14 +157,9 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		return &cliError{msg: "fetch", err: err}
 	}
 	defer os.Remove(tmp.Name())
-	bar := newProgressBar(stderr, "fetch", 0)
-	err = n.net.Fetch(ctx, link, tmp, func(done int64) {
-		if bar.total < done {
-			bar.total = done
-		}
-		bar.update(done)
-	})
-	bar.finish()
+	bar := newProgress(stderr, "fetch")
+	err = n.net.Fetch(ctx, link, tmp, bar.update)
+	bar.finish(err == nil)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -233,21 +183,73 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// reorderFlags moves flags before the positional link, so that
-// `veil fetch LINK -o OUT` works as the README shows.
-func reorderFlags(args []string) []string {
+// DefaultShareTTL is how long relays keep a share's shards unless the
+// sharer says otherwise: a week, long enough to hand a link over and be
+// fetched, short enough that relays do not fill with forgotten files.
+const DefaultShareTTL = 7 * 24 * time.Hour
+
+// clientConfigFlag is --config for the client commands. Without it they
+// use $VEIL_CONFIG, then the user's config directory, so that `veil share
+// FILE` works as DESIGN.md writes it.
+func clientConfigFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("VEIL_CONFIG")
+	if def == "" {
+		if dir, err := os.UserConfigDir(); err == nil {
+			def = filepath.Join(dir, "veil", "client.toml")
+		}
+	}
+	return fs.String("config", def, "client config file (default: $VEIL_CONFIG, else veil/client.toml in the user config directory)")
+}
+
+// linkArg reads the link from the one argument or, if there is none or it
+// is "-", from standard input, so it need not show in the process list.
+func linkArg(fs *flag.FlagSet, cmd string) (*shard.Link, error) {
+	text := ""
+	if fs.NArg() == 1 && fs.Arg(0) != "-" {
+		text = fs.Arg(0)
+	} else {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1024))
+		if err != nil {
+			return nil, &cliError{msg: cmd + ": reading the link", err: err}
+		}
+		text = string(b)
+	}
+	link, err := shard.ParseLink(strings.TrimSpace(text))
+	if err != nil {
+		return nil, &cliError{msg: cmd, err: err, hint: "copy the whole veil: link, exactly as share printed it"}
+	}
+	return link, nil
+}
+
+// reorderFlags moves flags before the positional arguments, so that
+// `veil fetch LINK -o OUT` works as DESIGN.md writes it. A flag takes the
+// next argument as its value unless it is boolean or written name=value.
+func reorderFlags(fs *flag.FlagSet, args []string) []string {
 	var flags, rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if strings.HasPrefix(a, "-") && a != "-" {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			rest = append(rest, a)
 			continue
 		}
-		rest = append(rest, a)
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
 	}
 	return append(flags, rest...)
 }

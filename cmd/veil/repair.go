@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"veil/shard"
+)
+
+func runRepair(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("repair", stderr)
+	cfgPath := clientConfigFlag(fs)
+	ttl := fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards stored again")
+	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageErr("veil repair [--config client.toml] [--ttl 168h] LINK   (or the link on standard input)", "repair: want one link")
+	}
+	if *ttl <= 0 {
+		return usageErr("for example --ttl 72h", "repair: --ttl must be positive")
+	}
+	link, err := linkArg(fs, "repair")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	n, err := openNetwork(ctx, *cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	bar := newProgress(stderr, "repair")
+	rep, err := n.net.Repair(ctx, link, *ttl, bar.update)
+	bar.finish(err == nil)
+	fmt.Fprintf(stdout, "checked %d segments: %d shards missing, %d stored again\n", rep.Segments, rep.Missing, rep.Restored)
+	if err != nil {
+		hint := ""
+		var se *shard.ShardsError
+		if errors.As(err, &se) {
+			hint = "fewer than k shards of a segment remain: this part of the file is lost"
+		} else if rep.Restored < rep.Missing {
+			hint = "too few storage relays are listed to place every shard on its own relay; run repair again when more have joined"
+		}
+		return &cliError{msg: "repair", err: err, hint: hint}
+	}
+	return nil
+}
