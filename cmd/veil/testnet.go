@@ -35,6 +35,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  SOCKS5:    %s\n", m.Socks)
 	fmt.Fprintf(stdout, "  try:       curl --socks5-hostname %s %s\n", m.Socks, m.Web)
 	fmt.Fprintf(stdout, "  status:    veil status --config %s\n", m.ClientConfig)
+	fmt.Fprintf(stdout, "  share:     export VEIL_CONFIG=%s; veil share FILE > link; veil fetch -o COPY - < link\n", m.ClientConfig)
 	fmt.Fprintf(stdout, "  manifest:  %s/%s\n", *dir, testnet.ManifestName)
 	fmt.Fprintf(stdout, "  logs:      %s/logs/\n", *dir)
 	fmt.Fprintln(stdout, "press Ctrl-C to stop every process")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -35,7 +36,23 @@ const (
 	// relay: each draws another middle, and a middle that just died
 	// fails the circuit before it reaches the relay.
 	fetchAttempts = 4
+	// uploadJitter bounds the random pause before each shard's upload:
+	// about one circuit build, so it costs little throughput with
+	// DefaultWorkers uploads at once.
+	uploadJitter = 3 * time.Millisecond
 )
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // Net shares and fetches over circuits.
 type Net struct {
@@ -129,6 +146,12 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
+				// The shards of a segment leave together; a random
+				// pause blurs the start of their circuits, which an
+				// observer of several relays could otherwise line up.
+				if !sleepCtx(ctx, mathrand.N(uploadJitter)) {
+					continue
+				}
 				err := errors.New("no candidate relay")
 				for _, id := range j.candidates {
 					err = n.withStore(ctx, byID[id], func(sc *store.Client) error {
