@@ -36,6 +36,11 @@ const (
 	// relay: each draws another middle, and a middle that just died
 	// fails the circuit before it reaches the relay.
 	fetchAttempts = 4
+	// fetchAhead is how many data segments a fetch gathers ahead of the
+	// one it decodes: enough to keep circuits busy while one segment's
+	// shards cross the network, few enough to bound memory (each holds
+	// k+1 shards, 1.4 MB at (3, 2)).
+	fetchAhead = 3
 	// uploadJitter bounds the random pause before each shard's upload:
 	// about one circuit build, so it costs little throughput with
 	// DefaultWorkers uploads at once.
@@ -222,7 +227,7 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 // rest only if too few of those verify. progress is told the file's size
 // once the manifest is in.
 func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress Progress) error {
-	return n.walk(ctx, link, w, progress, func(want shard.Want, s *segmentFetch) error {
+	return n.walk(ctx, link, w, progress, fetchAhead, func(want shard.Want, s *segmentFetch) error {
 		err := s.dec.Add(s.get(want.Need+fetchMargin, want.Need))
 		var se *shard.ShardsError
 		if errors.As(err, &se) && s.pending() > 0 {
@@ -247,6 +252,8 @@ type segmentFetch struct {
 	asked   []bool
 	// one gets shard i from its candidates (Net.getShard; tests replace it).
 	one func(ctx context.Context, i int) ([]byte, keys.NodeID)
+	// pending1 is closed when a prefetch has finished; nil if none runs.
+	pending1 chan struct{}
 }
 
 func newSegmentFetch(ctx context.Context, workers, shards int) *segmentFetch {
@@ -264,12 +271,33 @@ func (s *segmentFetch) pending() int {
 	return k
 }
 
+// prefetch runs get in the background; the next get waits for it first.
+func (s *segmentFetch) prefetch(wg *sync.WaitGroup, upto, enough int) {
+	done := make(chan struct{})
+	s.pending1 = done
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		s.gather(upto, enough)
+	}()
+}
+
 // get asks, in parallel, for shards not asked for yet until upto have been
 // asked in all, and returns the shards gathered so far. Once enough of them
 // have arrived (0: all) the others are abandoned, so a slow relay or path
 // does not hold up the segment; an abandoned shard may be asked again by a
 // later get.
 func (s *segmentFetch) get(upto, enough int) [][]byte {
+	if p := s.pending1; p != nil {
+		<-p
+		s.pending1 = nil
+	}
+	return s.gather(upto, enough)
+}
+
+// gather is get without waiting for a prefetch.
+func (s *segmentFetch) gather(upto, enough int) [][]byte {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	var (
@@ -352,7 +380,12 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 // walk runs a Decoder over the share, writing the file to w, and calls
 // segment for the head and each segment in order; segment gathers shards
 // with get and passes them to the decoder.
-func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress Progress, segment func(shard.Want, *segmentFetch) error) error {
+//
+// With ahead > 0, the next ahead data segments are fetched (k plus the
+// margin, the first k kept) while the current one is decoded and
+// written, so that circuit builds and relays' disks overlap instead of
+// adding up segment after segment.
+func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress Progress, ahead int, segment func(shard.Want, *segmentFetch) error) error {
 	relays, byID, err := n.storageRelays()
 	if err != nil {
 		return err
@@ -362,6 +395,25 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		return err
 	}
 	key := link.PlacementKey()
+	ctx, cancel := context.WithCancel(ctx)
+	var prefetches sync.WaitGroup
+	defer func() {
+		cancel()
+		prefetches.Wait()
+	}()
+	newFetch := func(ids [][32]byte) (*segmentFetch, error) {
+		cands, err := fetchCandidates(key, ids, relays)
+		if err != nil {
+			return nil, err
+		}
+		s := newSegmentFetch(ctx, n.workers(), len(ids))
+		s.dec, s.ids, s.cands, s.byID = dec, ids, cands, byID
+		s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+			return n.getShard(ctx, s.ids[i], s.cands[i], byID)
+		}
+		return s, nil
+	}
+	started := map[uint64]*segmentFetch{}
 	var done int64
 	for {
 		want, err := dec.Want()
@@ -371,14 +423,26 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		if err != nil {
 			return err
 		}
-		cands, err := fetchCandidates(key, want.IDs, relays)
-		if err != nil {
-			return err
+		s := started[want.Index]
+		delete(started, want.Index)
+		if want.Kind != shard.KindData || s == nil {
+			if s, err = newFetch(want.IDs); err != nil {
+				return err
+			}
 		}
-		s := newSegmentFetch(ctx, n.workers(), len(want.IDs))
-		s.dec, s.ids, s.cands, s.byID = dec, want.IDs, cands, byID
-		s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
-			return n.getShard(ctx, s.ids[i], s.cands[i], byID)
+		if m := dec.Manifest(); want.Kind == shard.KindData && m != nil {
+			k := m.Params.K
+			for j := want.Index + 1; j <= want.Index+uint64(ahead) && j < uint64(m.Segments()); j++ {
+				if started[j] != nil {
+					continue
+				}
+				f, err := newFetch(link.ShardIDs(shard.KindData, j))
+				if err != nil {
+					return err
+				}
+				started[j] = f
+				f.prefetch(&prefetches, k+fetchMargin, k)
+			}
 		}
 		if err := segment(want, s); err != nil {
 			return err
@@ -444,7 +508,7 @@ type RepairReport struct {
 func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, progress Progress) (RepairReport, error) {
 	var rep RepairReport
 	var unplaced error
-	err := n.walk(ctx, link, io.Discard, progress, func(want shard.Want, s *segmentFetch) error {
+	err := n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
 		rep.Segments++
 		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
 		if err != nil {

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,5 +70,29 @@ func TestGetKeepsMissingShardsAsked(t *testing.T) {
 	s.get(2, 0)
 	if s.pending() != 1 || !s.asked[0] {
 		t.Fatalf("asked %v", s.asked)
+	}
+}
+
+// TestPrefetchThenGet: get after a prefetch waits for it and asks for
+// nothing twice.
+func TestPrefetchThenGet(t *testing.T) {
+	s := newSegmentFetch(context.Background(), 4, 5)
+	var asked atomic.Int32
+	s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+		asked.Add(1)
+		return []byte{byte(i)}, keys.NodeID{}
+	}
+	var wg sync.WaitGroup
+	s.prefetch(&wg, 4, 3)
+	got := s.get(4, 3)
+	wg.Wait()
+	n := 0
+	for _, g := range got {
+		if g != nil {
+			n++
+		}
+	}
+	if n < 3 || asked.Load() > 4 {
+		t.Fatalf("%d shards after %d asks", n, asked.Load())
 	}
 }
