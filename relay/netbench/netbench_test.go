@@ -38,7 +38,9 @@ func TestQuick(t *testing.T) {
 	}
 	if r.StartToFirstFetchS <= 0 || r.CircuitBuildMS.N != 2 || r.Fetch1KMS.N == 0 || r.Fetch1KSocksMS.N == 0 ||
 		len(r.Single) != 1 || r.Single[0].MBps <= 0 || len(r.Concurrent["isolated_2"]) != 1 ||
-		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil {
+		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil ||
+		r.ShareFetch == nil || !r.ShareFetch.BitExact || r.ShareFetch.Share.MBps <= 0 || r.ShareFetch.Fetch.MBps <= 0 ||
+		r.ShareFetch.Share.ClientCPUS <= 0 || r.ShareFetch.Fetch.CPUMsPerMB <= 0 {
 		b, _ := json.MarshalIndent(r, "", " ")
 		t.Fatalf("incomplete results:\n%s", b)
 	}
