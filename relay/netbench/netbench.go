@@ -197,14 +197,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	if o.Tor && ctx.Err() == nil {
-		t, err := runTor(ctx, o, "tor.log")
+		t, err := runTor(ctx, o, "tor.log", true)
 		if err != nil {
 			fail("tor", err)
 		}
 		r.Tor = t
 	}
 	if o.TorNoKIST && ctx.Err() == nil {
-		t, err := runTor(ctx, o, "tor-nokist.log", "--extra", "Schedulers Vanilla")
+		t, err := runTor(ctx, o, "tor-nokist.log", false, "--extra", "Schedulers Vanilla")
 		if err != nil {
 			fail("tor without KIST", err)
 		}

@@ -83,6 +83,39 @@ func TestReadTorSummary(t *testing.T) {
 	}
 }
 
+// TestReadTorOnion reads the onion-service figures as bench.py's
+// summarize writes them: after a download, after a test that raised, and
+// after one whose downloads all failed (med() of nothing is null).
+func TestReadTorOnion(t *testing.T) {
+	m := func(v float64) string { return fmt.Sprintf(`{"median": %v, "min": %v, "max": %v, "n": 1}`, v, v, v) }
+	for _, c := range []struct {
+		name, onion string
+		mbps, cpu   float64
+		err         string
+	}{
+		{"ran", `"onion_reachable_s": ` + m(5.2) + `, "onion_latency_1K_median_ms": ` + m(54.1) + `,
+			"onion_bulk_MBps": ` + m(1.2949) + `, "onion_bulk_ttfb_ms": ` + m(33.0) + `,
+			"onion_tor_cpu_ms_per_MB": ` + m(318.4) + `, "onion_bulk_other_cores": [0.9], "onion_errors": []`, 1.2949, 318.4, ""},
+		{"raised", `"onion_errors": ["onion not reachable in 600s: {'code': 0}"]`, 0, 0, "onion not reachable in 600s: {'code': 0}"},
+		{"downloads failed", `"onion_reachable_s": ` + m(5.0) + `, "onion_latency_1K_median_ms": ` + m(50) + `,
+			"onion_bulk_MBps": null, "onion_bulk_ttfb_ms": null, "onion_tor_cpu_ms_per_MB": null, "onion_bulk_other_cores": [], "onion_errors": []`, 0, 0, ""},
+		{"not asked", `"onion_errors": []`, 0, 0, ""},
+	} {
+		p := filepath.Join(t.TempDir(), "summary.json")
+		doc := `{"meta": {}, "summary": {"bulk_MBps": ` + m(9.9) + `, ` + c.onion + `, "safety_violations": 0}}`
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := readTorSummary(p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if f.OnionMBps != c.mbps || f.OnionCPUMsPerMB != c.cpu || f.OnionError != c.err || f.SingleMBps != 9.9 {
+			t.Errorf("%s: onion %v MB/s, %v ms/MB, error %q", c.name, f.OnionMBps, f.OnionCPUMsPerMB, f.OnionError)
+		}
+	}
+}
+
 func TestCeilingLine(t *testing.T) {
 	line := "chain-tls      median   425 MB/s  min   410  max   431  CPU 1.96 cores = 4.61 core-s/GB (medians)  (3 x 1024 MiB, buf 64 KiB)  runs=[410 425 431]"
 	m := ceilingLine.FindStringSubmatch(line)
