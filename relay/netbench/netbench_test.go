@@ -133,3 +133,60 @@ func TestSummarize(t *testing.T) {
 		t.Fatalf("%+v", s)
 	}
 }
+
+// TestShareRows: share and fetch beside Tor's onion download, from this
+// run's Tor or results.md, with the 50 MB/s target judged.
+func TestShareRows(t *testing.T) {
+	rowsOf := func(r *Results) map[string]Row {
+		_, rows := r.Table()
+		out := map[string]Row{}
+		for _, x := range rows {
+			for _, k := range []string{"share ", "fetch ", "CPU per MB, share", "CPU per MB, fetch"} {
+				if strings.HasPrefix(x.Figure, k) {
+					out[k] = x
+				}
+			}
+		}
+		if len(out) != 4 {
+			t.Fatalf("share rows missing: %v", out)
+		}
+		return out
+	}
+	r := &Results{ShareFetch: &ShareFetch{Bytes: 100e6, BitExact: true,
+		Share: &FileOp{Seconds: 1.6, MBps: 62.5, CPUMsPerMB: 21.4, ClientCPUS: 1, RelayCPUS: 1.14},
+		Fetch: &FileOp{Seconds: 2.5, MBps: 40, CPUMsPerMB: 30, ClientCPUS: 1.5, RelayCPUS: 1.5}}}
+	rows := rowsOf(r)
+	if x := rows["share "]; !strings.Contains(x.Figure, "100 MB") || x.Veil != "62.5 MB/s (1.60 s)" || x.Tor != "1.30 MB/s" ||
+		x.Target != "≥ 50 MB/s" || x.Met != "yes" {
+		t.Errorf("share row without Tor this run: %+v", x)
+	}
+	if x := rows["fetch "]; x.Veil != "40.0 MB/s (2.50 s)" || x.Met != "**no**" {
+		t.Errorf("fetch row: %+v", x)
+	}
+	if x := rows["CPU per MB, share"]; !strings.HasPrefix(x.Veil, "21.4 ms/MB") || x.Tor != "318 ms/MB" {
+		t.Errorf("share CPU row: %+v", x)
+	}
+
+	r.ShareFetch.BitExact = false
+	r.ShareFetch.Fetch.MBps = 60
+	if x := rowsOf(r)["fetch "]; x.Met != "**no** (not bit-exact)" {
+		t.Errorf("a fetch that is not bit-exact: %+v", x)
+	}
+
+	r.Tor = &TorFigures{OnionMBps: 2.25, OnionCPUMsPerMB: 200}
+	if x := rowsOf(r)["share "]; x.Tor != "2.25 MB/s" {
+		t.Errorf("Tor from this run: %+v", x)
+	}
+	r.Tor = &TorFigures{OnionError: "onion not reachable in 600s"}
+	if x := rowsOf(r)["share "]; x.Tor != "failed this run: onion not reachable in 600s; results.md: 1.30 MB/s" {
+		t.Errorf("Tor's onion test failed: %+v", x)
+	}
+
+	r = &Results{ShareFetch: &ShareFetch{Bytes: 100e6, Share: &FileOp{Seconds: 3}}}
+	if x := rowsOf(r); x["share "].Veil != "failed (see the errors below)" || x["share "].Met != "**no**" || x["fetch "].Met != "not measured" {
+		t.Errorf("a failed share: %+v", x)
+	}
+	if x := rowsOf(&Results{}); x["share "].Met != "not measured" || x["share "].Veil != "" {
+		t.Errorf("share not run: %+v", x)
+	}
+}

@@ -91,6 +91,8 @@ func (r *Results) Table() (header Row, rows []Row) {
 	add("CPU per MB moved, single stream: relays + proxy (Tor: all tor processes)", num(all, "ms/MB"), tor.CPUMsPerMB, nok.CPUMsPerMB, "ms/MB", "", "")
 	rows = append(rows, Row{"CPU per MB moved: relays only", num(relays, "ms/MB"), "", "", "", ""})
 
+	rows = append(rows, r.shareRows(tor, yes)...)
+
 	if m := r.Memory; m != nil {
 		fig := "relay memory per 1,000 idle circuits (RSS growth per relay on the path)"
 		if m.Circuits != 1000 {
@@ -182,4 +184,61 @@ func (r *Results) builds() int {
 		n += r.Memory.Circuits
 	}
 	return n
+}
+
+// shareRows are issue 5's rows: share and fetch of a file through the
+// testnet beside a download from a Tor onion service, the closest thing
+// Tor has to fetching a file anonymously from someone who shares it.
+func (r *Results) shareRows(tor *TorFigures, yes func(ok, have bool) string) []Row {
+	sf := r.ShareFetch
+	size := "100 MB"
+	if sf != nil {
+		size = fmt.Sprintf("%.0f MB", float64(sf.Bytes)/MB)
+	}
+	onionMBps, onionCPU := num(tor.OnionMBps, "MB/s"), num(tor.OnionCPUMsPerMB, "ms/MB")
+	if tor.OnionMBps == 0 {
+		// Tor ran this time but its onion test did not give a figure:
+		// say so, and show the recorded one beside it.
+		why := "failed this run"
+		if tor.OnionError != "" {
+			why += ": " + tor.OnionError
+		}
+		onionMBps = fmt.Sprintf("%s; results.md: %s", why, num(TorResultsMD.OnionMBps, "MB/s"))
+		onionCPU = "results.md: " + num(TorResultsMD.OnionCPUMsPerMB, "ms/MB")
+	}
+	var share, fetch *FileOp
+	if sf != nil {
+		share, fetch = sf.Share, sf.Fetch
+	}
+	rate := func(o *FileOp) (string, float64) {
+		switch {
+		case o == nil:
+			return "", 0
+		case o.MBps == 0:
+			return "failed (see the errors below)", 0
+		}
+		return fmt.Sprintf("%s (%.2f s)", num(o.MBps, "MB/s"), o.Seconds), o.MBps
+	}
+	cpu := func(o *FileOp) string {
+		if o == nil || o.MBps == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s (client %.2f s, relays %.2f s)", num(o.CPUMsPerMB, "ms/MB"), o.ClientCPUS, o.RelayCPUS)
+	}
+	target := fmt.Sprintf("≥ %d MB/s", ShareTargetMBps)
+	shareCell, shareMBps := rate(share)
+	fetchCell, fetchMBps := rate(fetch)
+	// A share or fetch that failed did not meet the target.
+	fetchMet := yes(fetchMBps >= ShareTargetMBps, fetch != nil)
+	if fetch != nil && fetch.MBps > 0 && !sf.BitExact {
+		fetchMet = "**no** (not bit-exact)"
+	}
+	return []Row{
+		{"share " + size + " with `veil share`: a process from start to link printed (encrypt, RS-code, store shards over circuits); Tor: 200 MiB download from an onion service",
+			shareCell, onionMBps, "", target, yes(shareMBps >= ShareTargetMBps, share != nil)},
+		{"fetch " + size + " with `veil fetch`: a process from start to file written, SHA-256 checked against the shared file; Tor: the same onion download",
+			fetchCell, onionMBps, "", target, fetchMet},
+		{"CPU per MB, share: client process + all relays (Tor: all tor processes, onion download)", cpu(share), onionCPU, "", "", ""},
+		{"CPU per MB, fetch: client process + all relays (Tor: all tor processes, onion download)", cpu(fetch), onionCPU, "", "", ""},
+	}
 }
