@@ -164,6 +164,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	o.Dir = dir
+	// share and fetch run in Dir, where a relative path such as
+	// bin/veil (the Makefile's) names nothing; a bare name is looked up
+	// in PATH and stays as it is.
+	if strings.ContainsRune(o.Binary, filepath.Separator) {
+		if o.Binary, err = filepath.Abs(o.Binary); err != nil {
+			return nil, fmt.Errorf("netbench: veil binary: %w", err)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
