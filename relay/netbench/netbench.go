@@ -39,7 +39,8 @@ type Options struct {
 	// Relays and Seeds size the testnet; 0 means 6 and 1.
 	Relays, Seeds int
 	// Runs repeats the throughput tests (single stream, 8 and 32
-	// streams) and the ceiling's chain-tls test; 0 means 3.
+	// streams, share and fetch) and the ceiling's chain-tls test; 0
+	// means 3.
 	Runs int
 	// Quick is a smoke run for tests: 2 circuits, 1 MB downloads, a
 	// handful of samples; it implies no Tor and no ceiling.
@@ -116,7 +117,7 @@ type Results struct {
 	Single     []Transfer         `json:"single_stream"`
 	Concurrent map[string][]Burst `json:"concurrent"` // "isolated_8", ...
 	Memory     *Memory            `json:"memory,omitempty"`
-	ShareFetch *ShareFetch        `json:"share_fetch,omitempty"`
+	ShareFetch []*ShareFetch      `json:"share_fetch,omitempty"`
 	Ceiling    Ceiling            `json:"ceiling"`
 	Tor        *TorFigures        `json:"tor,omitempty"`
 	TorNoKIST  *TorFigures        `json:"tor_no_kist,omitempty"`

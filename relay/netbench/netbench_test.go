@@ -39,8 +39,8 @@ func TestQuick(t *testing.T) {
 	if r.StartToFirstFetchS <= 0 || r.CircuitBuildMS.N != 2 || r.Fetch1KMS.N == 0 || r.Fetch1KSocksMS.N == 0 ||
 		len(r.Single) != 1 || r.Single[0].MBps <= 0 || len(r.Concurrent["isolated_2"]) != 1 ||
 		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil ||
-		r.ShareFetch == nil || !r.ShareFetch.BitExact || r.ShareFetch.Share.MBps <= 0 || r.ShareFetch.Fetch.MBps <= 0 ||
-		r.ShareFetch.Share.ClientCPUS <= 0 || r.ShareFetch.Fetch.CPUMsPerMB <= 0 {
+		len(r.ShareFetch) != 1 || !r.ShareFetch[0].BitExact || r.ShareFetch[0].Share.MBps <= 0 || r.ShareFetch[0].Fetch.MBps <= 0 ||
+		r.ShareFetch[0].Share.ClientCPUS <= 0 || r.ShareFetch[0].Fetch.CPUMsPerMB <= 0 {
 		b, _ := json.MarshalIndent(r, "", " ")
 		t.Fatalf("incomplete results:\n%s", b)
 	}
@@ -152,23 +152,26 @@ func TestShareRows(t *testing.T) {
 		}
 		return out
 	}
-	r := &Results{ShareFetch: &ShareFetch{Bytes: 100e6, BitExact: true,
-		Share: &FileOp{Seconds: 1.6, MBps: 62.5, CPUMsPerMB: 21.4, ClientCPUS: 1, RelayCPUS: 1.14},
-		Fetch: &FileOp{Seconds: 2.5, MBps: 40, CPUMsPerMB: 30, ClientCPUS: 1.5, RelayCPUS: 1.5}}}
+	sf := func(share, fetch float64) *ShareFetch {
+		return &ShareFetch{Bytes: 100e6, BitExact: true,
+			Share: &FileOp{MBps: share, CPUMsPerMB: 1000 / share, ClientCPUS: 1, RelayCPUS: 1.14},
+			Fetch: &FileOp{MBps: fetch, CPUMsPerMB: 30, ClientCPUS: 1.5, RelayCPUS: 1.5}}
+	}
+	r := &Results{ShareFetch: []*ShareFetch{sf(62.5, 40), sf(50, 45), sf(80, 30)}}
 	rows := rowsOf(r)
-	if x := rows["share "]; !strings.Contains(x.Figure, "100 MB") || x.Veil != "62.5 MB/s (1.60 s)" || x.Tor != "1.30 MB/s" ||
+	if x := rows["share "]; !strings.Contains(x.Figure, "100 MB") || x.Veil != "62.5 MB/s (median of 3; 50.0-80.0)" || x.Tor != "1.30 MB/s" ||
 		x.Target != "≥ 50 MB/s" || x.Met != "yes" {
 		t.Errorf("share row without Tor this run: %+v", x)
 	}
-	if x := rows["fetch "]; x.Veil != "40.0 MB/s (2.50 s)" || x.Met != "**no**" {
+	if x := rows["fetch "]; x.Veil != "40.0 MB/s (median of 3; 30.0-45.0)" || x.Met != "**no**" {
 		t.Errorf("fetch row: %+v", x)
 	}
-	if x := rows["CPU per MB, share"]; !strings.HasPrefix(x.Veil, "21.4 ms/MB") || x.Tor != "318 ms/MB" {
+	if x := rows["CPU per MB, share"]; x.Veil != "16.0 ms/MB (medians: client 1.00 s, relays 1.14 s)" || x.Tor != "318 ms/MB" {
 		t.Errorf("share CPU row: %+v", x)
 	}
 
-	r.ShareFetch.BitExact = false
-	r.ShareFetch.Fetch.MBps = 60
+	r.ShareFetch = []*ShareFetch{sf(60, 60)}
+	r.ShareFetch[0].BitExact = false
 	if x := rowsOf(r)["fetch "]; x.Met != "**no** (not bit-exact)" {
 		t.Errorf("a fetch that is not bit-exact: %+v", x)
 	}
@@ -182,7 +185,11 @@ func TestShareRows(t *testing.T) {
 		t.Errorf("Tor's onion test failed: %+v", x)
 	}
 
-	r = &Results{ShareFetch: &ShareFetch{Bytes: 100e6, Share: &FileOp{Seconds: 3}}}
+	r = &Results{ShareFetch: []*ShareFetch{sf(70, 70), {Bytes: 100e6, Share: &FileOp{Seconds: 3}}}}
+	if x := rowsOf(r); x["share "].Veil != "70.0 MB/s (median of 1; 1 failed)" || x["share "].Met != "**no**" || x["fetch "].Met != "yes" {
+		t.Errorf("a failed share: %+v", x)
+	}
+	r = &Results{ShareFetch: []*ShareFetch{{Bytes: 100e6, Share: &FileOp{Seconds: 3}}}}
 	if x := rowsOf(r); x["share "].Veil != "failed (see the errors below)" || x["share "].Met != "**no**" || x["fetch "].Met != "not measured" {
 		t.Errorf("a failed share: %+v", x)
 	}

@@ -46,10 +46,23 @@ type FileOp struct {
 	Log          string             `json:"log"`
 }
 
-// shareFetch shares a fresh random file, fetches it back to a new file and
-// checks the copy's SHA-256. The files are removed afterwards (100 MB
-// each is not worth keeping); the processes' stderr stays in Dir.
+// shareFetch shares and fetches Runs times, as the other throughput
+// tests run: one sample on a shared machine says little.
 func (b *bench) shareFetch(ctx context.Context) error {
+	for run := range b.o.Runs {
+		if err := b.shareFetchOnce(ctx, run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shareFetchOnce shares a fresh random file (fresh, so that nothing a
+// relay or the client kept from an earlier run can help), fetches it back
+// to a new file and checks the copy's SHA-256. The files are removed
+// afterwards (100 MB each is not worth keeping); the processes' stderr
+// stays in Dir.
+func (b *bench) shareFetchOnce(ctx context.Context, run int) error {
 	dir := filepath.Join(b.o.Dir, "share")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("share directory: %w", err)
@@ -61,10 +74,10 @@ func (b *bench) shareFetch(ctx context.Context) error {
 		return fmt.Errorf("write the file to share: %w", err)
 	}
 	sf := &ShareFetch{Bytes: b.sz.share, SHA256: hex.EncodeToString(want)}
-	b.r.ShareFetch = sf
+	b.r.ShareFetch = append(b.r.ShareFetch, sf)
 
 	var stdout bytes.Buffer
-	sf.Share, err = b.veilOp(ctx, "share", &stdout, nil, "share", "--config", b.m.ClientConfig, in)
+	sf.Share, err = b.veilOp(ctx, fmt.Sprintf("share-%d", run), &stdout, nil, "share", "--config", b.m.ClientConfig, in)
 	if err != nil {
 		return fmt.Errorf("veil share: %w", err)
 	}
@@ -78,7 +91,7 @@ func (b *bench) shareFetch(ctx context.Context) error {
 
 	// The link goes on standard input, not the command line: it is the
 	// file's key, and the machine is shared (ps shows arguments).
-	sf.Fetch, err = b.veilOp(ctx, "fetch", io.Discard, strings.NewReader(link), "fetch", "--config", b.m.ClientConfig, "-o", out, "-")
+	sf.Fetch, err = b.veilOp(ctx, fmt.Sprintf("fetch-%d", run), io.Discard, strings.NewReader(link), "fetch", "--config", b.m.ClientConfig, "-o", out, "-")
 	if err != nil {
 		return fmt.Errorf("veil fetch: %w", err)
 	}
