@@ -33,7 +33,8 @@ fuzz:
 		done; \
 	done
 
-# BENCHNET=-tor also runs ../shared/anchors/tor beside veil (root, ~7 min);
+# BENCHNET=-tor also runs ../shared/anchors/tor beside veil, its onion-service
+# download included (root, ~10 min);
 # BENCHNET= measures veil and the TLS-chain ceiling only.
 BENCHNET ?= -tor
 bench: build

@@ -1,13 +1,13 @@
 // Command veilbench is `make bench`'s network benchmark (run it as
-// `go run ./cmd/veilbench`): it starts a fresh
-// testnet of real veil processes on 127.0.0.1 (from -veil, which `make
-// build` makes), measures circuit builds, 1 KB fetches, single-stream and
-// concurrent throughput, relay CPU per MB and relay memory per idle
-// circuit, then the TLS-chain ceiling of ../shared/anchors/limits and,
-// with -tor, the private Tor network of ../shared/anchors/tor, and prints
-// a markdown table of veil beside Tor with the targets of issue 4. Raw
-// samples go to -out as JSON. The measurements are in
-// relay/netbench.
+// `go run ./cmd/veilbench`): it starts a fresh testnet of real veil
+// processes on 127.0.0.1 (from -veil, which `make build` makes), measures
+// circuit builds, 1 KB fetches, single-stream and concurrent throughput,
+// relay CPU per MB, relay memory per idle circuit and `veil share` and
+// `veil fetch` of a 100 MB file, then the TLS-chain ceiling of
+// ../shared/anchors/limits and, with -tor, the private Tor network of
+// ../shared/anchors/tor (its onion-service download included), and prints
+// a markdown table of veil beside Tor with the targets of issues 4 and 5.
+// Raw samples go to -out as JSON. The measurements are in relay/netbench.
 //
 //	go run ./cmd/veilbench [-dir DIR] [-tor] [-runs N] [-out results.json]
 package main
@@ -36,7 +36,7 @@ func run() int {
 	)
 	flag.StringVar(&o.Dir, "dir", "", "directory for the testnet, logs and tor.log (default: a new temporary directory, kept)")
 	flag.StringVar(&o.Binary, "veil", "bin/veil", "the veil binary the testnet runs (`make build` makes bin/veil)")
-	flag.BoolVar(&o.Tor, "tor", false, "also run the Tor anchor (run_all.sh --runs 1 --onion 0 --conc 8 32; needs root, takes minutes)")
+	flag.BoolVar(&o.Tor, "tor", false, "also run the Tor anchor (run_all.sh --runs 1 --conc 8 32 --onion 1 --onion-reps 1; needs root, takes ~10 minutes)")
 	flag.BoolVar(&o.TorNoKIST, "tor-nokist", false, "also run the Tor anchor with --extra 'Schedulers Vanilla' (Tor without KIST)")
 	flag.IntVar(&o.Runs, "runs", 3, "repetitions of each throughput test and of the ceiling")
 	flag.IntVar(&o.Relays, "relays", 6, "relays in the testnet")

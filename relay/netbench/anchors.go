@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -127,6 +128,13 @@ type TorFigures struct {
 	Isolated8MBps  float64 `json:"isolated_8_MBps"`
 	Isolated32MBps float64 `json:"isolated_32_MBps,omitempty"`
 	CPUMsPerMB     float64 `json:"cpu_ms_per_MB"`
+	// OnionMBps and OnionCPUMsPerMB are the onion-service test: a 200
+	// MiB download from a .onion (a 6-relay rendezvous path) and the CPU
+	// of all tor processes per MB; zero when it did not run. OnionError
+	// is why it failed, when it ran and failed.
+	OnionMBps       float64 `json:"onion_MBps,omitempty"`
+	OnionCPUMsPerMB float64 `json:"onion_cpu_ms_per_MB,omitempty"`
+	OnionError      string  `json:"onion_error,omitempty"`
 	// Summary is summary.json's "summary" as the anchor wrote it.
 	Summary json.RawMessage `json:"summary,omitempty"`
 }
@@ -137,10 +145,12 @@ var TorResultsMD = TorFigures{
 	Source:      "results.md (2026-11-23, 5 networks pooled; not this run)",
 	FirstFetchS: 11.0, CircuitMS: 15.7, CircuitP95MS: 24.2, Fetch1KMS: 38, Fetch1KP95MS: 88,
 	SingleMBps: 10.2, Isolated8MBps: 29.7, Isolated32MBps: 31.7, CPUMsPerMB: 63,
+	OnionMBps: 1.3, OnionCPUMsPerMB: 318,
 }
 
 // TorNoKISTResultsMD is results.md's `Schedulers Vanilla` side
-// experiment (one network; no 32-stream test, no first-fetch figure).
+// experiment (one network; no 32-stream test, no first-fetch figure, no
+// onion service).
 var TorNoKISTResultsMD = TorFigures{
 	Source:    "results.md side experiment `Schedulers Vanilla` (1 network; not this run)",
 	CircuitMS: 4.9, CircuitP95MS: 30.7, Fetch1KMS: 4.7, Fetch1KP95MS: 55.8,
@@ -151,8 +161,10 @@ var TorNoKISTResultsMD = TorFigures{
 var resultsIn = regexp.MustCompile(`(?m)^results in (\S+)\s*$`)
 
 // runTor runs the Tor anchor's run_all.sh (root: it makes a network
-// namespace), logging to Dir/logName, and reads its summary.json.
-func runTor(ctx context.Context, o Options, logName string, extra ...string) (*TorFigures, error) {
+// namespace), logging to Dir/logName, and reads its summary.json. With
+// onion it also runs the onion-service test, one 200 MiB download: that
+// is Tor's figure beside share and fetch, and it adds a few minutes.
+func runTor(ctx context.Context, o Options, logName string, onion bool, extra ...string) (*TorFigures, error) {
 	script := filepath.Join(o.TorDir, "run_all.sh")
 	if _, err := os.Stat(script); err != nil {
 		return nil, err
@@ -166,7 +178,11 @@ func runTor(ctx context.Context, o Options, logName string, extra ...string) (*T
 		return nil, err
 	}
 	defer lf.Close()
-	args := append([]string{"run_all.sh", "--runs", "1", "--onion", "0", "--conc", "8", "32"}, extra...)
+	onionArgs := []string{"--onion", "0"}
+	if onion {
+		onionArgs = []string{"--onion", "1", "--onion-reps", "1"}
+	}
+	args := slices.Concat([]string{"run_all.sh", "--runs", "1", "--conc", "8", "32"}, onionArgs, extra)
 	logf(o.Log, "Tor: (cd %s && bash %s) > %s; this takes several minutes", o.TorDir, strings.Join(args, " "), logPath)
 	var out strings.Builder
 	tctx, cancel := context.WithTimeout(ctx, o.TorTimeout)
@@ -187,6 +203,12 @@ func runTor(ctx context.Context, o Options, logName string, extra ...string) (*T
 	}
 	logf(o.Log, "Tor: single stream %.1f MB/s, 8/32 isolated %.1f/%.1f MB/s, circuit %.1f ms, 1 KB %.1f ms, first fetch %.1f s (%s)",
 		t.SingleMBps, t.Isolated8MBps, t.Isolated32MBps, t.CircuitMS, t.Fetch1KMS, t.FirstFetchS, summary)
+	if onion {
+		if t.OnionMBps == 0 && t.OnionError == "" {
+			t.OnionError = "summary.json has no onion download"
+		}
+		logf(o.Log, "Tor onion service: 200 MiB download %.2f MB/s, %.0f ms/MB of tor CPU %s", t.OnionMBps, t.OnionCPUMsPerMB, t.OnionError)
+	}
 	return t, nil
 }
 
@@ -217,6 +239,9 @@ func readTorSummary(path string) (*TorFigures, error) {
 		LatencyP95MS    med            `json:"latency_tor_p95_ms"`
 		TTFBMedianMS    med            `json:"latency_tor_ttfb_median_ms"`
 		Concurrency     map[string]med `json:"concurrency_aggregate_MBps"`
+		OnionMBps       med            `json:"onion_bulk_MBps"`
+		OnionCPUMsPerMB med            `json:"onion_tor_cpu_ms_per_MB"`
+		OnionErrors     []string       `json:"onion_errors"`
 	}
 	if err := json.Unmarshal(doc.Summary, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -231,7 +256,8 @@ func readTorSummary(path string) (*TorFigures, error) {
 		FirstFetchS: float64(s.FirstFetchS), CircuitMS: f(s.CircuitPooled.Median), CircuitP95MS: f(s.CircuitPooled.P95),
 		Fetch1KMS: float64(s.LatencyMedianMS), Fetch1KP95MS: float64(s.LatencyP95MS), TTFB1KMS: float64(s.TTFBMedianMS),
 		SingleMBps: float64(s.BulkMBps), Isolated8MBps: float64(s.Concurrency["isolated_8"]),
-		Isolated32MBps: float64(s.Concurrency["isolated_32"]), CPUMsPerMB: float64(s.CPUMsPerMB)}, nil
+		Isolated32MBps: float64(s.Concurrency["isolated_32"]), CPUMsPerMB: float64(s.CPUMsPerMB),
+		OnionMBps: float64(s.OnionMBps), OnionCPUMsPerMB: float64(s.OnionCPUMsPerMB), OnionError: strings.Join(s.OnionErrors, "; ")}, nil
 }
 
 // med is a figure of summary.json: a number, null, or an object with a

@@ -3,7 +3,8 @@
 // what issue 4 asks for (start to first fetch, circuit build time, 1 KB
 // fetches over built circuits, single-stream and concurrent throughput
 // through the SOCKS proxy, relay CPU per MB, relay memory per idle
-// circuit), then, each in its own subprocess and after the testnet is
+// circuit) and, as issue 5 asks, `veil share` and `veil fetch` of a
+// 100 MB file through the same testnet; then, each in its own subprocess and after the testnet is
 // stopped, the TLS-chain ceiling (../shared/anchors/limits, cmd/netbench)
 // and optionally the private Tor network (../shared/anchors/tor,
 // run_all.sh). Report renders the figures beside Tor's as markdown.
@@ -38,7 +39,8 @@ type Options struct {
 	// Relays and Seeds size the testnet; 0 means 6 and 1.
 	Relays, Seeds int
 	// Runs repeats the throughput tests (single stream, 8 and 32
-	// streams) and the ceiling's chain-tls test; 0 means 3.
+	// streams, share and fetch) and the ceiling's chain-tls test; 0
+	// means 3.
 	Runs int
 	// Quick is a smoke run for tests: 2 circuits, 1 MB downloads, a
 	// handful of samples; it implies no Tor and no ceiling.
@@ -63,16 +65,17 @@ type sizes struct {
 	single      int64 // bytes of the single-stream download
 	concurrency []int // stream counts
 	concBytes   map[int]int64
-	idle        int // idle circuits for the memory figure
+	idle        int   // idle circuits for the memory figure
+	share       int64 // bytes of the file shared and fetched
 }
 
 func sizesFor(o Options) sizes {
 	if o.Quick {
 		return sizes{circuits: 2, fetches: 5, single: 1 << 20, concurrency: []int{2},
-			concBytes: map[int]int64{2: 1 << 20}, idle: 10}
+			concBytes: map[int]int64{2: 1 << 20}, idle: 10, share: 1e6}
 	}
 	return sizes{circuits: 50, fetches: 100, single: 200 << 20, concurrency: []int{8, 32},
-		concBytes: map[int]int64{8: 32 << 20, 32: 16 << 20}, idle: 1000}
+		concBytes: map[int]int64{8: 32 << 20, 32: 16 << 20}, idle: 1000, share: 100 * MB}
 }
 
 // Results is everything measured, raw samples included; cmd/veilbench
@@ -114,6 +117,7 @@ type Results struct {
 	Single     []Transfer         `json:"single_stream"`
 	Concurrent map[string][]Burst `json:"concurrent"` // "isolated_8", ...
 	Memory     *Memory            `json:"memory,omitempty"`
+	ShareFetch []*ShareFetch      `json:"share_fetch,omitempty"`
 	Ceiling    Ceiling            `json:"ceiling"`
 	Tor        *TorFigures        `json:"tor,omitempty"`
 	TorNoKIST  *TorFigures        `json:"tor_no_kist,omitempty"`
@@ -161,6 +165,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	o.Dir = dir
+	// share and fetch run in Dir, where a relative path such as
+	// bin/veil (the Makefile's) names nothing; a bare name is looked up
+	// in PATH and stays as it is.
+	if strings.ContainsRune(o.Binary, filepath.Separator) {
+		if o.Binary, err = filepath.Abs(o.Binary); err != nil {
+			return nil, fmt.Errorf("netbench: veil binary: %w", err)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -194,14 +206,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	if o.Tor && ctx.Err() == nil {
-		t, err := runTor(ctx, o, "tor.log")
+		t, err := runTor(ctx, o, "tor.log", true)
 		if err != nil {
 			fail("tor", err)
 		}
 		r.Tor = t
 	}
 	if o.TorNoKIST && ctx.Err() == nil {
-		t, err := runTor(ctx, o, "tor-nokist.log", "--extra", "Schedulers Vanilla")
+		t, err := runTor(ctx, o, "tor-nokist.log", false, "--extra", "Schedulers Vanilla")
 		if err != nil {
 			fail("tor without KIST", err)
 		}

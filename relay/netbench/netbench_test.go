@@ -38,7 +38,9 @@ func TestQuick(t *testing.T) {
 	}
 	if r.StartToFirstFetchS <= 0 || r.CircuitBuildMS.N != 2 || r.Fetch1KMS.N == 0 || r.Fetch1KSocksMS.N == 0 ||
 		len(r.Single) != 1 || r.Single[0].MBps <= 0 || len(r.Concurrent["isolated_2"]) != 1 ||
-		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil {
+		r.Memory == nil || r.Memory.Circuits == 0 || r.Ceiling.Measured || r.Tor != nil ||
+		len(r.ShareFetch) != 1 || !r.ShareFetch[0].BitExact || r.ShareFetch[0].Share.MBps <= 0 || r.ShareFetch[0].Fetch.MBps <= 0 ||
+		r.ShareFetch[0].Share.ClientCPUS <= 0 || r.ShareFetch[0].Fetch.CPUMsPerMB <= 0 {
 		b, _ := json.MarshalIndent(r, "", " ")
 		t.Fatalf("incomplete results:\n%s", b)
 	}
@@ -81,6 +83,39 @@ func TestReadTorSummary(t *testing.T) {
 	}
 }
 
+// TestReadTorOnion reads the onion-service figures as bench.py's
+// summarize writes them: after a download, after a test that raised, and
+// after one whose downloads all failed (med() of nothing is null).
+func TestReadTorOnion(t *testing.T) {
+	m := func(v float64) string { return fmt.Sprintf(`{"median": %v, "min": %v, "max": %v, "n": 1}`, v, v, v) }
+	for _, c := range []struct {
+		name, onion string
+		mbps, cpu   float64
+		err         string
+	}{
+		{"ran", `"onion_reachable_s": ` + m(5.2) + `, "onion_latency_1K_median_ms": ` + m(54.1) + `,
+			"onion_bulk_MBps": ` + m(1.2949) + `, "onion_bulk_ttfb_ms": ` + m(33.0) + `,
+			"onion_tor_cpu_ms_per_MB": ` + m(318.4) + `, "onion_bulk_other_cores": [0.9], "onion_errors": []`, 1.2949, 318.4, ""},
+		{"raised", `"onion_errors": ["onion not reachable in 600s: {'code': 0}"]`, 0, 0, "onion not reachable in 600s: {'code': 0}"},
+		{"downloads failed", `"onion_reachable_s": ` + m(5.0) + `, "onion_latency_1K_median_ms": ` + m(50) + `,
+			"onion_bulk_MBps": null, "onion_bulk_ttfb_ms": null, "onion_tor_cpu_ms_per_MB": null, "onion_bulk_other_cores": [], "onion_errors": []`, 0, 0, ""},
+		{"not asked", `"onion_errors": []`, 0, 0, ""},
+	} {
+		p := filepath.Join(t.TempDir(), "summary.json")
+		doc := `{"meta": {}, "summary": {"bulk_MBps": ` + m(9.9) + `, ` + c.onion + `, "safety_violations": 0}}`
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := readTorSummary(p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if f.OnionMBps != c.mbps || f.OnionCPUMsPerMB != c.cpu || f.OnionError != c.err || f.SingleMBps != 9.9 {
+			t.Errorf("%s: onion %v MB/s, %v ms/MB, error %q", c.name, f.OnionMBps, f.OnionCPUMsPerMB, f.OnionError)
+		}
+	}
+}
+
 func TestCeilingLine(t *testing.T) {
 	line := "chain-tls      median   425 MB/s  min   410  max   431  CPU 1.96 cores = 4.61 core-s/GB (medians)  (3 x 1024 MiB, buf 64 KiB)  runs=[410 425 431]"
 	m := ceilingLine.FindStringSubmatch(line)
@@ -96,5 +131,69 @@ func TestSummarize(t *testing.T) {
 	s := summarize([]float64{5, 1, 4, 2, 3})
 	if s.Median != 3 || s.Min != 1 || s.Max != 5 || s.P95 != 4.8 || s.N != 5 {
 		t.Fatalf("%+v", s)
+	}
+}
+
+// TestShareRows: share and fetch beside Tor's onion download, from this
+// run's Tor or results.md, with the 50 MB/s target judged.
+func TestShareRows(t *testing.T) {
+	rowsOf := func(r *Results) map[string]Row {
+		_, rows := r.Table()
+		out := map[string]Row{}
+		for _, x := range rows {
+			for _, k := range []string{"share ", "fetch ", "CPU per MB, share", "CPU per MB, fetch"} {
+				if strings.HasPrefix(x.Figure, k) {
+					out[k] = x
+				}
+			}
+		}
+		if len(out) != 4 {
+			t.Fatalf("share rows missing: %v", out)
+		}
+		return out
+	}
+	sf := func(share, fetch float64) *ShareFetch {
+		return &ShareFetch{Bytes: 100e6, BitExact: true,
+			Share: &FileOp{MBps: share, CPUMsPerMB: 1000 / share, ClientCPUS: 1, RelayCPUS: 1.14},
+			Fetch: &FileOp{MBps: fetch, CPUMsPerMB: 30, ClientCPUS: 1.5, RelayCPUS: 1.5}}
+	}
+	r := &Results{ShareFetch: []*ShareFetch{sf(62.5, 40), sf(50, 45), sf(80, 30)}}
+	rows := rowsOf(r)
+	if x := rows["share "]; !strings.Contains(x.Figure, "100 MB") || x.Veil != "62.5 MB/s (median of 3; 50.0-80.0)" || x.Tor != "1.30 MB/s" ||
+		x.Target != "≥ 50 MB/s" || x.Met != "yes" {
+		t.Errorf("share row without Tor this run: %+v", x)
+	}
+	if x := rows["fetch "]; x.Veil != "40.0 MB/s (median of 3; 30.0-45.0)" || x.Met != "**no**" {
+		t.Errorf("fetch row: %+v", x)
+	}
+	if x := rows["CPU per MB, share"]; x.Veil != "16.0 ms/MB (medians: client 1.00 s, relays 1.14 s)" || x.Tor != "318 ms/MB" {
+		t.Errorf("share CPU row: %+v", x)
+	}
+
+	r.ShareFetch = []*ShareFetch{sf(60, 60)}
+	r.ShareFetch[0].BitExact = false
+	if x := rowsOf(r)["fetch "]; x.Met != "**no** (not bit-exact)" {
+		t.Errorf("a fetch that is not bit-exact: %+v", x)
+	}
+
+	r.Tor = &TorFigures{OnionMBps: 2.25, OnionCPUMsPerMB: 200}
+	if x := rowsOf(r)["share "]; x.Tor != "2.25 MB/s" {
+		t.Errorf("Tor from this run: %+v", x)
+	}
+	r.Tor = &TorFigures{OnionError: "onion not reachable in 600s"}
+	if x := rowsOf(r)["share "]; x.Tor != "failed this run: onion not reachable in 600s; results.md: 1.30 MB/s" {
+		t.Errorf("Tor's onion test failed: %+v", x)
+	}
+
+	r = &Results{ShareFetch: []*ShareFetch{sf(70, 70), {Bytes: 100e6, Share: &FileOp{Seconds: 3}}}}
+	if x := rowsOf(r); x["share "].Veil != "70.0 MB/s (median of 1; 1 failed)" || x["share "].Met != "**no**" || x["fetch "].Met != "yes" {
+		t.Errorf("a failed share: %+v", x)
+	}
+	r = &Results{ShareFetch: []*ShareFetch{{Bytes: 100e6, Share: &FileOp{Seconds: 3}}}}
+	if x := rowsOf(r); x["share "].Veil != "failed (see the errors below)" || x["share "].Met != "**no**" || x["fetch "].Met != "not measured" {
+		t.Errorf("a failed share: %+v", x)
+	}
+	if x := rowsOf(&Results{}); x["share "].Met != "not measured" || x["share "].Veil != "" {
+		t.Errorf("share not run: %+v", x)
 	}
 }

@@ -91,6 +91,8 @@ func (r *Results) Table() (header Row, rows []Row) {
 	add("CPU per MB moved, single stream: relays + proxy (Tor: all tor processes)", num(all, "ms/MB"), tor.CPUMsPerMB, nok.CPUMsPerMB, "ms/MB", "", "")
 	rows = append(rows, Row{"CPU per MB moved: relays only", num(relays, "ms/MB"), "", "", "", ""})
 
+	rows = append(rows, r.shareRows(tor, yes)...)
+
 	if m := r.Memory; m != nil {
 		fig := "relay memory per 1,000 idle circuits (RSS growth per relay on the path)"
 		if m.Circuits != 1000 {
@@ -182,4 +184,88 @@ func (r *Results) builds() int {
 		n += r.Memory.Circuits
 	}
 	return n
+}
+
+// shareRows are issue 5's rows: share and fetch of a file through the
+// testnet beside a download from a Tor onion service, the closest thing
+// Tor has to fetching a file anonymously from someone who shares it.
+func (r *Results) shareRows(tor *TorFigures, yes func(ok, have bool) string) []Row {
+	size := "100 MB"
+	if len(r.ShareFetch) > 0 {
+		size = fmt.Sprintf("%.0f MB", float64(r.ShareFetch[0].Bytes)/MB)
+	}
+	onionMBps, onionCPU := num(tor.OnionMBps, "MB/s"), num(tor.OnionCPUMsPerMB, "ms/MB")
+	if tor.OnionMBps == 0 {
+		// Tor ran this time but its onion test did not give a figure:
+		// say so, and show the recorded one beside it.
+		why := "failed this run"
+		if tor.OnionError != "" {
+			why += ": " + tor.OnionError
+		}
+		onionMBps = fmt.Sprintf("%s; results.md: %s", why, num(TorResultsMD.OnionMBps, "MB/s"))
+		onionCPU = "results.md: " + num(TorResultsMD.OnionCPUMsPerMB, "ms/MB")
+	}
+	var shares, fetches []*FileOp
+	exact := true
+	for _, sf := range r.ShareFetch {
+		if sf.Share != nil {
+			shares = append(shares, sf.Share)
+		}
+		if sf.Fetch != nil {
+			fetches = append(fetches, sf.Fetch)
+			exact = exact && (sf.Fetch.MBps == 0 || sf.BitExact)
+		}
+	}
+	target := fmt.Sprintf("≥ %d MB/s", ShareTargetMBps)
+	// A share or fetch that failed did not meet the target.
+	rate := func(ops []*FileOp) (cell, met string) {
+		var ok []float64
+		for _, o := range ops {
+			if o.MBps > 0 {
+				ok = append(ok, o.MBps)
+			}
+		}
+		failed := len(ops) - len(ok)
+		met = yes(median(ok) >= ShareTargetMBps && failed == 0, len(ops) > 0)
+		switch {
+		case len(ops) == 0:
+			return "", met
+		case len(ok) == 0:
+			return "failed (see the errors below)", met
+		}
+		s := summarize(ok)
+		cell = fmt.Sprintf("%s (median of %d", num(s.Median, "MB/s"), s.N)
+		if s.N > 1 {
+			cell += fmt.Sprintf("; %.1f-%.1f", s.Min, s.Max)
+		}
+		if failed > 0 {
+			cell += fmt.Sprintf("; %d failed", failed)
+		}
+		return cell + ")", met
+	}
+	cpu := func(ops []*FileOp) string {
+		var per, client, relays []float64
+		for _, o := range ops {
+			if o.MBps > 0 {
+				per, client, relays = append(per, o.CPUMsPerMB), append(client, o.ClientCPUS), append(relays, o.RelayCPUS)
+			}
+		}
+		if len(per) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s (medians: client %.2f s, relays %.2f s)", num(median(per), "ms/MB"), median(client), median(relays))
+	}
+	shareCell, shareMet := rate(shares)
+	fetchCell, fetchMet := rate(fetches)
+	if !exact {
+		fetchMet = "**no** (not bit-exact)"
+	}
+	return []Row{
+		{"share " + size + " with `veil share`: a process from start to link printed (encrypt, RS-code, store shards over circuits); Tor: 200 MiB download from an onion service",
+			shareCell, onionMBps, "", target, shareMet},
+		{"fetch " + size + " with `veil fetch`: a process from start to file written, SHA-256 checked against the shared file; Tor: the same onion download",
+			fetchCell, onionMBps, "", target, fetchMet},
+		{"CPU per MB, share: client process + all relays (Tor: all tor processes, onion download)", cpu(shares), onionCPU, "", "", ""},
+		{"CPU per MB, fetch: client process + all relays (Tor: all tor processes, onion download)", cpu(fetches), onionCPU, "", "", ""},
+	}
 }

@@ -111,6 +111,7 @@ func measureVeil(ctx context.Context, o Options, r *Results) error {
 		{"1 KB fetches through SOCKS", b.socksFetches},
 		{"single stream", b.singleStream},
 		{"concurrent streams", b.concurrent},
+		{"share and fetch", b.shareFetch},
 	}
 	var errs []error
 	for _, s := range steps {
