@@ -59,6 +59,10 @@ func TestEstablishRelayToRelay(t *testing.T) {
 // end keeps at most window cells unechoed, as circuit flow control would:
 // without such a bound two echoing links can fill each other's queues and
 // deadlock (see the package doc).
+// bulkTimeout bounds the whole of 20,000 echoes: seconds alone, far more
+// on a loaded two-core machine under the race detector.
+const bulkTimeout = 60 * time.Second
+
 func TestEchoBothWays(t *testing.T) {
 	checkLeaks(t)
 	const n, window = 10000, 64
@@ -67,7 +71,7 @@ func TestEchoBothWays(t *testing.T) {
 	type end struct {
 		circ   atomic.Uint32 // set before any cell on it is sent
 		credit chan struct{}
-		next   uint64 // next echo expected; the reader goroutine's
+		next   atomic.Uint64 // next echo expected; written by the reader goroutine only
 		got    chan error
 		h      *testHandler
 		l      *Link
@@ -87,17 +91,18 @@ func TestEchoBothWays(t *testing.T) {
 				return
 			}
 			var want [onion.CellPayloadLen]byte
-			fillPayload(&want, circ, e.next)
+			next := e.next.Load()
+			fillPayload(&want, circ, next)
 			if c.Cmd != onion.CellRelay || c.Payload != want {
 				select {
-				case e.got <- fmt.Errorf("echo %d: cell differs", e.next):
+				case e.got <- fmt.Errorf("echo %d: cell differs", next):
 				default:
 				}
 			}
 			Release(c)
-			e.next++
+			e.next.Store(next + 1)
 			<-e.credit
-			if e.next == n {
+			if next+1 == n {
 				e.got <- nil
 			}
 		})
@@ -118,7 +123,7 @@ func TestEchoBothWays(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, e := range ends {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
 			defer cancel()
 			for seq := range uint64(n) {
 				select {
@@ -141,8 +146,8 @@ func TestEchoBothWays(t *testing.T) {
 			}
 		case <-e.l.Done():
 			t.Fatalf("end %d: link closed: %v", i, e.l.Wait())
-		case <-time.After(testTimeout):
-			t.Fatalf("end %d: only %d echoes", i, e.next)
+		case <-time.After(bulkTimeout):
+			t.Fatalf("end %d: only %d echoes", i, e.next.Load())
 		}
 	}
 	wg.Wait()
