@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -62,6 +63,10 @@ func (l *Link) Redacted() string {
 	h.Write(l.marshal())
 	return LinkPrefix + "<redacted " + hex.EncodeToString(h.Sum(nil)[:4]) + ">"
 }
+
+// LogValue makes log/slog print the redacted form, so a link passed to a
+// logger by mistake does not leak its key.
+func (l *Link) LogValue() slog.Value { return slog.StringValue(l.Redacted()) }
 
 // PlacementKey is the key Place wants for this share's shards.
 func (l *Link) PlacementKey() [32]byte { return deriveKeys(&l.FileKey).placement }

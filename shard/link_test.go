@@ -1,7 +1,9 @@
 package shard
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -137,4 +139,14 @@ func FuzzParseLink(f *testing.F) {
 			t.Fatalf("re-marshal: %q != %q", l.String(), s)
 		}
 	})
+}
+
+// TestLinkNeverLogged: slog prints a link's fingerprint, not the link.
+func TestLinkNeverLogged(t *testing.T) {
+	s := mustEncode(t, testFile(9, 10), small, 9)
+	var b bytes.Buffer
+	slog.New(slog.NewTextHandler(&b, nil)).Info("shared", "link", s.Link)
+	if strings.Contains(b.String(), s.Link.String()[len(LinkPrefix):len(LinkPrefix)+20]) || !strings.Contains(b.String(), "redacted") {
+		t.Fatalf("logged %q", b.String())
+	}
 }
