@@ -114,6 +114,10 @@ type Link struct {
 
 	br *bufio.Reader // the reader goroutine's (Establish's before it starts)
 	bw *bufio.Writer // the writer goroutine's (Establish's before it starts)
+	// bc is the connection under TLS when it was wrapped (WrapConn), nil
+	// otherwise; corked, the writer's, says whether the writer corked it.
+	bc     *batchConn
+	corked bool
 
 	sendq chan *onion.Cell
 
@@ -205,6 +209,7 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		circs:       make(map[uint32]struct{}),
 		nextCirc:    1,
 	}
+	l.bc, _ = conn.NetConn().(*batchConn)
 
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

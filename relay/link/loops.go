@@ -110,8 +110,8 @@ func (l *Link) writeCells() error {
 					continue
 				default:
 				}
-				if err := l.bw.Flush(); err != nil {
-					return fmt.Errorf("link: write: %w", err)
+				if err := l.flush(); err != nil {
+					return err
 				}
 			}
 			select {
@@ -152,7 +152,13 @@ func (l *Link) idleCheck(quiet *int, lastSeen *uint64) bool {
 }
 
 // writeCell marshals c straight into the writer's buffer and releases c.
+// The first cell after a flush corks the connection, so that every TLS
+// record until the next flush leaves in one write.
 func (l *Link) writeCell(c *onion.Cell) error {
+	if l.bc != nil && !l.corked {
+		l.bc.cork()
+		l.corked = true
+	}
 	if l.bw.Available() < onion.CellSize {
 		if err := l.bw.Flush(); err != nil {
 			Release(c)
@@ -197,7 +203,23 @@ func (l *Link) drainQueue() error {
 				return err
 			}
 		default:
-			return l.bw.Flush()
+			return l.flush()
 		}
 	}
+}
+
+// flush writes out the writer's buffer and what the connection holds
+// corked.
+func (l *Link) flush() error {
+	err := l.bw.Flush()
+	if l.corked {
+		l.corked = false
+		if uerr := l.bc.uncork(); err == nil {
+			err = uerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("link: write: %w", err)
+	}
+	return nil
 }
