@@ -32,7 +32,10 @@ const (
 // kernel's side of a loopback link.
 type batchConn struct {
 	net.Conn
-	r *bufio.Reader // the TLS reader's only
+	// r is the TLS reader's only, nil until the link is established
+	// (startReadAhead): a connection that never becomes a link, a seed's
+	// probe say, costs no read-ahead buffer.
+	r *bufio.Reader
 
 	mu     sync.Mutex // guards the following fields and orders writes
 	corked bool
@@ -40,18 +43,22 @@ type batchConn struct {
 }
 
 // batchBufs recycles corked connections' write buffers: an idle link
-// holds none.
-var batchBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, maxBatch+maxBatch/8)
-	return &b
-}}
+// holds none. A buffer grows to the bursts it carries, so links that
+// send a cell now and then keep small ones.
+var batchBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WrapConn wraps a freshly accepted or dialled TCP connection for use
 // under a link's TLS (tls.Server(link.WrapConn(c), cfg)), so that
 // Establish can batch its reads and writes. A link over an unwrapped
 // connection works too, one system call per TLS record.
 func WrapConn(c net.Conn) net.Conn {
-	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, readAhead)}
+	return &batchConn{Conn: c}
+}
+
+// startReadAhead makes reads go through the read-ahead buffer. Establish
+// calls it before the reader goroutine starts.
+func (c *batchConn) startReadAhead() {
+	c.r = bufio.NewReaderSize(c.Conn, readAhead)
 }
 
 // Dial connects to the relay id at addr over a wrapped connection and
@@ -66,7 +73,12 @@ func Dial(ctx context.Context, addr string, id keys.NodeID, own *keys.Identity) 
 	return linkauth.Client(ctx, WrapConn(raw), id, own)
 }
 
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return c.Conn.Read(p)
+	}
+	return c.r.Read(p)
+}
 
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

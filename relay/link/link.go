@@ -162,6 +162,9 @@ func Establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		_ = conn.NetConn().Close()
 		return nil, fmt.Errorf("link: establish with %v: %w", conn.RemoteAddr(), err)
 	}
+	if l.bc != nil {
+		l.bc.startReadAhead()
+	}
 	go l.readLoop()
 	go l.writeLoop()
 	if l.log.Enabled(ctx, slog.LevelDebug) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -165,14 +166,14 @@ func (l *Link) writeCell(c *onion.Cell) error {
 			l.bc.cork()
 			l.corked = true
 		}
-	} else if len(*l.wbuf)+onion.CellSize > cap(*l.wbuf) {
+	} else if len(*l.wbuf)+onion.CellSize > writeBufferSize {
 		if err := l.writeBuffered(); err != nil {
 			Release(c)
 			return err
 		}
 	}
 	n := len(*l.wbuf)
-	*l.wbuf = (*l.wbuf)[:n+onion.CellSize]
+	*l.wbuf = slices.Grow(*l.wbuf, onion.CellSize)[:n+onion.CellSize]
 	err := c.MarshalTo((*l.wbuf)[n:])
 	Release(c)
 	if err != nil {
@@ -183,11 +184,10 @@ func (l *Link) writeCell(c *onion.Cell) error {
 	return nil
 }
 
-// writeBufs recycles the writers' buffers.
-var writeBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, writeBufferSize)
-	return &b
-}}
+// writeBufs recycles the writers' buffers. A buffer grows to the bursts
+// it carries, up to writeBufferSize, so links that send a cell now and
+// then keep small ones.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // writeBuffered hands the buffered cells to TLS, which writes them as
 // full records.
