@@ -315,20 +315,28 @@ func (s *Stream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// copyCells is how many cells' worth of data ReadFrom reads, and WriteTo
-// writes, at once: a whole number of cells, so that a source with plenty
-// to send fills every cell, and large enough that the system calls on
-// the TCP side cost little per byte.
-const copyCells = 16
+// ReadFrom reads, and WriteTo writes, a whole number of cells' worth at
+// once, so that a source with plenty to send fills every cell. ReadFrom's
+// buffer is held while it waits for its source, for as long as the stream
+// is open, so it is as small as io.Copy's own; WriteTo's is taken only
+// once data has arrived, so it can be larger and write more per system
+// call.
+const (
+	readFromCells = 8  // 32,040 bytes
+	writeToCells  = 16 // 64,080 bytes
+)
 
-var copyBufs = sync.Pool{New: func() any { return new([copyCells * onion.MaxRelayData]byte) }}
+var (
+	readFromBufs = sync.Pool{New: func() any { return new([readFromCells * onion.MaxRelayData]byte) }}
+	writeToBufs  = sync.Pool{New: func() any { return new([writeToCells * onion.MaxRelayData]byte) }}
+)
 
 // ReadFrom sends what it reads from r until r ends (io.Copy uses it).
 // Each read asks for a whole number of cells so that bulk data leaves in
-// full cells, not in cells cut wherever a smaller buffer ended.
+// full cells, not in cells cut wherever io.Copy's 32 KiB buffer ended.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
-	buf := copyBufs.Get().(*[copyCells * onion.MaxRelayData]byte)
-	defer copyBufs.Put(buf)
+	buf := readFromBufs.Get().(*[readFromCells * onion.MaxRelayData]byte)
+	defer readFromBufs.Put(buf)
 	var total int64
 	for {
 		n, rerr := r.Read(buf[:])
@@ -356,7 +364,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 		// The buffer is taken only once data is there, so a stream
 		// that waits holds none.
 		s.wait()
-		buf := copyBufs.Get().(*[copyCells * onion.MaxRelayData]byte)
+		buf := writeToBufs.Get().(*[writeToCells * onion.MaxRelayData]byte)
 		n, rerr := s.Read(buf[:])
 		var werr error
 		if n > 0 {
@@ -364,7 +372,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			k, werr = w.Write(buf[:n])
 			total += int64(k)
 		}
-		copyBufs.Put(buf)
+		writeToBufs.Put(buf)
 		switch {
 		case werr != nil:
 			return total, werr
