@@ -269,21 +269,27 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 	if err == nil {
 		msg, complete, err = circ.reasm.Add(&rc)
 	}
-	if err == nil && complete {
-		// The message may alias the cell; copy what outlives it.
-		msg.Body = append([]byte(nil), msg.Body...)
-	}
-	early := c.Cmd == onion.CellRelayEarly
-	link.Release(c)
 	if err != nil {
+		link.Release(c)
 		e.destroy(circ, hop{}, onion.DestroyProtocol)
 		return
 	}
-	if complete {
-		if err := e.handleMessage(circ, msg, tag, early); err != nil {
-			e.log.Debug("circuit destroyed", "err", err)
-			e.destroy(circ, hop{}, onion.DestroyProtocol)
-		}
+	if !complete {
+		link.Release(c)
+		return
+	}
+	if msg.Cmd != onion.RelayData {
+		// The message may alias the cell, which is released below; copy
+		// what might outlive it (EXTEND and BEGIN go to goroutines).
+		// DATA, nearly every cell, is copied by HandleData into the
+		// stream's queue.
+		msg.Body = append([]byte(nil), msg.Body...)
+	}
+	err = e.handleMessage(circ, msg, tag, c.Cmd == onion.CellRelayEarly)
+	link.Release(c)
+	if err != nil {
+		e.log.Debug("circuit destroyed", "err", err)
+		e.destroy(circ, hop{}, onion.DestroyProtocol)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"veil/directory/linkauth"
 	"veil/onion/keys"
 	"veil/relay/link"
 )
@@ -42,7 +41,7 @@ func (p *linkPool) get(ctx context.Context, id keys.NodeID, addr netip.AddrPort)
 			return l, nil
 		}
 	}
-	conn, err := linkauth.Dial(ctx, "tcp", addr.String(), id, p.own)
+	conn, err := link.Dial(ctx, addr.String(), id, p.own)
 	if err != nil {
 		return nil, fmt.Errorf("link to %s: %w", id.Short(), err)
 	}

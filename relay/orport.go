@@ -68,7 +68,7 @@ func (o *orListener) serve(ctx context.Context) {
 func (o *orListener) handle(ctx context.Context, c net.Conn) {
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	tc := tls.Server(c, o.tls)
+	tc := tls.Server(link.WrapConn(c), o.tls)
 	err := tc.HandshakeContext(hctx)
 	var l *link.Link
 	if err == nil {

@@ -40,6 +40,21 @@ func dial(ctx context.Context, op, network, addr string, expect keys.NodeID, own
 	if err != nil {
 		return nil, &opError{op: op, addr: addr, err: err}
 	}
+	return handshake(ctx, op, addr, raw, cfg)
+}
+
+// Client is Dial over a connection the caller dialled (a relay's links
+// wrap theirs to batch system calls). It owns raw: on error raw is closed.
+func Client(ctx context.Context, raw net.Conn, expect keys.NodeID, own *keys.Identity) (*tls.Conn, error) {
+	cfg, err := ClientConfig(expect, own)
+	if err != nil {
+		_ = raw.Close()
+		return nil, &opError{op: "handshake", addr: raw.RemoteAddr().String(), err: err}
+	}
+	return handshake(ctx, "handshake", raw.RemoteAddr().String(), raw, cfg)
+}
+
+func handshake(ctx context.Context, op, addr string, raw net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	c := tls.Client(raw, cfg)
 	if err := c.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()

@@ -224,12 +224,15 @@ func (c *Circuit) handleBackward(cell *onion.Cell) {
 		m, complete, err = c.reasm.Add(&rc)
 	}
 	if err == nil && complete {
-		m.Body = append([]byte(nil), m.Body...)
-	}
-	link.Release(cell)
-	if err == nil && complete {
+		if m.Cmd != onion.RelayData {
+			// The message may alias the cell, which is released below;
+			// copy what might outlive it. DATA, nearly every cell, is
+			// copied by HandleData into the stream's queue.
+			m.Body = append([]byte(nil), m.Body...)
+		}
 		err = c.handleMessage(origin, m, tag)
 	}
+	link.Release(cell)
 	if err != nil {
 		c.Close()
 		c.fail(fmt.Errorf("client: protocol: %w", err))

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"veil/directory"
-	"veil/directory/linkauth"
 	"veil/onion"
 	"veil/onion/keys"
 	"veil/relay/link"
@@ -163,7 +162,7 @@ func (cl *Client) guardLink(ctx context.Context, g directory.Entry) (*link.Link,
 			return l, nil
 		}
 	}
-	conn, err := linkauth.Dial(ctx, "tcp", g.Descriptor.ORAddr.String(), id, nil)
+	conn, err := link.Dial(ctx, g.Descriptor.ORAddr.String(), id, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -17,14 +17,23 @@
 //
 // A link owns two goroutines, started by Establish:
 //
-//   - the reader reads whole cells through a 64 KiB bufio.Reader, parses
-//     each with onion.ParseCell, drops PADDING and calls Handler.HandleCell
-//     in cell order. Every Handler call, LinkClosed included, is made from
-//     this goroutine, one at a time.
+//   - the reader reads one cell at a time from TLS, parses it with
+//     onion.ParseCell, drops PADDING and calls Handler.HandleCell in cell
+//     order. Every Handler call, LinkClosed included, is made from this
+//     goroutine, one at a time.
 //   - the writer takes cells from the bounded send queue, marshals them into
-//     a 64 KiB bufio.Writer and flushes whenever the queue is momentarily
-//     empty: a burst leaves as few large TLS records, a lone cell at once.
-//     It also runs the idle check.
+//     a 64 KiB buffer and hands it to TLS whenever it is full or the queue
+//     is momentarily empty: a burst leaves as few large TLS records, a lone
+//     cell at once. The buffer comes from a pool and goes back at each
+//     flush, so an idle link holds none. The writer also runs the idle
+//     check.
+//
+// A connection wrapped with WrapConn before its TLS handshake (Dial does
+// it) makes a link cheaper in system calls: it reads the socket 64 KiB at
+// a time, and the writer corks it from the first cell after a flush to the
+// next flush, so that all the TLS records of a burst leave in one write.
+// A link over an unwrapped connection behaves the same, one write per
+// record.
 //
 // Close and CloseWithError only start the shutdown; they never wait, so they
 // are safe to call from anywhere, Handler callbacks included. Wait (or Done)

@@ -75,7 +75,7 @@ func startServer(t testing.TB, id *keys.Identity) *server {
 			if err != nil {
 				return
 			}
-			c := tls.Server(raw, cfg)
+			c := tls.Server(WrapConn(raw), cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			err = c.HandshakeContext(ctx)
 			cancel()
@@ -113,12 +113,13 @@ func (s *server) accept(t testing.TB) *tls.Conn {
 	}
 }
 
-// dial connects to s, as an anonymous client if own is nil.
+// dial connects to s, as an anonymous client if own is nil. Both ends
+// are wrapped, as a relay's are.
 func (s *server) dial(t testing.TB, own *keys.Identity) *tls.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	c, err := linkauth.Dial(ctx, "tcp", s.addr, s.id.ID(), own)
+	c, err := Dial(ctx, s.addr, s.id.ID(), own)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,11 @@
 package link
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -37,9 +37,9 @@ const (
 	// does not read delays a close by at most this long.
 	CloseTimeout = 2 * time.Second
 
-	// ioBufferSize is the size of the reader's and the writer's buffers: 16
-	// cells, four full TLS records.
-	ioBufferSize = 64 << 10
+	// writeBufferSize is the size of the writer's buffer: 16 cells, four
+	// full TLS records per write to the connection.
+	writeBufferSize = 64 << 10
 
 	// idleChecks is how many checks an idle period spans: a link is closed
 	// between IdleTimeout and IdleTimeout*(1+1/idleChecks) after it fell idle.
@@ -112,8 +112,16 @@ type Link struct {
 	version     uint16
 	idleTimeout time.Duration
 
-	br *bufio.Reader // the reader goroutine's (Establish's before it starts)
-	bw *bufio.Writer // the writer goroutine's (Establish's before it starts)
+	// rbuf is the reader goroutine's (Establish's before it starts): the
+	// cell being read. wbuf is the writer goroutine's: the cells written
+	// since the last flush, in a pooled buffer held only between the first
+	// cell after a flush and the next flush, so an idle link holds none.
+	rbuf [onion.CellSize]byte
+	wbuf *[]byte
+	// bc is the connection under TLS when it was wrapped (WrapConn), nil
+	// otherwise; corked, the writer's, says whether the writer corked it.
+	bc     *batchConn
+	corked bool
 
 	sendq chan *onion.Cell
 
@@ -153,6 +161,9 @@ func Establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		// block on it.
 		_ = conn.NetConn().Close()
 		return nil, fmt.Errorf("link: establish with %v: %w", conn.RemoteAddr(), err)
+	}
+	if l.bc != nil {
+		l.bc.startReadAhead()
 	}
 	go l.readLoop()
 	go l.writeLoop()
@@ -196,8 +207,6 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		peer:        peer,
 		peerOK:      peerOK,
 		idleTimeout: opts.IdleTimeout,
-		br:          bufio.NewReaderSize(conn, ioBufferSize),
-		bw:          bufio.NewWriterSize(conn, ioBufferSize),
 		sendq:       make(chan *onion.Cell, queue),
 		closing:     make(chan struct{}),
 		writerDone:  make(chan struct{}),
@@ -205,6 +214,7 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		circs:       make(map[uint32]struct{}),
 		nextCirc:    1,
 	}
+	l.bc, _ = conn.NetConn().(*batchConn)
 
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -243,26 +253,20 @@ func (l *Link) exchangeVersions() (uint16, error) {
 	if err != nil {
 		panic("link: internal error: " + err.Error())
 	}
-	buf := l.bw.AvailableBuffer()[:onion.CellSize]
-	if err := vc.MarshalTo(buf); err != nil {
+	var buf [onion.CellSize]byte
+	if err := vc.MarshalTo(buf[:]); err != nil {
 		panic("link: internal error: " + err.Error())
 	}
-	if _, err := l.bw.Write(buf); err != nil {
-		return 0, err
-	}
-	if err := l.bw.Flush(); err != nil {
+	if _, err := l.conn.Write(buf[:]); err != nil {
 		return 0, err
 	}
 	l.cellsOut.Add(1)
 
-	b, err := l.br.Peek(onion.CellSize)
-	if err != nil {
+	if _, err := io.ReadFull(l.conn, l.rbuf[:]); err != nil {
 		return 0, err
 	}
 	var c onion.Cell
-	err = onion.ParseCell(b, &c)
-	_, _ = l.br.Discard(onion.CellSize)
-	if err != nil {
+	if err := onion.ParseCell(l.rbuf[:], &c); err != nil {
 		return 0, fmt.Errorf("first cell: %w", err)
 	}
 	l.cellsIn.Add(1)

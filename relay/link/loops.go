@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
+	"sync"
 	"time"
 
 	"veil/onion"
@@ -33,13 +35,15 @@ func (l *Link) readLoop() {
 // writer's closing the connection ends it.
 func (l *Link) readCells() error {
 	for {
-		b, err := l.br.Peek(onion.CellSize)
+		// TLS hands out a record's plaintext in whatever pieces it is
+		// asked for, and the connection under it reads ahead, so a read
+		// of one cell at a time costs no system call per cell.
+		n, err := io.ReadFull(l.conn, l.rbuf[:])
 		if err != nil {
-			return readError(err, len(b))
+			return readError(err, n)
 		}
 		c := getCell()
-		err = onion.ParseCell(b, c)
-		_, _ = l.br.Discard(onion.CellSize)
+		err = onion.ParseCell(l.rbuf[:], c)
 		if err != nil {
 			Release(c)
 			return fmt.Errorf("link: read: %w", err)
@@ -96,7 +100,7 @@ func (l *Link) writeCells() error {
 		select {
 		case c = <-l.sendq:
 		default:
-			if l.bw.Buffered() > 0 {
+			if l.wbuf != nil {
 				// Give a producer in the middle of a burst one chance
 				// to queue more before paying for a write system call:
 				// with bulk traffic this batches cells into large TLS
@@ -110,8 +114,8 @@ func (l *Link) writeCells() error {
 					continue
 				default:
 				}
-				if err := l.bw.Flush(); err != nil {
-					return fmt.Errorf("link: write: %w", err)
+				if err := l.flush(); err != nil {
+					return err
 				}
 			}
 			select {
@@ -152,24 +156,50 @@ func (l *Link) idleCheck(quiet *int, lastSeen *uint64) bool {
 }
 
 // writeCell marshals c straight into the writer's buffer and releases c.
+// The first cell after a flush takes a buffer from the pool and corks the
+// connection, so that every TLS record until the next flush leaves in
+// one write.
 func (l *Link) writeCell(c *onion.Cell) error {
-	if l.bw.Available() < onion.CellSize {
-		if err := l.bw.Flush(); err != nil {
+	if l.wbuf == nil {
+		l.wbuf = writeBufs.Get().(*[]byte)
+		if l.bc != nil {
+			l.bc.cork()
+			l.corked = true
+		}
+	} else if len(*l.wbuf)+onion.CellSize > writeBufferSize {
+		if err := l.writeBuffered(); err != nil {
 			Release(c)
-			return fmt.Errorf("link: write: %w", err)
+			return err
 		}
 	}
-	buf := l.bw.AvailableBuffer()[:onion.CellSize]
-	err := c.MarshalTo(buf)
+	n := len(*l.wbuf)
+	*l.wbuf = slices.Grow(*l.wbuf, onion.CellSize)[:n+onion.CellSize]
+	err := c.MarshalTo((*l.wbuf)[n:])
 	Release(c)
 	if err != nil {
 		// Send checks what MarshalTo would refuse but an unknown command.
 		return fmt.Errorf("link: internal error: queued cell: %w", err)
 	}
-	if _, err := l.bw.Write(buf); err != nil {
+	l.cellsOut.Add(1)
+	return nil
+}
+
+// writeBufs recycles the writers' buffers. A buffer grows to the bursts
+// it carries, up to writeBufferSize, so links that send a cell now and
+// then keep small ones.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeBuffered hands the buffered cells to TLS, which writes them as
+// full records.
+func (l *Link) writeBuffered() error {
+	if len(*l.wbuf) == 0 {
+		return nil
+	}
+	_, err := l.conn.Write(*l.wbuf)
+	*l.wbuf = (*l.wbuf)[:0]
+	if err != nil {
 		return fmt.Errorf("link: write: %w", err)
 	}
-	l.cellsOut.Add(1)
 	return nil
 }
 
@@ -197,7 +227,25 @@ func (l *Link) drainQueue() error {
 				return err
 			}
 		default:
-			return l.bw.Flush()
+			return l.flush()
 		}
 	}
+}
+
+// flush writes out the writer's buffer and what the connection holds
+// corked, and returns the buffer to the pool.
+func (l *Link) flush() error {
+	if l.wbuf == nil {
+		return nil
+	}
+	err := l.writeBuffered()
+	writeBufs.Put(l.wbuf)
+	l.wbuf = nil
+	if l.corked {
+		l.corked = false
+		if uerr := l.bc.uncork(); err == nil && uerr != nil {
+			err = fmt.Errorf("link: write: %w", uerr)
+		}
+	}
+	return err
 }

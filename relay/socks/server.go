@@ -85,8 +85,10 @@ func DefaultOptions() Options {
 		// Off: an interactive session (ssh) may stay quiet for hours and
 		// Tor does not cut idle streams either; MaxConns bounds the cost.
 		IdleTimeout: 0,
-		// Each connection costs two goroutines and up to two 32 KiB copy
-		// buffers, so 1024 caps a flood at about 70 MiB.
+		// Each connection costs two goroutines and copy buffers: 32 KiB
+		// towards the stream, and towards the client 32 KiB, or with
+		// veil's streams up to 64 KiB while data flows; so 1024 caps a
+		// flood at about 100 MiB.
 		MaxConns: 1024,
 		// Both, as Tor does: curl and browsers use no-auth, and
 		// username/password is how a client asks for isolation.

@@ -315,6 +315,85 @@ func (s *Stream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom reads, and WriteTo writes, a whole number of cells' worth at
+// once, so that a source with plenty to send fills every cell. ReadFrom's
+// buffer is held while it waits for its source, for as long as the stream
+// is open, so it is as small as io.Copy's own; WriteTo's is taken only
+// once data has arrived, so it can be larger and write more per system
+// call.
+const (
+	readFromCells = 8  // 32,040 bytes
+	writeToCells  = 16 // 64,080 bytes
+)
+
+var (
+	readFromBufs = sync.Pool{New: func() any { return new([readFromCells * onion.MaxRelayData]byte) }}
+	writeToBufs  = sync.Pool{New: func() any { return new([writeToCells * onion.MaxRelayData]byte) }}
+)
+
+// ReadFrom sends what it reads from r until r ends (io.Copy uses it).
+// Each read asks for a whole number of cells so that bulk data leaves in
+// full cells, not in cells cut wherever io.Copy's 32 KiB buffer ended.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	buf := readFromBufs.Get().(*[readFromCells * onion.MaxRelayData]byte)
+	defer readFromBufs.Put(buf)
+	var total int64
+	for {
+		n, rerr := r.Read(buf[:])
+		if n > 0 {
+			k, err := s.Write(buf[:n])
+			total += int64(k)
+			if err != nil {
+				return total, err
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// WriteTo writes the stream's data to w as it arrives, as much as has
+// arrived in each write, until the stream ends (io.Copy uses it).
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		// The buffer is taken only once data is there, so a stream
+		// that waits holds none.
+		s.wait()
+		buf := writeToBufs.Get().(*[writeToCells * onion.MaxRelayData]byte)
+		n, rerr := s.Read(buf[:])
+		var werr error
+		if n > 0 {
+			var k int
+			k, werr = w.Write(buf[:n])
+			total += int64(k)
+		}
+		writeToBufs.Put(buf)
+		switch {
+		case werr != nil:
+			return total, werr
+		case rerr == io.EOF:
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+}
+
+// wait returns once Read would not block.
+func (s *Stream) wait() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(s.inbox) == 0 && !s.remoteEnded && !s.closed && c.err == nil {
+		c.cond.Wait()
+	}
+}
+
 // Close ends the stream from this side with END DONE and forgets it.
 func (s *Stream) Close() error { return s.CloseWith(onion.EndDone) }
 

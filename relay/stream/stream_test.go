@@ -21,6 +21,7 @@ import (
 type pipe struct {
 	mu     sync.Mutex
 	n      uint64
+	data   int // DATA cells sent
 	closed bool
 	to     chan cell
 	peer   *Circuit
@@ -46,6 +47,9 @@ func (p *pipe) SendRelay(_ context.Context, cmd onion.RelayCmd, sid uint16, data
 	copy(tag[:], sum[:])
 	if p.closed {
 		return tag, errors.New("pipe closed")
+	}
+	if cmd == onion.RelayData {
+		p.data++
 	}
 	p.to <- cell{cmd, sid, tag, append([]byte(nil), data...)}
 	return tag, nil
@@ -120,6 +124,35 @@ func TestStreamCarriesBytesExactly(t *testing.T) {
 	case err := <-ba.fails:
 		t.Fatal(err)
 	default:
+	}
+}
+
+// io.Copy into a stream (ReadFrom) fills every cell when the source has
+// plenty, and io.Copy out of one (WriteTo) delivers every byte in order.
+func TestCopyFillsCells(t *testing.T) {
+	a, b, ab, _ := linked(t)
+	sa, _ := a.Open(9)
+	sb, _ := b.Open(9)
+	want := make([]byte, 5<<20+7)
+	rand.Read(want)
+	go func() {
+		// The reader hides bytes.Reader's WriteTo, as a TCP source does.
+		if _, err := io.Copy(sa, struct{ io.Reader }{bytes.NewReader(want)}); err != nil {
+			t.Error(err)
+		}
+		sa.Close()
+	}()
+	var got bytes.Buffer
+	if _, err := io.Copy(&got, sb); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d, or they differ", got.Len(), len(want))
+	}
+	ab.mu.Lock()
+	defer ab.mu.Unlock()
+	if cells := (len(want) + onion.MaxRelayData - 1) / onion.MaxRelayData; ab.data != cells {
+		t.Fatalf("%d DATA cells for %d bytes, want %d", ab.data, len(want), cells)
 	}
 }
 

@@ -95,13 +95,13 @@ func serveTarget(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-	buf := make([]byte, 64<<10)
+	// Every write starts at a multiple of the pattern's period, so it is a
+	// prefix of patternBlock. Computing the bytes one by one cost the
+	// benchmark's web server about 1 ms of CPU per MB, taken from the two
+	// cores the network under test shares with it.
 	for off := int64(0); off < n; {
-		k := min(int64(len(buf)), n-off)
-		for i := range k {
-			buf[i] = Pattern(off + i)
-		}
-		if _, err := w.Write(buf[:k]); err != nil {
+		k := min(int64(len(patternBlock)), n-off)
+		if _, err := w.Write(patternBlock[:k]); err != nil {
 			return
 		}
 		off += k
