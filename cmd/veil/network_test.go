@@ -51,14 +51,27 @@ func veilBinary(t *testing.T) string {
 	return veilBin
 }
 
+// handedOut is every address freePort has returned: the kernel may give a
+// port just closed to the next listener, and two nodes of one test must
+// not be told the same one.
+var handedOut sync.Map
+
+// freePort returns a loopback address free now and not handed out before
+// in this test binary. It is closed again, so a process started later
+// can bind it; another program could take it meanwhile, which is rare.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // proc is one veil process.
