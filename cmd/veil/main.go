@@ -27,7 +27,7 @@ commands:
                               fetch a shared file
   repair   [--config FILE] LINK
                               re-create a share's missing shards
-  status   --config FILE [--json]
+  status   [--config FILE] [--json]
                               show the client's view of the network
   testnet  --dir DIR [--relays N] [--seeds M]
                               run a whole network on this machine

@@ -18,14 +18,10 @@ const statusTimeout = 20 * time.Second
 // the pinned seeds, or from the cache when none answers.
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
-	path := fs.String("config", "", "client config file")
+	path := clientConfigFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if *path == "" {
-		return usageErr("veil config init --role client > client.toml, add your seeds, then veil status --config client.toml",
-			"status: --config FILE is required")
 	}
 	cfg, err := conf.LoadClient(*path)
 	if err != nil {

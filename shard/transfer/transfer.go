@@ -519,7 +519,7 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		rep.Missing += len(rb.Missing)
 		for _, i := range rb.Missing {
 			if err := n.restore(ctx, s, i, rb.All[i], ttl); err != nil {
-				n.log().Warn("repair: a shard could not be stored again", "kind", want.Kind, "segment", want.Index, "err", err)
+				n.log().Debug("repair: a shard could not be stored again", "kind", want.Kind, "segment", want.Index, "err", err)
 				unplaced = err
 				continue
 			}
