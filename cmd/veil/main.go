@@ -21,11 +21,11 @@ commands:
   seed     --config FILE      run a directory seed
   relay    --config FILE      run a relay
   proxy    --config FILE      run the local SOCKS5 proxy
-  share    [--config FILE] PATH
+  share    [--config FILE] [--ttl 168h] [--qr] PATH
                               share a file; prints its link
   fetch    [--config FILE] LINK -o PATH
-                              fetch a shared file
-  repair   [--config FILE] LINK
+                              fetch a shared file (LINK "-" or none: stdin)
+  repair   [--config FILE] [--ttl 168h] LINK
                               re-create a share's missing shards
   status   [--config FILE] [--json]
                               show the client's view of the network
@@ -36,6 +36,9 @@ commands:
   config   check --role seed|relay|client FILE
                               check a config file
   version                     print the version
+
+--config defaults to $VEIL_CONFIG, then veil/client.toml in the user
+config directory, for the client commands (share, fetch, repair, status).
 
 example:
   veil config init --role relay > relay.toml
