@@ -90,20 +90,7 @@ func guardPID(t *testing.T, m testnet.Manifest) int {
 		t.Fatalf("guard file: %q", raw)
 	}
 	guardID := strings.Fields(lines[1])[0]
-	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Relays []struct {
-			Name string `json:"name"`
-			ID   string `json:"id"`
-		} `json:"relays"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range st.Relays {
+	for _, r := range statusRelays(t, m.ClientConfig) {
 		if r.ID != guardID {
 			continue
 		}
@@ -115,6 +102,31 @@ func guardPID(t *testing.T, m testnet.Manifest) int {
 	}
 	t.Fatalf("guard %s is not a testnet relay", guardID)
 	return 0
+}
+
+// statusRelay is one relay as `veil status --json` lists it.
+type statusRelay struct {
+	Name   string   `json:"name"`
+	ID     string   `json:"id"`
+	ORAddr string   `json:"or_addr"`
+	Flags  []string `json:"flags"`
+}
+
+// statusRelays runs `veil status --json`, as a user would, and returns the
+// relays it lists.
+func statusRelays(t *testing.T, config string) []statusRelay {
+	t.Helper()
+	out, err := exec.Command(veilBinary(t), "status", "--config", config, "--json").Output()
+	if err != nil {
+		t.Fatalf("veil status: %v", err)
+	}
+	var st struct {
+		Relays []statusRelay `json:"relays"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("veil status --json: %v; %s", err, out)
+	}
+	return st.Relays
 }
 
 // socksReply sends a no-auth greeting and one raw request, and returns
@@ -519,28 +531,14 @@ func TestRepairRestoresRedundancy(t *testing.T) {
 // guard, and returns its path.
 func clientWithGuard(t *testing.T, m testnet.Manifest, guard string) string {
 	t.Helper()
-	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Relays []struct {
-			Name  string   `json:"name"`
-			ID    string   `json:"id"`
-			Flags []string `json:"flags"`
-		} `json:"relays"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatal(err)
-	}
 	id := ""
-	for _, r := range st.Relays {
+	for _, r := range statusRelays(t, m.ClientConfig) {
 		if r.Name == guard && slices.Contains(r.Flags, "Guard") {
 			id = r.ID
 		}
 	}
 	if id == "" {
-		t.Fatalf("%s is not a Guard relay: %s", guard, out)
+		t.Fatalf("%s is not a Guard relay", guard)
 	}
 	base := filepath.Dir(m.ClientConfig)
 	// The header line as relay/path writes it.

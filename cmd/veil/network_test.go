@@ -255,21 +255,11 @@ func TestChurn(t *testing.T) {
 	t.Logf("4 relays in the consensus after %v", took)
 
 	// veil status, as a user runs it.
-	out, err := exec.Command(veilBinary(t), "status", "--config", n.client, "--json").Output()
-	if err != nil {
-		t.Fatalf("veil status: %v", err)
+	relays := statusRelays(t, n.client)
+	if len(relays) != 4 {
+		t.Fatalf("veil status --json lists %d relays, want 4", len(relays))
 	}
-	var st struct {
-		Relays []struct {
-			Name   string   `json:"name"`
-			ORAddr string   `json:"or_addr"`
-			Flags  []string `json:"flags"`
-		} `json:"relays"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil || len(st.Relays) != 4 {
-		t.Fatalf("veil status --json: %v; %s", err, out)
-	}
-	for _, r := range st.Relays {
+	for _, r := range relays {
 		if !strings.HasPrefix(r.ORAddr, "127.0.0.1:") || len(r.Flags) == 0 {
 			t.Fatalf("status relay %+v", r)
 		}

@@ -11,15 +11,15 @@ import (
 func runRepair(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("repair", stderr)
 	cfgPath := clientConfigFlag(fs)
-	ttl := fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards stored again")
+	ttl := ttlFlag(fs)
 	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return usageErr("veil repair [--config client.toml] [--ttl 168h] LINK   (or the link on standard input)", "repair: want one link")
 	}
-	if *ttl <= 0 {
-		return usageErr("for example --ttl 72h", "repair: --ttl must be positive")
+	if err := checkTTL("repair", *ttl); err != nil {
+		return err
 	}
 	link, err := linkArg(fs, "repair")
 	if err != nil {

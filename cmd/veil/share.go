@@ -83,7 +83,7 @@ func paramsFor(v *directory.View) (shard.Params, error) {
 func runShare(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("share", stderr)
 	cfgPath := clientConfigFlag(fs)
-	ttl := fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards")
+	ttl := ttlFlag(fs)
 	showQR := fs.Bool("qr", false, "also draw the link as a QR code on stderr")
 	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
 		return err
@@ -91,8 +91,8 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageErr("veil share [--config client.toml] [--ttl 168h] [--qr] FILE", "share: want one file to share")
 	}
-	if *ttl <= 0 {
-		return usageErr("for example --ttl 72h", "share: --ttl must be positive")
+	if err := checkTTL("share", *ttl); err != nil {
+		return err
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -187,6 +187,18 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 // sharer says otherwise: a week, long enough to hand a link over and be
 // fetched, short enough that relays do not fill with forgotten files.
 const DefaultShareTTL = 7 * 24 * time.Hour
+
+// ttlFlag is --ttl: how long relays keep the shards a command stores.
+func ttlFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards stored")
+}
+
+func checkTTL(cmd string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return usageErr("for example --ttl 72h", "%s: --ttl must be positive", cmd)
+	}
+	return nil
+}
 
 // clientConfigFlag is --config for the client commands. Without it they
 // use $VEIL_CONFIG, then the user's config directory, so that `veil share
