@@ -590,3 +590,24 @@ func repair(t *testing.T, m testnet.Manifest, link string) string {
 	}
 	return string(out)
 }
+
+// TestShardsSurviveRelayRestart: a storage relay stopped and started again
+// still serves the shards it held. Two other storage relays are then
+// killed, so the fetch needs every shard the restarted relay holds.
+func TestShardsSurviveRelayRestart(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	mine := m
+	mine.ClientConfig = clientWithGuard(t, m, "relay1")
+	dir := t.TempDir()
+	data, text := shareRandom(t, mine, dir, 2<<20+3)
+	// relay2 .. relay6 store shards (relay/testnet).
+	restarted := m.Relays[1]
+	syscall.Kill(restarted.PID, syscall.SIGTERM)
+	waitRelayCount(t, m, 5)
+	startProc(t, "relay", "--config", restarted.Config)
+	waitRelayCount(t, m, 6)
+	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
+	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
+	waitRelayCount(t, m, 4)
+	fetchExact(t, mine, text, filepath.Join(dir, "out"), data)
+}
