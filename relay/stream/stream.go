@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -306,44 +305,13 @@ func (s *Stream) Read(p []byte) (int, error) {
 		s.inbox = s.inbox[1:]
 		cells++
 	}
-	s.deliveredLocked(cells)
-	return n, nil
-}
-
-// deliveredLocked frees cells read whole in both windows.
-func (s *Stream) deliveredLocked(cells int) {
+	// Whole cells read are freed in both windows.
 	for range cells {
 		if due, tag := s.recvWin.Delivered(); due {
-			s.c.sendmeLocked(s.id, tag)
+			c.sendmeLocked(s.id, tag)
 		}
 	}
-	s.c.deliveredLocked(cells)
-}
-
-// take is Read for WriteTo over a socket: it waits as Read does, then
-// moves up to len(q) queued cells whole into q, their buffers with them,
-// and counts them delivered as Read does. The caller releases them.
-func (s *Stream) take(q []queued) (int, error) {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(s.inbox) == 0 && !s.remoteEnded && !s.closed && c.err == nil {
-		c.cond.Wait()
-	}
-	if len(s.inbox) == 0 {
-		switch {
-		case s.closed:
-			return 0, ErrClosed
-		case s.remoteEnded && (s.endReason == onion.EndDone || s.endReason == 0):
-			return 0, io.EOF
-		default:
-			return 0, fmt.Errorf("%w: %v", ErrEnded, s.endReason)
-		}
-	}
-	n := copy(q, s.inbox)
-	clear(s.inbox[:n])
-	s.inbox = s.inbox[n:]
-	s.deliveredLocked(n)
+	c.deliveredLocked(cells)
 	return n, nil
 }
 
@@ -391,10 +359,6 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 // WriteTo writes the stream's data to w as it arrives, as much as has
 // arrived in each write, until the stream ends (io.Copy uses it).
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	switch w.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		return s.writeToSocket(w)
-	}
 	var total int64
 	for {
 		// The buffer is taken only once data is there, so a stream
@@ -409,42 +373,6 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			total += int64(k)
 		}
 		writeToBufs.Put(buf)
-		switch {
-		case werr != nil:
-			return total, werr
-		case rerr == io.EOF:
-			return total, nil
-		case rerr != nil:
-			return total, rerr
-		}
-	}
-}
-
-// writeToSocket is WriteTo for a socket, which takes a list of buffers in
-// one system call (writev): the cells' data goes to the kernel from the
-// buffers it arrived in, without a copy into one buffer first.
-func (s *Stream) writeToSocket(w io.Writer) (int64, error) {
-	var total int64
-	var q [writeToCells]queued
-	bufs := make(net.Buffers, 0, writeToCells)
-	for {
-		n, rerr := s.take(q[:])
-		bufs = bufs[:0]
-		for i := range n {
-			bufs = append(bufs, q[i].data)
-		}
-		var werr error
-		if n > 0 {
-			// WriteTo consumes the slice; bufs keeps its backing array.
-			b := bufs
-			var k int64
-			k, werr = b.WriteTo(w)
-			total += k
-		}
-		for i := range n {
-			q[i].release()
-		}
-		clear(bufs[:n])
 		switch {
 		case werr != nil:
 			return total, werr
