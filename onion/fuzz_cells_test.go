@@ -50,7 +50,18 @@ func FuzzParseCell(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0})                            // invalid: short
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Cell
-		if ParseCell(b, &c) != nil {
+		err := ParseCell(b, &c)
+		if len(b) == CellSize {
+			// A link parses the header apart from the payload it read
+			// into the cell; both ways must agree.
+			var h Cell
+			copy(h.Payload[:], b[CellHeaderLen:])
+			herr := ParseCellHeader(b[:CellHeaderLen], &h)
+			if (herr == nil) != (err == nil) || (err == nil && h != c) {
+				t.Fatalf("ParseCellHeader: %v, %+v; ParseCell: %v", herr, h.Cmd, err)
+			}
+		}
+		if err != nil {
 			return
 		}
 		out := make([]byte, CellSize)

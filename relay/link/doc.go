@@ -17,8 +17,8 @@
 //
 // A link owns two goroutines, started by Establish:
 //
-//   - the reader reads one cell at a time from TLS, parses it with
-//     onion.ParseCell, drops PADDING and calls Handler.HandleCell in cell
+//   - the reader reads one cell at a time from TLS, the payload straight
+//     into a pooled cell, parses it with onion.ParseCellHeader, drops PADDING and calls Handler.HandleCell in cell
 //     order. Every Handler call, LinkClosed included, is made from this
 //     goroutine, one at a time.
 //   - the writer takes cells from the bounded send queue, marshals them into

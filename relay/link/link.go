@@ -112,11 +112,11 @@ type Link struct {
 	version     uint16
 	idleTimeout time.Duration
 
-	// rbuf is the reader goroutine's (Establish's before it starts): the
-	// cell being read. wbuf is the writer goroutine's: the cells written
+	// rbuf is the reader goroutine's: the header of the cell being read
+	// (its payload is read straight into the cell). wbuf is the writer goroutine's: the cells written
 	// since the last flush, in a pooled buffer held only between the first
 	// cell after a flush and the next flush, so an idle link holds none.
-	rbuf [onion.CellSize]byte
+	rbuf [onion.CellHeaderLen]byte
 	wbuf *[]byte
 	// bc is the connection under TLS when it was wrapped (WrapConn), nil
 	// otherwise; corked, the writer's, says whether the writer corked it.
@@ -262,11 +262,11 @@ func (l *Link) exchangeVersions() (uint16, error) {
 	}
 	l.cellsOut.Add(1)
 
-	if _, err := io.ReadFull(l.conn, l.rbuf[:]); err != nil {
+	if _, err := io.ReadFull(l.conn, buf[:]); err != nil {
 		return 0, err
 	}
 	var c onion.Cell
-	if err := onion.ParseCell(l.rbuf[:], &c); err != nil {
+	if err := onion.ParseCell(buf[:], &c); err != nil {
 		return 0, fmt.Errorf("first cell: %w", err)
 	}
 	l.cellsIn.Add(1)

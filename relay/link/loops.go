@@ -37,13 +37,19 @@ func (l *Link) readCells() error {
 	for {
 		// TLS hands out a record's plaintext in whatever pieces it is
 		// asked for, and the connection under it reads ahead, so a read
-		// of one cell at a time costs no system call per cell.
+		// of one cell at a time costs no system call per cell. The
+		// payload goes straight into the pooled cell: a copy through a
+		// buffer would cost a 4 KiB memmove per cell per hop.
 		n, err := io.ReadFull(l.conn, l.rbuf[:])
 		if err != nil {
 			return readError(err, n)
 		}
 		c := getCell()
-		err = onion.ParseCell(l.rbuf[:], c)
+		if m, err := io.ReadFull(l.conn, c.Payload[:]); err != nil {
+			Release(c)
+			return readError(err, n+m)
+		}
+		err = onion.ParseCellHeader(l.rbuf[:], c)
 		if err != nil {
 			Release(c)
 			return fmt.Errorf("link: read: %w", err)
