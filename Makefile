@@ -23,15 +23,26 @@ fmtcheck:
 tidycheck:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
-# Every fuzz target for FUZZTIME each.
+# Every fuzz target for FUZZTIME each. Go 1.26's fuzz coordinator can end a
+# clean run with a bare "context deadline exceeded" as -fuzztime expires
+# (golang/go#75804, fixed in Go 1.27); such a run that wrote no failing
+# input to testdata/fuzz is reported as that flake, not as a finding.
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
 		pkg=./$$(dirname $$f); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
 			echo "== $$pkg $$t"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+			corpus=$$pkg/testdata/fuzz/$$t; \
+			before=$$(ls $$corpus 2>/dev/null | wc -l); \
+			if ! $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > .fuzz.out 2>&1; then \
+				cat .fuzz.out; \
+				after=$$(ls $$corpus 2>/dev/null | wc -l); \
+				if [ "$$after" = "$$before" ] && grep -q '^    context deadline exceeded$$' .fuzz.out; then \
+					echo "(golang/go#75804: the fuzzer's own deadline race, no failing input; not a finding)"; \
+				else rm -f .fuzz.out; exit 1; fi; \
+			else tail -1 .fuzz.out; fi; \
 		done; \
-	done
+	done; rm -f .fuzz.out
 
 # BENCHNET=-tor also runs ../shared/anchors/tor beside veil, its onion-service
 # download included (root, ~10 min);
