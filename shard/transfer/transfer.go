@@ -254,8 +254,8 @@ type segmentFetch struct {
 	asked   []bool
 	// one gets shard i from its candidates (Net.getShard; tests replace it).
 	one func(ctx context.Context, i int) ([]byte, keys.NodeID)
-	// pending1 is closed when a prefetch has finished; nil if none runs.
-	pending1 chan struct{}
+	// prefetching is closed when a prefetch has finished; nil if none runs.
+	prefetching chan struct{}
 }
 
 func newSegmentFetch(ctx context.Context, workers, shards int) *segmentFetch {
@@ -276,7 +276,7 @@ func (s *segmentFetch) pending() int {
 // prefetch runs get in the background; the next get waits for it first.
 func (s *segmentFetch) prefetch(wg *sync.WaitGroup, upto, enough int) {
 	done := make(chan struct{})
-	s.pending1 = done
+	s.prefetching = done
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -291,9 +291,9 @@ func (s *segmentFetch) prefetch(wg *sync.WaitGroup, upto, enough int) {
 // does not hold up the segment; an abandoned shard may be asked again by a
 // later get.
 func (s *segmentFetch) get(upto, enough int) [][]byte {
-	if p := s.pending1; p != nil {
+	if p := s.prefetching; p != nil {
 		<-p
-		s.pending1 = nil
+		s.prefetching = nil
 	}
 	return s.gather(upto, enough)
 }
@@ -313,16 +313,16 @@ func (s *segmentFetch) gather(upto, enough int) [][]byte {
 		}
 	}
 	sema := make(chan struct{}, s.workers)
-	asked := len(s.asked) - s.pending()
+	nAsked := len(s.asked) - s.pending()
 	for i := range s.got {
-		if asked >= upto {
+		if nAsked >= upto {
 			break
 		}
 		if s.asked[i] {
 			continue
 		}
 		s.asked[i] = true
-		asked++
+		nAsked++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
