@@ -226,7 +226,7 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 		return
 	}
 	if h != circ.prev {
-		e.relayBackward(circ, c)
+		e.relayBackward(l, circ, c)
 		return
 	}
 	if c.Cmd == onion.CellRelayEarly {
@@ -257,7 +257,7 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 		if e.tamper != nil {
 			e.tamper(c)
 		}
-		if err := e.send(next.l, c); err != nil {
+		if err := e.forward(l, next.l, c); err != nil {
 			e.destroy(circ, next, onion.DestroyDestroyed)
 		}
 		return
@@ -293,8 +293,9 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 	}
 }
 
-// relayBackward adds this relay's layer to a cell from the next hop.
-func (e *engine) relayBackward(circ *relayCircuit, c *onion.Cell) {
+// relayBackward adds this relay's layer to a cell that arrived on from,
+// the next hop's link.
+func (e *engine) relayBackward(from *link.Link, circ *relayCircuit, c *onion.Cell) {
 	circ.mu.Lock()
 	defer circ.mu.Unlock()
 	if circ.dead {
@@ -307,7 +308,7 @@ func (e *engine) relayBackward(circ *relayCircuit, c *onion.Cell) {
 		return
 	}
 	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
-	if err := e.send(circ.prev.l, c); err != nil {
+	if err := e.forward(from, circ.prev.l, c); err != nil {
 		go e.destroy(circ, circ.prev, onion.DestroyDestroyed)
 	}
 }
@@ -335,6 +336,9 @@ func (circ *relayCircuit) sendRelay(e *engine, cmd onion.RelayCmd, streamID uint
 		return tag, err
 	}
 	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
+	if cmd == onion.RelayData && circ.prev.l.Queue(c) {
+		return tag, nil // flushed by the stream (stream.Flusher)
+	}
 	if err := e.send(circ.prev.l, c); err != nil {
 		return tag, err
 	}
@@ -349,6 +353,19 @@ type exitSender struct {
 
 func (s exitSender) SendRelay(_ context.Context, cmd onion.RelayCmd, sid uint16, data []byte) ([onion.TagLen]byte, error) {
 	return s.circ.sendRelay(s.e, cmd, sid, data)
+}
+
+// Flush writes the DATA cells SendRelay queued (stream.Flusher).
+func (s exitSender) Flush() { s.circ.prev.l.Flush() }
+
+// forward queues a cell that arrived on from to go out on to. It is
+// written once from's reader has handled the cells it has at hand, by
+// that goroutine when to is idle; a full queue waits as send does.
+func (e *engine) forward(from, to *link.Link, c *onion.Cell) error {
+	if to.Forward(from, c) {
+		return nil
+	}
+	return e.send(to, c)
 }
 
 // send queues a cell, waiting a bounded time for room.

@@ -53,6 +53,7 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 			return errors.New("relay: DATA on a circuit with no streams")
 		}
 		open, err := ex.HandleData(m.StreamID, tag, m.Body)
+		circ.prev.l.FlushLater(ex)
 		if err != nil {
 			return err
 		}

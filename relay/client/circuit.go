@@ -84,6 +84,9 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 		link.Release(cell)
 		return tag, err
 	}
+	if cmd == onion.RelayData && c.l.Queue(cell) {
+		return tag, nil // flushed by the stream (stream.Flusher)
+	}
 	if err := c.l.Send(ctx, cell); err != nil {
 		link.Release(cell)
 		return tag, err
@@ -97,6 +100,9 @@ type exitSender struct{ c *Circuit }
 func (s exitSender) SendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16, data []byte) ([onion.TagLen]byte, error) {
 	return s.c.sendRelay(ctx, cmd, sid, data, len(s.c.hops)-1, false)
 }
+
+// Flush writes the DATA cells SendRelay queued (stream.Flusher).
+func (s exitSender) Flush() { s.c.l.Flush() }
 
 // fail destroys the circuit locally, once.
 func (c *Circuit) fail(err error) {
@@ -275,6 +281,7 @@ func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.Tag
 		}
 	case onion.RelayData:
 		_, err := c.streams.HandleData(m.StreamID, tag, m.Body)
+		c.l.FlushLater(c.streams)
 		return err
 	case onion.RelaySendme:
 		return c.streams.HandleSendme(m.StreamID, m.Body)

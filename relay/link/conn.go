@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 
 	"veil/directory/linkauth"
 	"veil/onion/keys"
@@ -34,12 +36,19 @@ type batchConn struct {
 	net.Conn
 	// r is the TLS reader's only, nil until the link is established
 	// (startReadAhead): a connection that never becomes a link, a seed's
-	// probe say, costs no read-ahead buffer.
-	r *bufio.Reader
+	// probe say, costs no read-ahead buffer. beforeWait, also the reader's,
+	// is called when a read must go to the socket and so may wait for
+	// the peer: the link flushes what its reader forwarded then.
+	r          *bufio.Reader
+	beforeWait func()
+	// raw writes without blocking (tryWrite); nil when the connection
+	// under TLS is not a socket, net.Pipe in tests say.
+	raw syscall.RawConn
 
 	mu     sync.Mutex // guards the following fields and orders writes
 	corked bool
 	batch  *[]byte // records waiting for uncork; pooled while corked
+	sent   int     // bytes at the front of batch already written
 }
 
 // batchBufs recycles corked connections' write buffers: an idle link
@@ -52,13 +61,19 @@ var batchBufs = sync.Pool{New: func() any { return new([]byte) }}
 // Establish can batch its reads and writes. A link over an unwrapped
 // connection works too, one system call per TLS record.
 func WrapConn(c net.Conn) net.Conn {
-	return &batchConn{Conn: c}
+	bc := &batchConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		bc.raw, _ = sc.SyscallConn()
+	}
+	return bc
 }
 
-// startReadAhead makes reads go through the read-ahead buffer. Establish
-// calls it before the reader goroutine starts.
-func (c *batchConn) startReadAhead() {
+// startReadAhead makes reads go through the read-ahead buffer, calling
+// beforeWait (if not nil) whenever it is empty. Establish calls it before
+// the reader goroutine starts.
+func (c *batchConn) startReadAhead(beforeWait func()) {
 	c.r = bufio.NewReaderSize(c.Conn, readAhead)
+	c.beforeWait = beforeWait
 }
 
 // Dial connects to the relay id at addr over a wrapped connection and
@@ -77,6 +92,9 @@ func (c *batchConn) Read(p []byte) (int, error) {
 	if c.r == nil {
 		return c.Conn.Read(p)
 	}
+	if c.r.Buffered() == 0 && c.beforeWait != nil {
+		c.beforeWait()
+	}
 	return c.r.Read(p)
 }
 
@@ -86,7 +104,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	if !c.corked {
 		return c.Conn.Write(p)
 	}
-	if len(*c.batch)+len(p) > maxBatch {
+	if len(*c.batch)-c.sent+len(p) > maxBatch {
 		if err := c.writeBatchLocked(); err != nil {
 			return 0, err
 		}
@@ -119,11 +137,49 @@ func (c *batchConn) uncork() error {
 	return err
 }
 
+// tryUncork is uncork without blocking: it writes what the socket takes
+// at once and reports whether that was everything (and the connection is
+// uncorked). Otherwise the rest stays corked, in order before anything
+// written later, for an uncork to write. A connection that is not a
+// socket writes nothing here.
+func (c *batchConn) tryUncork() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		return true
+	}
+	if c.raw == nil {
+		return false
+	}
+	for c.sent < len(*c.batch) {
+		var n int
+		var werr error
+		err := c.raw.Write(func(fd uintptr) bool {
+			n, werr = syscall.Write(int(fd), (*c.batch)[c.sent:])
+			return true // never wait for room: that is uncork's job
+		})
+		switch {
+		case err == nil && werr == nil && n > 0:
+			c.sent += n
+		case errors.Is(werr, syscall.EINTR):
+		default:
+			// Full (EAGAIN) or failing: uncork finds out which.
+			return false
+		}
+	}
+	c.corked = false
+	*c.batch, c.sent = (*c.batch)[:0], 0
+	batchBufs.Put(c.batch)
+	c.batch = nil
+	return true
+}
+
 func (c *batchConn) writeBatchLocked() error {
-	if len(*c.batch) == 0 {
+	if len(*c.batch) == c.sent {
+		*c.batch, c.sent = (*c.batch)[:0], 0
 		return nil
 	}
-	_, err := c.Conn.Write(*c.batch)
-	*c.batch = (*c.batch)[:0]
+	_, err := c.Conn.Write((*c.batch)[c.sent:])
+	*c.batch, c.sent = (*c.batch)[:0], 0
 	return err
 }

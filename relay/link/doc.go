@@ -21,19 +21,31 @@
 //     into a pooled cell, parses it with onion.ParseCellHeader, drops PADDING and calls Handler.HandleCell in cell
 //     order. Every Handler call, LinkClosed included, is made from this
 //     goroutine, one at a time.
-//   - the writer takes cells from the bounded send queue, marshals them into
-//     a 64 KiB buffer and hands it to TLS whenever it is full or the queue
-//     is momentarily empty: a burst leaves as few large TLS records, a lone
-//     cell at once. The buffer comes from a pool and goes back at each
-//     flush, so an idle link holds none. The writer also runs the idle
-//     check.
+//   - the writer, woken by Send and TrySend, takes cells from the bounded
+//     send queue, marshals them into a 64 KiB buffer and hands it to TLS
+//     whenever it is full or the queue is momentarily empty: a burst
+//     leaves as few large TLS records, a lone cell at once. The buffer
+//     comes from a pool and goes back at each flush, so an idle link holds
+//     none. The writer also runs the idle check.
+//
+// Waking the writer for every burst costs a thread switch per hop, which
+// on a relay forwarding at full speed is a good part of its CPU. So a
+// producer may instead Queue cells and then Flush the link itself: Flush
+// writes the queue from the caller's goroutine when no one else is
+// writing, and never waits, leaving whatever the connection does not take
+// at once (and everything, if the writer is busy) to the writer. A
+// relay's Handler passes cells on with Forward, which has the reader of
+// the link they came from flush them once it has handled the cells it has
+// at hand (FlushLater), before it next waits for its peer; a slow next
+// hop thus never stalls the reader of another link.
 //
 // A connection wrapped with WrapConn before its TLS handshake (Dial does
 // it) makes a link cheaper in system calls: it reads the socket 64 KiB at
-// a time, and the writer corks it from the first cell after a flush to the
-// next flush, so that all the TLS records of a burst leave in one write.
-// A link over an unwrapped connection behaves the same, one write per
-// record.
+// a time, tells the reader when a read would go to the socket (the end of
+// a burst), and is corked from the first cell after a flush to the next
+// flush, so that all the TLS records of a burst leave in one write. A link
+// over an unwrapped connection behaves the same, one write per record,
+// with every FlushLater done at once.
 //
 // Close and CloseWithError only start the shutdown; they never wait, so they
 // are safe to call from anywhere, Handler callbacks included. Wait (or Done)
@@ -48,7 +60,8 @@
 //     directions, so neither goroutine stays blocked in the connection.
 //  2. The writer drains the queue if asked to, sends close_notify and closes
 //     the connection, then exits. It is the only goroutine that closes the
-//     connection, so no Write ever races a Close.
+//     connection, and does so holding the write lock that a Flush takes
+//     too, so no Write ever races a Close.
 //  3. The reader stops handing cells to the Handler as soon as it sees the
 //     closing signal, returns when the closed connection fails its Read,
 //     waits for the writer, calls Handler.LinkClosed exactly once and closes
@@ -62,8 +75,9 @@
 //
 // Cells come from a sync.Pool so the relay path (read, handle, send on
 // another link) does not allocate per cell. HandleCell owns the cell it is
-// given: it passes it to Send on some link (which takes ownership and returns
-// it to the pool once written), or calls Release. Code that builds cells to
+// given: it passes it to Send, TrySend, Queue or Forward on some link
+// (which takes ownership and returns it to the pool once written), or calls
+// Release. Code that builds cells to
 // send may take them from NewCell. A cell that is never released is simply
 // garbage collected.
 //

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,17 +114,31 @@ type Link struct {
 	idleTimeout time.Duration
 
 	// rbuf is the reader goroutine's: the header of the cell being read
-	// (its payload is read straight into the cell). wbuf is the writer goroutine's: the cells written
-	// since the last flush, in a pooled buffer held only between the first
-	// cell after a flush and the next flush, so an idle link holds none.
-	rbuf [onion.CellHeaderLen]byte
-	wbuf *[]byte
-	// bc is the connection under TLS when it was wrapped (WrapConn), nil
-	// otherwise; corked, the writer's, says whether the writer corked it.
-	bc     *batchConn
+	// (its payload is read straight into the cell). flushers, also the
+	// reader's, is what FlushLater put off until the reader next waits
+	// for the peer; forwardedCells counts the cells Forward queued since.
+	rbuf           [onion.CellHeaderLen]byte
+	flushers       []Flusher
+	forwardedCells int
+
+	// wmu is held by whoever writes queued cells to the connection: the
+	// writer goroutine, or a Flush that found the link idle. It guards
+	// wbuf (the cells marshalled since the last flush, in a pooled buffer
+	// held only between the first cell after a flush and the next flush,
+	// so an idle link holds none) and corked (whether the connection is
+	// corked by a flush in progress or holds what a Flush could not
+	// write without waiting).
+	wmu    sync.Mutex
+	wbuf   *[]byte
 	corked bool
+	// bc is the connection under TLS when it was wrapped (WrapConn), nil
+	// otherwise.
+	bc *batchConn
 
 	sendq chan *onion.Cell
+	// kick wakes the writer goroutine: something is queued that no Flush
+	// will write.
+	kick chan struct{}
 
 	closeMu sync.Mutex // guards the following fields, written once
 	// closeErr is the reason for the close; drain and drainDeadline tell the
@@ -163,7 +178,7 @@ func Establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		return nil, fmt.Errorf("link: establish with %v: %w", conn.RemoteAddr(), err)
 	}
 	if l.bc != nil {
-		l.bc.startReadAhead()
+		l.bc.startReadAhead(l.flushLater)
 	}
 	go l.readLoop()
 	go l.writeLoop()
@@ -208,6 +223,7 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		peerOK:      peerOK,
 		idleTimeout: opts.IdleTimeout,
 		sendq:       make(chan *onion.Cell, queue),
+		kick:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		done:        make(chan struct{}),
@@ -326,11 +342,16 @@ func (l *Link) Send(ctx context.Context, c *onion.Cell) error {
 	}
 	select {
 	case l.sendq <- c:
+		l.wake()
 		return nil
 	default:
 	}
+	// The writer may be waiting for a Flush's leftovers to leave: make
+	// sure it knows there is work before waiting for room.
+	l.wake()
 	select {
 	case l.sendq <- c:
+		l.wake()
 		return nil
 	case <-l.closing:
 		return ErrClosed
@@ -343,6 +364,18 @@ func (l *Link) Send(ctx context.Context, c *onion.Cell) error {
 // link now owns it). It returns false when the queue is full, the link is
 // closed or c is invalid.
 func (l *Link) TrySend(c *onion.Cell) bool {
+	if !l.Queue(c) {
+		return false
+	}
+	l.wake()
+	return true
+}
+
+// Queue is TrySend without waking the writer: the caller must call Flush
+// once it has queued what it had to send. A producer with several cells
+// at hand writes them in one go that way, often from its own goroutine,
+// instead of handing them to the writer goroutine cell by cell.
+func (l *Link) Queue(c *onion.Cell) bool {
 	if checkSend(c) != nil || l.isClosing.Load() {
 		return false
 	}
@@ -351,6 +384,87 @@ func (l *Link) TrySend(c *onion.Cell) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Forward is Queue for a Handler passing on a cell that arrived on from:
+// from's reader flushes l once it has handled every cell it has at hand,
+// before it next waits for its peer (FlushLater). It must be called from
+// from's HandleCell. A relay's forwarding thus writes each burst of cells
+// with the goroutine that read them, without waking another.
+func (l *Link) Forward(from *Link, c *onion.Cell) bool {
+	if !l.Queue(c) {
+		return false
+	}
+	from.FlushLater(l)
+	// A peer that keeps the reader busy must not hold back what it
+	// forwarded for long.
+	if from.forwardedCells++; from.forwardedCells >= batchCells {
+		from.flushLater()
+	}
+	return true
+}
+
+// A Flusher finishes work that was put off until the end of a burst.
+type Flusher interface {
+	Flush()
+}
+
+// FlushLater has l's reader call f.Flush once it has handled every cell
+// it has at hand, before it next waits for the peer; once however often it
+// is asked before then. It must be called from l's HandleCell. Work a
+// burst of cells causes, such as writing to another link or waking a
+// stream's reader, is then done once per burst rather than per cell.
+func (l *Link) FlushLater(f Flusher) {
+	if l.bc == nil {
+		// No read-ahead to tell when a burst ends.
+		f.Flush()
+		return
+	}
+	if !slices.Contains(l.flushers, f) {
+		l.flushers = append(l.flushers, f)
+	}
+}
+
+// flushLater calls what FlushLater put off. The reader calls it before it
+// waits for the peer.
+func (l *Link) flushLater() {
+	for i, f := range l.flushers {
+		f.Flush()
+		l.flushers[i] = nil
+	}
+	l.flushers, l.forwardedCells = l.flushers[:0], 0
+}
+
+// Flush writes the queued cells, without ever waiting: if the writer
+// goroutine (or another Flush) is writing already, or the connection does
+// not take everything at once, it leaves the rest to the writer
+// goroutine. Flushing never blocks the caller on a slow peer, so one
+// link's reader can flush another link.
+func (l *Link) Flush() {
+	if !l.wmu.TryLock() {
+		l.wake()
+		return
+	}
+	done, err := true, error(nil)
+	if !l.isClosing.Load() {
+		done, err = l.writeQueued(false)
+	}
+	l.wmu.Unlock()
+	if err != nil {
+		l.closeWithError(err, false)
+		return
+	}
+	if !done {
+		l.wake()
+	}
+}
+
+// wake makes sure the writer goroutine runs (again) soon.
+func (l *Link) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -19,6 +19,7 @@ func (l *Link) readLoop() {
 	if err := l.readCells(); err != nil {
 		l.closeWithError(err, false) // a no-op if the link was closing already
 	}
+	l.flushLater()
 	<-l.writerDone
 	// Cells queued by a Send that raced the close: back to the pool.
 	for len(l.sendq) > 0 {
@@ -86,12 +87,13 @@ func (l *Link) writeLoop() {
 	if err != nil {
 		l.closeWithError(err, false)
 	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.closeConn(err == nil && l.drain)
 }
 
-// writeCells writes queued cells until the link closes or a write fails.
-// It flushes whenever the queue is empty, and checks for idleness while it
-// waits.
+// writeCells writes queued cells whenever it is woken, until the link
+// closes or a write fails, and checks for idleness while it waits.
 func (l *Link) writeCells() error {
 	var idle <-chan time.Time
 	if l.idleTimeout > 0 {
@@ -102,44 +104,79 @@ func (l *Link) writeCells() error {
 	var quiet int                   // idle checks in a row that saw no change
 	var lastSeen uint64 = 1<<64 - 1 // activity at the previous check
 	for {
-		var c *onion.Cell
 		select {
-		case c = <-l.sendq:
-		default:
-			if l.wbuf != nil {
+		case <-l.kick:
+		case <-l.closing:
+			return nil
+		case <-idle:
+			if l.idleCheck(&quiet, &lastSeen) {
+				l.closeWithError(ErrIdle, true)
+			}
+			continue
+		}
+		l.wmu.Lock()
+		var err error
+		if !l.isClosing.Load() {
+			_, err = l.writeQueued(true)
+		}
+		l.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// batchCells is how many cells writeQueued marshals between two writes
+// to the connection. With their TLS records and the writer's buffer
+// still to come, they stay within what a corked connection holds without
+// writing (maxBatch), so a Flush never waits.
+const batchCells = (maxBatch - writeBufferSize) / onion.CellSize
+
+// writeQueued writes the queued cells until the queue is empty, with wmu
+// held. wait says whether it may wait for the connection: the writer
+// goroutine's may, a Flush's may not and returns done=false, leaving what
+// the connection did not take corked, when it would have to. A Flush that
+// finds the connection holding such leftovers leaves it all to the writer.
+func (l *Link) writeQueued(wait bool) (done bool, err error) {
+	if !wait && l.corked {
+		return false, nil
+	}
+	for {
+		n := 0
+		for n < batchCells {
+			var c *onion.Cell
+			select {
+			case c = <-l.sendq:
+			default:
+			}
+			if c == nil && wait && n > 0 {
 				// Give a producer in the middle of a burst one chance
-				// to queue more before paying for a write system call:
-				// with bulk traffic this batches cells into large TLS
-				// records, and a lone cell waits only a yield.
+				// to queue more before paying for a write system
+				// call: with bulk traffic this batches cells into
+				// large TLS records, and a lone cell waits only a
+				// yield.
 				runtime.Gosched()
 				select {
 				case c = <-l.sendq:
-					if err := l.writeCell(c); err != nil {
-						return err
-					}
-					continue
 				default:
 				}
-				if err := l.flush(); err != nil {
-					return err
-				}
 			}
-			select {
-			case c = <-l.sendq:
-			case <-l.closing:
-				return nil
-			case <-idle:
-				if l.idleCheck(&quiet, &lastSeen) {
-					l.closeWithError(ErrIdle, true)
-				}
-				continue
+			if c == nil {
+				break
 			}
+			if err := l.writeCell(c); err != nil {
+				return false, err
+			}
+			n++
 		}
-		if err := l.writeCell(c); err != nil {
-			return err
+		if err := l.flush(wait); err != nil {
+			return false, err
 		}
-		if l.isClosing.Load() {
-			return nil
+		if l.corked {
+			return false, nil // only without wait: the socket is full
+		}
+		if n < batchCells {
+			return true, nil
 		}
 	}
 }
@@ -168,7 +205,7 @@ func (l *Link) idleCheck(quiet *int, lastSeen *uint64) bool {
 func (l *Link) writeCell(c *onion.Cell) error {
 	if l.wbuf == nil {
 		l.wbuf = writeBufs.Get().(*[]byte)
-		if l.bc != nil {
+		if l.bc != nil && !l.corked {
 			l.bc.cork()
 			l.corked = true
 		}
@@ -233,25 +270,34 @@ func (l *Link) drainQueue() error {
 				return err
 			}
 		default:
-			return l.flush()
+			return l.flush(true)
 		}
 	}
 }
 
-// flush writes out the writer's buffer and what the connection holds
-// corked, and returns the buffer to the pool.
-func (l *Link) flush() error {
-	if l.wbuf == nil {
-		return nil
-	}
-	err := l.writeBuffered()
-	writeBufs.Put(l.wbuf)
-	l.wbuf = nil
-	if l.corked {
-		l.corked = false
-		if uerr := l.bc.uncork(); err == nil && uerr != nil {
-			err = fmt.Errorf("link: write: %w", uerr)
+// flush hands the writer's buffer to TLS, returns it to the pool and
+// uncorks the connection. With wait it writes everything, waiting for the
+// connection as long as it takes; without, what the connection does not
+// take at once stays corked (l.corked) for a later flush with wait.
+func (l *Link) flush(wait bool) error {
+	if l.wbuf != nil {
+		err := l.writeBuffered()
+		writeBufs.Put(l.wbuf)
+		l.wbuf = nil
+		if err != nil {
+			return err
 		}
 	}
-	return err
+	if !l.corked {
+		return nil
+	}
+	if !wait {
+		l.corked = !l.bc.tryUncork()
+		return nil
+	}
+	l.corked = false
+	if err := l.bc.uncork(); err != nil {
+		return fmt.Errorf("link: write: %w", err)
+	}
+	return nil
 }

@@ -30,6 +30,13 @@ type Sender interface {
 	SendRelay(ctx context.Context, cmd onion.RelayCmd, streamID uint16, data []byte) ([onion.TagLen]byte, error)
 }
 
+// A Sender that is also a Flusher may hold DATA cells back until Flush,
+// so that a Write of many cells hands them to the link at once. Write
+// flushes before it waits for a window and before it returns.
+type Flusher interface {
+	Flush()
+}
+
 // Circuit is the flow-control state one circuit's streams share. Its lock
 // guards every window and stream of the circuit, so that checking a
 // window, encrypting the cell and counting it happen in one step, in the
@@ -43,6 +50,7 @@ type Circuit struct {
 	recvWin *onion.RecvWindow
 	streams map[uint16]*Stream
 	err     error // set when the circuit is gone
+	arrived bool  // HandleData delivered since the last Flush
 }
 
 // NewCircuit returns the stream state of a circuit that sends through s.
@@ -122,7 +130,9 @@ func (c *Circuit) HandleSendme(streamID uint16, body []byte) error {
 // HandleData delivers a DATA cell whose endpoint tag is tag, and reports
 // whether its stream is open (the caller answers data for an unknown
 // stream with END). A peer that overruns a window is a protocol error: the
-// caller destroys the circuit.
+// caller destroys the circuit. The stream's reader learns of the data at
+// the next Flush, which the caller owes once it has delivered the cells it
+// has at hand: a reader woken per cell would write 4 KB at a time.
 func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byte) (open bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -142,8 +152,18 @@ func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byt
 	buf := cellBufs.Get().(*[onion.MaxRelayData]byte)
 	n := copy(buf[:], data)
 	s.inbox = append(s.inbox, queued{data: buf[:n], buf: buf, at: time.Now()})
-	c.cond.Broadcast()
+	c.arrived = true
 	return true, nil
+}
+
+// Flush wakes the readers of the streams HandleData delivered to.
+func (c *Circuit) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.arrived {
+		c.arrived = false
+		c.cond.Broadcast()
+	}
 }
 
 // HandleEnd takes an END from the far end.
@@ -188,6 +208,13 @@ func (c *Circuit) sendmeLocked(streamID uint16, tag [onion.TagLen]byte) {
 	// A SENDME that cannot be sent means the circuit is failing; its
 	// owner sees that on the next send or from the link.
 	c.send.SendRelay(context.Background(), onion.RelaySendme, streamID, body)
+}
+
+// flush writes out DATA cells the Sender held back.
+func (c *Circuit) flush() {
+	if f, ok := c.send.(Flusher); ok {
+		f.Flush()
+	}
 }
 
 // Stream is one stream's bytes. It implements io.ReadWriteCloser with
@@ -248,8 +275,10 @@ func (s *Stream) Write(p []byte) (int, error) {
 	n := 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.flush()
 	for len(p) > 0 {
 		for c.err == nil && !s.closed && !s.remoteEnded && !(s.sendWin.CanSend() && c.sendWin.CanSend()) {
+			c.flush()
 			c.cond.Wait()
 		}
 		switch {

@@ -62,6 +62,7 @@ func (p *pipe) run() {
 		switch c.cmd {
 		case onion.RelayData:
 			_, err = p.peer.HandleData(c.sid, c.tag, c.data)
+			p.peer.Flush()
 		case onion.RelaySendme:
 			err = p.peer.HandleSendme(c.sid, c.data)
 		case onion.RelayEnd:
