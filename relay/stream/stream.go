@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"veil/onion"
 )
@@ -50,7 +53,10 @@ type Circuit struct {
 	recvWin *onion.RecvWindow
 	streams map[uint16]*Stream
 	err     error // set when the circuit is gone
-	arrived bool  // HandleData delivered since the last Flush
+	// fresh lists the streams HandleData delivered to since the last
+	// Flush; iov is Flush's scratch space for a vectored write.
+	fresh []*Stream
+	iov   [][]byte
 }
 
 // NewCircuit returns the stream state of a circuit that sends through s.
@@ -152,18 +158,59 @@ func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byt
 	buf := cellBufs.Get().(*[onion.MaxRelayData]byte)
 	n := copy(buf[:], data)
 	s.inbox = append(s.inbox, queued{data: buf[:n], buf: buf, at: time.Now()})
-	c.arrived = true
+	if !s.fresh {
+		s.fresh = true
+		c.fresh = append(c.fresh, s)
+	}
 	return true, nil
 }
 
-// Flush wakes the readers of the streams HandleData delivered to.
+// Flush passes on what HandleData delivered since the last Flush. A
+// stream being copied to a socket by WriteTo has its data written to the
+// socket right here, without waiting, so that the copying goroutine need
+// not be woken for every burst; what the socket does not take at once,
+// and the data of every other stream, wakes the stream's reader.
 func (c *Circuit) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.arrived {
-		c.arrived = false
+	wake := false
+	for i, s := range c.fresh {
+		c.fresh[i] = nil
+		s.fresh = false
+		if len(s.inbox) == 0 || s.closed {
+			continue
+		}
+		if s.sink == nil || s.writing || s.handoff || !c.writeDirectLocked(s) {
+			s.handoff = true
+			wake = true
+		}
+	}
+	c.fresh = c.fresh[:0]
+	if wake {
 		c.cond.Broadcast()
 	}
+}
+
+// writeDirectLocked writes s's queued data to its sink in one vectored
+// write that never waits, and reports whether the socket took it all.
+func (c *Circuit) writeDirectLocked(s *Stream) bool {
+	for _, q := range s.inbox {
+		c.iov = append(c.iov, q.data)
+	}
+	var n int
+	var werr error
+	err := s.sink.Write(func(fd uintptr) bool {
+		n, werr = unix.Writev(int(fd), c.iov)
+		return true // never wait: that is WriteTo's job
+	})
+	clear(c.iov)
+	c.iov = c.iov[:0]
+	if err != nil || werr != nil || n <= 0 {
+		return false // full, or failing: WriteTo finds out which
+	}
+	s.direct += int64(n)
+	s.consumeLocked(n)
+	return len(s.inbox) == 0
 }
 
 // HandleEnd takes an END from the far end.
@@ -230,6 +277,17 @@ type Stream struct {
 	remoteEnded bool
 	endReason   onion.EndReason
 	closed      bool
+	fresh       bool // in c.fresh
+
+	// While WriteTo copies the stream to a socket, sink writes to it
+	// without waiting (Flush). writing says WriteTo is writing data it
+	// took from the inbox, so nothing may be written before it is done;
+	// handoff that Flush left the inbox to WriteTo until it is empty.
+	// direct counts the bytes Flush wrote.
+	sink    syscall.RawConn
+	writing bool
+	handoff bool
+	direct  int64
 }
 
 // queued is data that arrived and waits to be read; buf is the pooled
@@ -310,38 +368,55 @@ func (s *Stream) Read(p []byte) (int, error) {
 		c.cond.Wait()
 	}
 	if len(s.inbox) == 0 {
-		switch {
-		case s.closed:
-			return 0, ErrClosed
-		case s.remoteEnded && (s.endReason == onion.EndDone || s.endReason == 0):
-			return 0, io.EOF
-		default:
-			return 0, fmt.Errorf("%w: %v", ErrEnded, s.endReason)
-		}
+		return 0, s.endErrLocked()
 	}
 	// Fill p from as many queued cells as fit: one Read per cell would
 	// cost the reader a wake-up and the caller a write per 4 KB.
-	n, cells := 0, 0
-	for n < len(p) && len(s.inbox) > 0 {
-		head := s.inbox[0].data
-		k := copy(p[n:], head)
-		n += k
-		if k < len(head) {
-			s.inbox[0].data = head[k:]
+	n := 0
+	for _, q := range s.inbox {
+		k := copy(p[n:], q.data)
+		if n += k; k < len(q.data) {
 			break
 		}
-		s.inbox[0].release()
+	}
+	s.consumeLocked(n)
+	return n, nil
+}
+
+// endErrLocked is what a read of an empty inbox returns once nothing
+// more can arrive.
+func (s *Stream) endErrLocked() error {
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.remoteEnded && (s.endReason == onion.EndDone || s.endReason == 0):
+		return io.EOF
+	default:
+		return fmt.Errorf("%w: %v", ErrEnded, s.endReason)
+	}
+}
+
+// consumeLocked drops the first n queued bytes, which were read; the
+// whole cells among them are freed in both windows.
+func (s *Stream) consumeLocked(n int) {
+	cells := 0
+	for n > 0 {
+		head := &s.inbox[0]
+		if n < len(head.data) {
+			head.data = head.data[n:]
+			break
+		}
+		n -= len(head.data)
+		head.release()
 		s.inbox = s.inbox[1:]
 		cells++
 	}
-	// Whole cells read are freed in both windows.
 	for range cells {
 		if due, tag := s.recvWin.Delivered(); due {
-			c.sendmeLocked(s.id, tag)
+			s.c.sendmeLocked(s.id, tag)
 		}
 	}
-	c.deliveredLocked(cells)
-	return n, nil
+	s.c.deliveredLocked(cells)
 }
 
 // ReadFrom reads, and WriteTo writes, a whole number of cells' worth at
@@ -386,40 +461,67 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // WriteTo writes the stream's data to w as it arrives, as much as has
-// arrived in each write, until the stream ends (io.Copy uses it).
+// arrived in each write, until the stream ends (io.Copy uses it). When w
+// is a socket, Flush writes what arrived straight to it as long as it
+// takes it without waiting, and WriteTo writes only what Flush left.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	c := s.c
+	var sink syscall.RawConn
+	if sc, ok := w.(syscall.Conn); ok {
+		sink, _ = sc.SyscallConn()
+	}
+	c.mu.Lock()
+	s.sink = sink
+	c.mu.Unlock()
 	var total int64
+	defer func() {
+		c.mu.Lock()
+		s.sink = nil
+		c.mu.Unlock()
+	}()
 	for {
+		c.mu.Lock()
+		for !s.remoteEnded && !s.closed && c.err == nil &&
+			(len(s.inbox) == 0 || (s.sink != nil && !s.handoff)) {
+			c.cond.Wait()
+		}
+		total += s.direct
+		s.direct = 0
+		if len(s.inbox) == 0 {
+			err := s.endErrLocked()
+			c.mu.Unlock()
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
 		// The buffer is taken only once data is there, so a stream
 		// that waits holds none.
-		s.wait()
 		buf := writeToBufs.Get().(*[writeToCells * onion.MaxRelayData]byte)
-		n, rerr := s.Read(buf[:])
-		var werr error
-		if n > 0 {
-			var k int
-			k, werr = w.Write(buf[:n])
-			total += int64(k)
+		n := 0
+		for _, q := range s.inbox {
+			k := copy(buf[n:], q.data)
+			if n += k; k < len(q.data) {
+				break
+			}
 		}
-		writeToBufs.Put(buf)
-		switch {
-		case werr != nil:
-			return total, werr
-		case rerr == io.EOF:
-			return total, nil
-		case rerr != nil:
-			return total, rerr
-		}
-	}
-}
+		s.consumeLocked(n)
+		s.writing = true
+		c.mu.Unlock()
 
-// wait returns once Read would not block.
-func (s *Stream) wait() {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(s.inbox) == 0 && !s.remoteEnded && !s.closed && c.err == nil {
-		c.cond.Wait()
+		k, werr := w.Write(buf[:n])
+		total += int64(k)
+		writeToBufs.Put(buf)
+
+		c.mu.Lock()
+		s.writing = false
+		if len(s.inbox) == 0 {
+			s.handoff = false
+		}
+		c.mu.Unlock()
+		if werr != nil {
+			return total, werr
+		}
 	}
 }
 

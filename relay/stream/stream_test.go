@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,71 @@ func TestEndAndFail(t *testing.T) {
 	}
 	if _, err := b.Open(5); err == nil {
 		t.Fatal("a stream opened on a failed circuit")
+	}
+}
+
+// WriteTo a socket: Flush writes arrived data straight to it while it
+// takes it, hands over to WriteTo's blocking writes when it is full (the
+// far side reads slowly at first), and every byte arrives once, in order.
+func TestWriteToSocketDirectAndHandedOver(t *testing.T) {
+	a, b, ab, ba := linked(t)
+	sa, _ := a.Open(11)
+	sb, _ := b.Open(11)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	// A small send buffer fills fast, so both paths run.
+	out.(*net.TCPConn).SetWriteBuffer(16 << 10)
+
+	want := make([]byte, 24<<20+77)
+	rand.Read(want)
+	go func() {
+		sa.Write(want)
+		sa.Close()
+	}()
+	copied := make(chan error, 1)
+	go func() {
+		_, err := sb.WriteTo(out)
+		out.Close()
+		copied <- err
+	}()
+	var got bytes.Buffer
+	buf := make([]byte, 32<<10)
+	for i := 0; ; i++ {
+		if i < 50 {
+			time.Sleep(time.Millisecond) // a slow reader at first
+		}
+		n, err := in.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-copied; err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("got %d bytes, want %d, or they differ", got.Len(), len(want))
+	}
+	for _, p := range []*pipe{ab, ba} {
+		select {
+		case err := <-p.fails:
+			t.Fatal(err)
+		default:
+		}
 	}
 }
