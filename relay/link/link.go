@@ -442,7 +442,9 @@ func (l *Link) flushLater() {
 // goroutine. Flushing never blocks the caller on a slow peer, so one
 // link's reader can flush another link.
 func (l *Link) Flush() {
-	if !l.wmu.TryLock() {
+	if l.bc == nil || l.bc.raw == nil || !l.wmu.TryLock() {
+		// A connection that cannot be written without waiting is
+		// the writer's.
 		l.wake()
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -577,6 +578,92 @@ func TestSendRefusesInvalidCells(t *testing.T) {
 		}
 		if ini.TrySend(c) {
 			t.Errorf("TrySend(%+v) queued", c)
+		}
+	}
+}
+
+// TestForwardNeverWaitsOnASlowLink: a reader that forwards cells onto a
+// link whose peer has stopped reading goes on reading its own link (the
+// cells Forward could not queue are dropped here, where a relay would
+// wait a bounded time), and once the peer reads again, the cells that
+// were queued arrive whole and in order.
+func TestForwardNeverWaitsOnASlowLink(t *testing.T) {
+	checkLeaks(t)
+	const forwarded, local = 4000, 10 // 16 MB: more than the socket buffers and the queue hold
+
+	unblock := make(chan struct{})
+	var unblockOnce sync.Once
+	release := func() { unblockOnce.Do(func() { close(unblock) }) }
+	t.Cleanup(release)
+	var mu sync.Mutex
+	var queued []uint64 // sequence numbers Forward took, in order
+	got := make(chan uint64, forwarded)
+	sb := startServer(t, newIdentity(t))
+	far := newHandler(func(_ *Link, c *onion.Cell) {
+		<-unblock // a peer that does not read
+		got <- binary.BigEndian.Uint64(c.Payload[:8])
+		Release(c)
+	})
+	out, _ := establishPair(t, sb, nil, Options{Handler: newHandler(nil)}, Options{Handler: far})
+
+	localSeen := make(chan struct{}, local)
+	sa := startServer(t, newIdentity(t))
+	relay := newHandler(func(l *Link, c *onion.Cell) {
+		if c.CircID == 2 {
+			localSeen <- struct{}{}
+			Release(c)
+			return
+		}
+		seq := binary.BigEndian.Uint64(c.Payload[:8])
+		if out.Forward(l, c) {
+			mu.Lock()
+			queued = append(queued, seq)
+			mu.Unlock()
+		} else {
+			Release(c)
+		}
+	})
+	in, _ := establishPair(t, sa, nil, Options{Handler: newHandler(nil)}, Options{Handler: relay})
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for seq := range uint64(forwarded) {
+		c := NewCell()
+		c.CircID, c.Cmd = 1, onion.CellRelay
+		binary.BigEndian.PutUint64(c.Payload[:8], seq)
+		if err := in.Send(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range local {
+		c := NewCell()
+		c.CircID, c.Cmd = 2, onion.CellRelay
+		if err := in.Send(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range local {
+		select {
+		case <-localSeen:
+		case <-ctx.Done():
+			t.Fatalf("the reader stalled behind the slow link: %d of %d local cells", i, local)
+		}
+	}
+	mu.Lock()
+	want := slices.Clone(queued)
+	mu.Unlock()
+	if len(want) == forwarded {
+		t.Fatal("every cell was queued: the slow link never filled up")
+	}
+	release()
+	for i, seq := range want {
+		select {
+		case s := <-got:
+			if s != seq {
+				t.Fatalf("cell %d: got sequence %d, want %d", i, s, seq)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d queued cells arrived", i, len(want))
 		}
 	}
 }
