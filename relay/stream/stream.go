@@ -372,6 +372,12 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 	// Fill p from as many queued cells as fit: one Read per cell would
 	// cost the reader a wake-up and the caller a write per 4 KB.
+	n := s.takeLocked(p)
+	return n, nil
+}
+
+// takeLocked moves as much queued data into p as fits.
+func (s *Stream) takeLocked(p []byte) int {
 	n := 0
 	for _, q := range s.inbox {
 		k := copy(p[n:], q.data)
@@ -380,7 +386,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		}
 	}
 	s.consumeLocked(n)
-	return n, nil
+	return n
 }
 
 // endErrLocked is what a read of an empty inbox returns once nothing
@@ -498,14 +504,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 		// The buffer is taken only once data is there, so a stream
 		// that waits holds none.
 		buf := writeToBufs.Get().(*[writeToCells * onion.MaxRelayData]byte)
-		n := 0
-		for _, q := range s.inbox {
-			k := copy(buf[n:], q.data)
-			if n += k; k < len(q.data) {
-				break
-			}
-		}
-		s.consumeLocked(n)
+		n := s.takeLocked(buf[:])
 		s.writing = true
 		c.mu.Unlock()
 
