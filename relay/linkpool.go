@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"veil/onion/keys"
@@ -72,10 +74,7 @@ func (p *linkPool) forget(l *link.Link) {
 // closeAll closes every pooled link and waits for them.
 func (p *linkPool) closeAll() {
 	p.mu.Lock()
-	links := make([]*link.Link, 0, len(p.byID))
-	for _, l := range p.byID {
-		links = append(links, l)
-	}
+	links := slices.Collect(maps.Values(p.byID))
 	p.mu.Unlock()
 	for _, l := range links {
 		l.Close()

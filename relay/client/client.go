@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -416,20 +418,18 @@ func retryable(r onion.EndReason) bool {
 // Close destroys every circuit and closes every link.
 func (cl *Client) Close() {
 	cl.mu.Lock()
-	circs := make([]*Circuit, 0, len(cl.circs))
-	for _, c := range cl.circs {
-		circs = append(circs, c)
-	}
-	links := make([]*link.Link, 0, len(cl.links))
-	for _, l := range cl.links {
-		links = append(links, l)
-	}
+	circs := slices.Collect(maps.Values(cl.circs))
+	links := slices.Collect(maps.Values(cl.links))
 	cl.mu.Unlock()
 	for _, c := range circs {
 		c.Close()
 	}
+	// Close every link before waiting for any, so that their drain
+	// periods overlap instead of adding up.
 	for _, l := range links {
 		l.Close()
+	}
+	for _, l := range links {
 		l.Wait()
 	}
 }
