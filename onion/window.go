@@ -19,7 +19,7 @@ const (
 	// so one slow reader cannot take a whole circuit's window. It covers
 	// 200 MB/s over the ~10 ms a loaded three-relay path takes to return a
 	// SENDME: with 1 MiB a single download on the 2-core testnet waited on
-	// its window and moved 12-25 % less (README, Performance).
+	// its window and moved 5-16 % less in paired runs (README, Performance).
 	StreamWindowStart = 512
 	// StreamWindowIncrement matches the circuit increment.
 	StreamWindowIncrement = 64

@@ -299,7 +299,7 @@ func (n *Network) start(name, logPath string, args ...string) (int, error) {
 	}
 	cmd := exec.Command(n.opts.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = childEnv(os.Environ(), runtime.NumCPU(), n.processes())
+	cmd.Env = childEnv(os.Environ(), runtime.GOMAXPROCS(0), n.processes())
 	// If this process dies without stopping its children, the kernel
 	// kills them: a testnet never leaves orphans behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -326,8 +326,9 @@ func (n *Network) processes() int {
 }
 
 // childEnv is the environment of a testnet process: this one's, with
-// GOMAXPROCS set to the process's share of the machine's CPUs unless the
-// user chose it. Go sizes each runtime as if it owned every core, so
+// GOMAXPROCS set to the process's share of cpus (this process's own
+// GOMAXPROCS, which heeds CPU affinity and cgroup limits) unless the user
+// chose it. Go sizes each runtime as if it owned every core, so
 // procs processes on fewer cores each keep idle threads spinning for work
 // and wake each other across cores. On the 2-core machine of the README
 // a download through the testnet took about a fifth less CPU per MB and
