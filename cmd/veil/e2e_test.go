@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"veil/relay/path"
 	"veil/relay/testnet"
 	"veil/shard"
 )
@@ -365,12 +366,17 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
 	data, link := shareRandom(t, m, dir, 5<<20+77)
-	// relay2 .. relay6 store shards (relay/testnet).
-	syscall.Kill(m.Relays[1].PID, syscall.SIGKILL)
-	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
+	// relay2 .. relay6 store shards (relay/testnet). The relays killed
+	// are not among the client's kept guards: with two kept guards down,
+	// the client may not take a new one, and a third kept guard that
+	// stores a needed shard cannot end a circuit it starts (relay/path
+	// SPEC.md §1.1), which TestFetchNamesAnUnreachableGuard covers.
+	victims := storageNonGuards(t, m)
+	syscall.Kill(victims[0].PID, syscall.SIGKILL)
+	syscall.Kill(victims[1].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
 	fetchExact(t, m, link, filepath.Join(dir, "out"), data)
-	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
+	syscall.Kill(victims[2].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 3)
 	lost := filepath.Join(dir, "lost")
 	msg, err := fetchLink(t, m, link, lost)
@@ -380,6 +386,114 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	if _, err := os.Stat(lost); err == nil {
 		t.Fatal("a failed fetch left an output file")
 	}
+}
+
+// TestFetchNamesAnUnreachableGuard: a client whose kept guards are all
+// down but one, where that one stores a shard the fetch needs, cannot
+// reach that shard without taking a new guard, which the guard rules
+// forbid (relay/path SPEC.md §1.1). The fetch fails, leaves no file, and
+// says why, instead of calling the file lost.
+func TestFetchNamesAnUnreachableGuard(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	dir := t.TempDir()
+	_, link := shareRandom(t, m, dir, 1<<20+5)
+	ids := relayIDs(t, m)
+	// relay2 .. relay6 store shards; with two of them gone, a (3, 2) code
+	// needs a shard from each of the other three, the guard among them.
+	down1, down2, guard := m.Relays[1], m.Relays[2], m.Relays[3]
+	// A client of its own, so that the proxy's guard list stays out of it.
+	cfg, err := os.ReadFile(m.ClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "client")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfgText := regexp.MustCompile(`(?m)^data_dir = .*$`).ReplaceAllString(string(cfg), fmt.Sprintf("data_dir = %q", dataDir))
+	config := filepath.Join(dir, "client.toml")
+	if err := os.WriteFile(config, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	guards := "veil guards v1\n"
+	for _, r := range []testnet.Proc{down1, down2, guard} {
+		guards += fmt.Sprintf("%s %d 0\n", ids[r.Name], now)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, path.GuardFile), []byte(guards), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(down1.PID, syscall.SIGKILL)
+	syscall.Kill(down2.PID, syscall.SIGKILL)
+	waitRelayCount(t, m, 4)
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(veilBinary(t), "fetch", "--config", config, "-o", out, "-")
+	cmd.Stdin = strings.NewReader(link)
+	msg, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("fetch succeeded through a guard that stores a needed shard:\n%s", msg)
+	}
+	t.Logf("fetch says:\n%s", msg)
+	for _, want := range []string{"veil: error: fetch", "no usable guard", "only kept guard that is up"} {
+		if !strings.Contains(string(msg), want) {
+			t.Errorf("fetch output lacks %q:\n%s", want, msg)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed fetch left an output file")
+	}
+}
+
+// relayIDs maps relay names to node IDs, from `veil status --json`.
+func relayIDs(t *testing.T, m testnet.Manifest) map[string]string {
+	t.Helper()
+	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
+	if err != nil {
+		t.Fatalf("veil status: %v", err)
+	}
+	var st struct {
+		Relays []struct{ Name, ID string } `json:"relays"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, r := range st.Relays {
+		ids[r.Name] = r.ID
+	}
+	return ids
+}
+
+// keptGuards returns the node IDs in the testnet client's guard file
+// (relay/path SPEC.md §1.2: a header line, then "ID chosen down").
+func keptGuards(t *testing.T, m testnet.Manifest) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(m.ClientConfig), "client", path.GuardFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n")[1:] {
+		kept[strings.Fields(line)[0]] = true
+	}
+	return kept
+}
+
+// storageNonGuards lists the storage relays (relay2 ..) that are not
+// among the client's kept guards; a client keeps at most path.MaxGuards.
+func storageNonGuards(t *testing.T, m testnet.Manifest) []testnet.Proc {
+	t.Helper()
+	ids, kept := relayIDs(t, m), keptGuards(t, m)
+	var out []testnet.Proc
+	for _, r := range m.Relays[1:] {
+		if id, ok := ids[r.Name]; ok && !kept[id] {
+			out = append(out, r)
+		}
+	}
+	if len(out) < 3 {
+		t.Fatalf("only %d storage relays are not kept guards (%v)", len(out), kept)
+	}
+	return out
 }
 
 // shardHolders says which relay holds which shard, from the files on

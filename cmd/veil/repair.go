@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"veil/relay/path"
 	"veil/shard"
 )
 
@@ -39,7 +40,9 @@ func runRepair(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		hint := ""
 		var se *shard.ShardsError
-		if errors.As(err, &se) {
+		if errors.Is(err, path.ErrNoGuard) {
+			hint = noGuardHint
+		} else if errors.As(err, &se) {
 			hint = "fewer than k shards of a segment remain: this part of the file is lost"
 		} else if rep.Restored < rep.Missing {
 			hint = "too few storage relays are listed to place every shard on its own relay; run repair again when more have joined"

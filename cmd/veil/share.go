@@ -175,13 +175,21 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		var se *shard.ShardsError
 		hint := ""
-		if errors.As(err, &se) {
+		switch {
+		case errors.Is(err, path.ErrNoGuard):
+			hint = noGuardHint
+		case errors.As(err, &se):
 			hint = "too many storage relays are gone or damaged; run veil repair while enough remain"
 		}
 		return &cliError{msg: "fetch", err: err, hint: hint}
 	}
 	return nil
 }
+
+// noGuardHint explains a fetch or repair that could not reach a storage
+// relay because it is the client's one usable guard (relay/path SPEC.md
+// §1.1): the shards are not lost.
+const noGuardHint = "a relay holding a needed shard is your only kept guard that is up, and a circuit may not start and end at one relay; try again once another of your guards is back (a guard that stays down is replaced after a week)"
 
 // DefaultShareTTL is how long relays keep a share's shards unless the
 // sharer says otherwise: a week, long enough to hand a link over and be

@@ -256,6 +256,26 @@ type segmentFetch struct {
 	one func(ctx context.Context, i int) ([]byte, keys.NodeID)
 	// prefetching is closed when a prefetch has finished; nil if none runs.
 	prefetching chan struct{}
+
+	mu sync.Mutex // guards unreachable
+	// unreachable says why a relay holding a shard could not be asked at
+	// all (path.ErrNoGuard), if that happened: a fetch that fails then
+	// says so instead of blaming the relays.
+	unreachable error
+}
+
+func (s *segmentFetch) noteUnreachable(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unreachable == nil {
+		s.unreachable = err
+	}
+}
+
+func (s *segmentFetch) unreachableErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unreachable
 }
 
 func newSegmentFetch(ctx context.Context, workers, shards int) *segmentFetch {
@@ -356,7 +376,8 @@ func (s *segmentFetch) gather(upto, enough int) [][]byte {
 
 // getShard asks the candidates in order for one shard and returns it with
 // the relay that had it; nil if none had it (or ctx ended).
-func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry) ([]byte, keys.NodeID) {
+func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry) ([]byte, keys.NodeID, error) {
+	var noGuard error
 	for _, relay := range cands {
 		// A circuit through a relay that just died fails before it
 		// reaches the storage relay: try fresh paths before giving up
@@ -369,14 +390,21 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 				return err
 			})
 			if err == nil {
-				return data, relay
+				return data, relay, nil
+			}
+			if errors.Is(err, path.ErrNoGuard) {
+				// No fresh path helps: the relay is our one usable
+				// guard (the others are down), and a circuit may not
+				// both start and end at it (relay/path SPEC.md §1.1).
+				noGuard = err
+				break
 			}
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
 				break
 			}
 		}
 	}
-	return nil, keys.NodeID{}
+	return nil, keys.NodeID{}, noGuard
 }
 
 // walk runs a Decoder over the share, writing the file to w, and calls
@@ -411,7 +439,11 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		s := newSegmentFetch(ctx, n.workers(), len(ids))
 		s.dec, s.ids, s.cands, s.byID = dec, ids, cands, byID
 		s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
-			return n.getShard(ctx, s.ids[i], s.cands[i], byID)
+			data, from, err := n.getShard(ctx, s.ids[i], s.cands[i], byID)
+			if err != nil {
+				s.noteUnreachable(err)
+			}
+			return data, from
 		}
 		return s, nil
 	}
@@ -447,6 +479,9 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 			}
 		}
 		if err := segment(want, s); err != nil {
+			if u := s.unreachableErr(); u != nil {
+				return fmt.Errorf("%w; %w", err, u)
+			}
 			return err
 		}
 		if err := ctx.Err(); err != nil {
