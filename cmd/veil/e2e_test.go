@@ -364,22 +364,23 @@ func waitRelayCount(t *testing.T, m testnet.Manifest, n int) {
 // clear error and leaves no output file.
 func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	_, m := startTestnet(t, 6)
+	// A client of its own whose one guard, relay1, stores nothing: the
+	// relays killed are then never its guards. (A client whose kept
+	// guards are down but one, and that one stores a needed shard, cannot
+	// reach it: TestFetchNamesAnUnreachableGuard.)
+	mine := m
+	mine.ClientConfig = clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
-	data, link := shareRandom(t, m, dir, 5<<20+77)
-	// relay2 .. relay6 store shards (relay/testnet). The relays killed
-	// are not among the client's kept guards: with two kept guards down,
-	// the client may not take a new one, and a third kept guard that
-	// stores a needed shard cannot end a circuit it starts (relay/path
-	// SPEC.md §1.1), which TestFetchNamesAnUnreachableGuard covers.
-	victims := storageNonGuards(t, m)
-	syscall.Kill(victims[0].PID, syscall.SIGKILL)
-	syscall.Kill(victims[1].PID, syscall.SIGKILL)
+	data, link := shareRandom(t, mine, dir, 5<<20+77)
+	// relay2 .. relay6 store shards (relay/testnet).
+	syscall.Kill(m.Relays[1].PID, syscall.SIGKILL)
+	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
-	fetchExact(t, m, link, filepath.Join(dir, "out"), data)
-	syscall.Kill(victims[2].PID, syscall.SIGKILL)
+	fetchExact(t, mine, link, filepath.Join(dir, "out"), data)
+	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 3)
 	lost := filepath.Join(dir, "lost")
-	msg, err := fetchLink(t, m, link, lost)
+	msg, err := fetchLink(t, mine, link, lost)
 	if err == nil || !strings.Contains(string(msg), "veil: error: fetch") {
 		t.Fatalf("fetch with 3 storage relays gone: %v\n%s", err, msg)
 	}
@@ -397,39 +398,17 @@ func TestFetchNamesAnUnreachableGuard(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	dir := t.TempDir()
 	_, link := shareRandom(t, m, dir, 1<<20+5)
-	ids := relayIDs(t, m)
 	// relay2 .. relay6 store shards; with two of them gone, a (3, 2) code
-	// needs a shard from each of the other three, the guard among them.
+	// needs a shard from each of the other three, the guard among them. A
+	// client of its own, so that the proxy's guard list stays out of it.
 	down1, down2, guard := m.Relays[1], m.Relays[2], m.Relays[3]
-	// A client of its own, so that the proxy's guard list stays out of it.
-	cfg, err := os.ReadFile(m.ClientConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(dir, "client")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cfgText := regexp.MustCompile(`(?m)^data_dir = .*$`).ReplaceAllString(string(cfg), fmt.Sprintf("data_dir = %q", dataDir))
-	config := filepath.Join(dir, "client.toml")
-	if err := os.WriteFile(config, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Unix()
-	guards := "veil guards v1\n"
-	for _, r := range []testnet.Proc{down1, down2, guard} {
-		guards += fmt.Sprintf("%s %d 0\n", ids[r.Name], now)
-	}
-	if err := os.WriteFile(filepath.Join(dataDir, path.GuardFile), []byte(guards), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mine := m
+	mine.ClientConfig = clientWithGuards(t, m, down1.Name, down2.Name, guard.Name)
 	syscall.Kill(down1.PID, syscall.SIGKILL)
 	syscall.Kill(down2.PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(veilBinary(t), "fetch", "--config", config, "-o", out, "-")
-	cmd.Stdin = strings.NewReader(link)
-	msg, err := cmd.CombinedOutput()
+	msg, err := fetchLink(t, mine, link, out)
 	if err == nil {
 		t.Fatalf("fetch succeeded through a guard that stores a needed shard:\n%s", msg)
 	}
@@ -442,58 +421,6 @@ func TestFetchNamesAnUnreachableGuard(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a failed fetch left an output file")
 	}
-}
-
-// relayIDs maps relay names to node IDs, from `veil status --json`.
-func relayIDs(t *testing.T, m testnet.Manifest) map[string]string {
-	t.Helper()
-	out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
-	if err != nil {
-		t.Fatalf("veil status: %v", err)
-	}
-	var st struct {
-		Relays []struct{ Name, ID string } `json:"relays"`
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]string{}
-	for _, r := range st.Relays {
-		ids[r.Name] = r.ID
-	}
-	return ids
-}
-
-// keptGuards returns the node IDs in the testnet client's guard file
-// (relay/path SPEC.md §1.2: a header line, then "ID chosen down").
-func keptGuards(t *testing.T, m testnet.Manifest) map[string]bool {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(filepath.Dir(m.ClientConfig), "client", path.GuardFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n")[1:] {
-		kept[strings.Fields(line)[0]] = true
-	}
-	return kept
-}
-
-// storageNonGuards lists the storage relays (relay2 ..) that are not
-// among the client's kept guards; a client keeps at most path.MaxGuards.
-func storageNonGuards(t *testing.T, m testnet.Manifest) []testnet.Proc {
-	t.Helper()
-	ids, kept := relayIDs(t, m), keptGuards(t, m)
-	var out []testnet.Proc
-	for _, r := range m.Relays[1:] {
-		if id, ok := ids[r.Name]; ok && !kept[id] {
-			out = append(out, r)
-		}
-	}
-	if len(out) < 3 {
-		t.Fatalf("only %d storage relays are not kept guards (%v)", len(out), kept)
-	}
-	return out
 }
 
 // shardHolders says which relay holds which shard, from the files on
@@ -602,7 +529,7 @@ func TestRepairRestoresRedundancy(t *testing.T) {
 	// storage relays then never takes a guard, and a path to any storage
 	// relay never needs a second one (relay/path keeps at most three).
 	mine := m
-	mine.ClientConfig = clientWithGuard(t, m, "relay1")
+	mine.ClientConfig = clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
 	data, text := shareRandom(t, mine, dir, 3<<20+1)
 	link, err := shard.ParseLink(text)
@@ -640,33 +567,36 @@ func TestRepairRestoresRedundancy(t *testing.T) {
 	fetchExact(t, mine, text, filepath.Join(dir, "out"), data)
 }
 
-// clientWithGuard writes a client config like the testnet's but with a
-// data directory of its own, whose guard file names the relay called
-// guard, and returns its path.
-func clientWithGuard(t *testing.T, m testnet.Manifest, guard string) string {
+// clientWithGuards writes a client config like the testnet's but with a
+// data directory of its own, whose guard file keeps the relays named, in
+// order, and returns its path.
+func clientWithGuards(t *testing.T, m testnet.Manifest, names ...string) string {
 	t.Helper()
-	id := ""
+	ids := map[string]string{}
 	for _, r := range statusRelays(t, m.ClientConfig) {
-		if r.Name == guard && slices.Contains(r.Flags, "Guard") {
-			id = r.ID
+		if slices.Contains(r.Flags, "Guard") {
+			ids[r.Name] = r.ID
 		}
-	}
-	if id == "" {
-		t.Fatalf("%s is not a Guard relay", guard)
 	}
 	base := filepath.Dir(m.ClientConfig)
 	// The header line as relay/path writes it.
-	theirs, err := os.ReadFile(filepath.Join(base, "client", "guards"))
+	theirs, err := os.ReadFile(filepath.Join(base, "client", path.GuardFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	header, _, _ := strings.Cut(string(theirs), "\n")
+	guards := header + "\n"
+	for _, name := range names {
+		if ids[name] == "" {
+			t.Fatalf("%s is not a Guard relay", name)
+		}
+		guards += fmt.Sprintf("%s %d 0\n", ids[name], time.Now().Unix())
+	}
 	dataDir := filepath.Join(t.TempDir(), "client")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	guards := fmt.Sprintf("%s\n%s %d 0\n", header, id, time.Now().Unix())
-	if err := os.WriteFile(filepath.Join(dataDir, "guards"), []byte(guards), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dataDir, path.GuardFile), []byte(guards), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := os.ReadFile(m.ClientConfig)
@@ -678,11 +608,11 @@ func clientWithGuard(t *testing.T, m testnet.Manifest, guard string) string {
 		t.Fatalf("no data_dir line in %s", m.ClientConfig)
 	}
 	cfg = re.ReplaceAll(cfg, []byte(fmt.Sprintf("data_dir = %q", dataDir)))
-	path := filepath.Join(filepath.Dir(dataDir), "client.toml")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+	config := filepath.Join(filepath.Dir(dataDir), "client.toml")
+	if err := os.WriteFile(config, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return config
 }
 
 var regexpMissing = regexp.MustCompile(`checked \d+ segments: (\d+) shards missing, (\d+) stored again`)
@@ -711,7 +641,7 @@ func repair(t *testing.T, m testnet.Manifest, link string) string {
 func TestShardsSurviveRelayRestart(t *testing.T) {
 	_, m := startTestnet(t, 6)
 	mine := m
-	mine.ClientConfig = clientWithGuard(t, m, "relay1")
+	mine.ClientConfig = clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
 	data, text := shareRandom(t, mine, dir, 2<<20+3)
 	// relay2 .. relay6 store shards (relay/testnet).
