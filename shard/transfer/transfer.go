@@ -375,7 +375,8 @@ func (s *segmentFetch) gather(upto, enough int) [][]byte {
 }
 
 // getShard asks the candidates in order for one shard and returns it with
-// the relay that had it; nil if none had it (or ctx ended).
+// the relay that had it; nil if none had it (or ctx ended), and then the
+// path.ErrNoGuard error if some candidate could not be asked at all.
 func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry) ([]byte, keys.NodeID, error) {
 	var noGuard error
 	for _, relay := range cands {
@@ -393,9 +394,10 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 				return data, relay, nil
 			}
 			if errors.Is(err, path.ErrNoGuard) {
-				// No fresh path helps: the relay is our one usable
-				// guard (the others are down), and a circuit may not
-				// both start and end at it (relay/path SPEC.md §1.1).
+				// No fresh path helps: no kept guard can start a
+				// circuit to this relay (typically it is the one kept
+				// guard still up) and no new guard may be taken
+				// (relay/path SPEC.md §1.1).
 				noGuard = err
 				break
 			}
