@@ -177,7 +177,13 @@ func waitView(t testing.TB, c *dirclient.Client, want map[keys.NodeID]bool, with
 			}() {
 				return v
 			}
-			last = fmt.Sprintf("%d relays", len(got))
+			var missing []string
+			for id := range want {
+				if !got[id] {
+					missing = append(missing, id.Short())
+				}
+			}
+			last = fmt.Sprintf("%d relays, missing %v, backed by %d seeds", len(got), missing, len(v.Seeds))
 		} else {
 			last = err.Error()
 		}
