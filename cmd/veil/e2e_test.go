@@ -368,8 +368,7 @@ func TestFetchSurvivesLosingStorageRelays(t *testing.T) {
 	// relays killed are then never its guards. (A client whose kept
 	// guards are down but one, and that one stores a needed shard, cannot
 	// reach it: TestFetchNamesAnUnreachableGuard.)
-	mine := m
-	mine.ClientConfig = clientWithGuards(t, m, "relay1")
+	mine := clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
 	data, link := shareRandom(t, mine, dir, 5<<20+77)
 	// relay2 .. relay6 store shards (relay/testnet).
@@ -402,8 +401,7 @@ func TestFetchNamesAnUnreachableGuard(t *testing.T) {
 	// needs a shard from each of the other three, the guard among them. A
 	// client of its own, so that the proxy's guard list stays out of it.
 	down1, down2, guard := m.Relays[1], m.Relays[2], m.Relays[3]
-	mine := m
-	mine.ClientConfig = clientWithGuards(t, m, down1.Name, down2.Name, guard.Name)
+	mine := clientWithGuards(t, m, down1.Name, down2.Name, guard.Name)
 	syscall.Kill(down1.PID, syscall.SIGKILL)
 	syscall.Kill(down2.PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
@@ -528,8 +526,7 @@ func TestRepairRestoresRedundancy(t *testing.T) {
 	// A client of its own whose one guard, relay1, stores nothing: killing
 	// storage relays then never takes a guard, and a path to any storage
 	// relay never needs a second one (relay/path keeps at most three).
-	mine := m
-	mine.ClientConfig = clientWithGuards(t, m, "relay1")
+	mine := clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
 	data, text := shareRandom(t, mine, dir, 3<<20+1)
 	link, err := shard.ParseLink(text)
@@ -569,8 +566,8 @@ func TestRepairRestoresRedundancy(t *testing.T) {
 
 // clientWithGuards writes a client config like the testnet's but with a
 // data directory of its own, whose guard file keeps the relays named, in
-// order, and returns its path.
-func clientWithGuards(t *testing.T, m testnet.Manifest, names ...string) string {
+// order, and returns m with that config as its client's.
+func clientWithGuards(t *testing.T, m testnet.Manifest, names ...string) testnet.Manifest {
 	t.Helper()
 	ids := map[string]string{}
 	for _, r := range statusRelays(t, m.ClientConfig) {
@@ -608,11 +605,11 @@ func clientWithGuards(t *testing.T, m testnet.Manifest, names ...string) string 
 		t.Fatalf("no data_dir line in %s", m.ClientConfig)
 	}
 	cfg = re.ReplaceAll(cfg, []byte(fmt.Sprintf("data_dir = %q", dataDir)))
-	config := filepath.Join(filepath.Dir(dataDir), "client.toml")
-	if err := os.WriteFile(config, cfg, 0o600); err != nil {
+	m.ClientConfig = filepath.Join(filepath.Dir(dataDir), "client.toml")
+	if err := os.WriteFile(m.ClientConfig, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return config
+	return m
 }
 
 var regexpMissing = regexp.MustCompile(`checked \d+ segments: (\d+) shards missing, (\d+) stored again`)
@@ -640,8 +637,7 @@ func repair(t *testing.T, m testnet.Manifest, link string) string {
 // killed, so the fetch needs every shard the restarted relay holds.
 func TestShardsSurviveRelayRestart(t *testing.T) {
 	_, m := startTestnet(t, 6)
-	mine := m
-	mine.ClientConfig = clientWithGuards(t, m, "relay1")
+	mine := clientWithGuards(t, m, "relay1")
 	dir := t.TempDir()
 	data, text := shareRandom(t, mine, dir, 2<<20+3)
 	// relay2 .. relay6 store shards (relay/testnet).
