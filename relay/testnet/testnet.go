@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"veil/conf"
+	"veil/conf/durable"
 	"veil/conf/exitpolicy"
 	"veil/directory/dirclient"
 	"veil/onion/keys"
@@ -440,12 +441,18 @@ func (n *Network) exited() error {
 	return nil
 }
 
+// writeManifest writes DIR/testnet.json atomically: scripts and tests poll
+// for it, and must see either no file or a whole one, never a part.
 func (n *Network) writeManifest() error {
-	b, err := json.MarshalIndent(n.Manifest, "", "  ")
+	return writeManifest(n.path(ManifestName), n.Manifest)
+}
+
+func writeManifest(path string, m Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(n.path(ManifestName), append(b, '\n'), 0o600)
+	return durable.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // Stop asks every process to leave (relays first, so seeds see them go),
