@@ -7,6 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +70,41 @@ func (e *engine) writeMetrics(w io.Writer) {
 	for r := range e.stats.destroyed {
 		fmt.Fprintf(w, "veil_relay_circuits_destroyed_total{reason=%q} %d\n", onion.DestroyReason(r).String(), e.stats.destroyed[r].Load())
 	}
+	writeProcessMetrics(w)
+}
+
+// writeProcessMetrics writes the process gauges under the names
+// Prometheus's Go client uses, so that a soak or a dashboard sees leaks:
+// goroutines, open file descriptors and resident memory. The last two come
+// from /proc and are left out where it does not exist.
+func writeProcessMetrics(w io.Writer) {
+	gauge := func(name, help string, v int64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
+	}
+	gauge("go_goroutines", "Number of goroutines that currently exist.", int64(runtime.NumGoroutine()))
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		gauge("process_open_fds", "Number of open file descriptors.", int64(len(fds)))
+	}
+	if rss, ok := residentBytes(); ok {
+		gauge("process_resident_memory_bytes", "Resident memory size in bytes.", rss)
+	}
+}
+
+// residentBytes reads VmRSS from /proc/self/status.
+func residentBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		return kb << 10, err == nil
+	}
+	return 0, false
 }
 
 // serveMetrics serves /metrics on addr until ctx ends.
