@@ -138,6 +138,12 @@ func FuzzParseSendme(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzReMarshal(t, b, ParseSendme, (*Sendme).Marshal) })
 }
 
+func FuzzParsePing(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1}) // valid: nonce 1
+	f.Add([]byte{1, 2, 3})                // truncated
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzReMarshal(t, b, ParsePing, (*Ping).Marshal) })
+}
+
 func FuzzParseExtend(f *testing.F) {
 	valid := func(ap string) []byte {
 		m := testExtend(ap)

@@ -33,6 +33,7 @@ const (
 	EndMsgLen      = 1
 	SendmeVersion  = 1 // the only SENDME version: authenticated (prop 289)
 	SendmeMsgLen   = 1 + TagLen
+	PingMsgLen     = 8 // PING and PONG: a nonce the answer echoes
 
 	// ExtendMsgLen is the length of both EXTEND and EXTENDED, so the two
 	// take the same number of cells (SPEC.md §7.5). The address slot is
@@ -316,6 +317,28 @@ func ParseEnd(b []byte) (End, error) {
 		return End{}, malformedf("onion: parse END: reason 0 is reserved")
 	}
 	return End{Reason: EndReason(b[0])}, nil
+}
+
+// Ping is the body of PING and of the PONG that answers it: the answer
+// echoes the nonce, so a late PONG is not taken for a fresh one. SPEC.md
+// §7.8:
+//
+//	Nonce (8)
+type Ping struct {
+	Nonce uint64
+}
+
+// Marshal encodes m.
+func (m *Ping) Marshal() ([]byte, error) {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, PingMsgLen), m.Nonce), nil
+}
+
+// ParsePing decodes a PING or PONG body.
+func ParsePing(b []byte) (Ping, error) {
+	if len(b) != PingMsgLen {
+		return Ping{}, malformedf("onion: parse PING: %d bytes, want %d", len(b), PingMsgLen)
+	}
+	return Ping{Nonce: binary.BigEndian.Uint64(b)}, nil
 }
 
 // Sendme grants flow-control credit and proves receipt: Tag is the

@@ -153,6 +153,16 @@ func TestSendme(t *testing.T) {
 	}
 }
 
+func TestPing(t *testing.T) {
+	roundTrip(t, "PING", Ping{Nonce: 0x0102030405060708}, (*Ping).Marshal, ParsePing)
+	roundTrip(t, "PING zero", Ping{}, (*Ping).Marshal, ParsePing)
+	for _, n := range []int{0, PingMsgLen - 1, PingMsgLen + 1} {
+		if _, err := ParsePing(make([]byte, n)); err == nil {
+			t.Errorf("ParsePing accepted %d bytes", n)
+		}
+	}
+}
+
 func testExtend(ap string) Extend {
 	m := Extend{AddrPort: netip.MustParseAddrPort(ap), Handshake: testHandshake(3)}
 	for i := range m.NodeID {

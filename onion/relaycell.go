@@ -23,10 +23,17 @@ const (
 	// RelayBeginStore opens a stream to the last hop's shard store
 	// (SPEC.md §7.7); storage requests then travel as stream bytes.
 	RelayBeginStore RelayCmd = 9
-	numRelayCmds    RelayCmd = 10
+	// RelayFin says the sender will send no more DATA on the stream
+	// (TCP's FIN, SPEC.md §10); the other direction stays open.
+	RelayFin RelayCmd = 10
+	// RelayPing asks the last hop to answer with RelayPong (Ping), so a
+	// client can tell a silent path from a quiet one (SPEC.md §7.8).
+	RelayPing    RelayCmd = 11
+	RelayPong    RelayCmd = 12
+	numRelayCmds RelayCmd = 13
 )
 
-var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE"}
+var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE", "FIN", "PING", "PONG"}
 
 func (c RelayCmd) String() string {
 	if c < numRelayCmds {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"time"
 
 	"veil/onion"
+	"veil/relay/internal/splice"
 	"veil/relay/link"
 	"veil/relay/stream"
 	"veil/shard/store"
@@ -72,6 +71,17 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 		if ex := circ.exitStreams(); ex != nil {
 			return ex.HandleSendme(m.StreamID, m.Body)
 		}
+	case onion.RelayFin:
+		if ex := circ.exitStreams(); ex != nil {
+			ex.HandleFin(m.StreamID)
+		}
+	case onion.RelayPing:
+		if _, err := onion.ParsePing(m.Body); err != nil {
+			return err
+		}
+		// The client is asking whether its path still works (SPEC.md
+		// §7.8): the same nonce straight back.
+		circ.sendRelay(e, onion.RelayPong, 0, m.Body)
 	case onion.RelayBeginStore:
 		if e.store == nil {
 			e.endStream(circ, m.StreamID, onion.EndNoRoute)
@@ -278,20 +288,9 @@ func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
 	if !ok {
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		// Client to destination. When it ends, for whatever reason, the
-		// whole stream ends: closing conn stops the other direction.
-		io.Copy(conn, s)
-		conn.Close()
-		close(done)
-	}()
-	_, err := io.Copy(s, conn)
-	reason = onion.EndDone
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		reason = onion.EndConnReset
-	}
-	s.CloseWith(reason)
-	conn.Close()
-	<-done
+	// Both ways until both end, a half-close passed on each way, and the
+	// stream and conn released once either side is gone and the other
+	// has had its linger: a client that leaves a keep-alive server's
+	// connection open must not hold this exit's socket for ever.
+	splice.Run(conn, s, splice.Options{Linger: splice.DefaultLinger})
 }

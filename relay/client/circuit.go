@@ -285,6 +285,8 @@ func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.Tag
 		return err
 	case onion.RelaySendme:
 		return c.streams.HandleSendme(m.StreamID, m.Body)
+	case onion.RelayFin:
+		c.streams.HandleFin(m.StreamID)
 	default:
 		return fmt.Errorf("unexpected %v", m.Cmd)
 	}

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +26,10 @@ var (
 	ErrEnded = errors.New("stream: ended")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("stream: closed")
+	// ErrWriteClosed is returned by a Write after CloseWrite.
+	ErrWriteClosed = errors.New("stream: write after half-close")
+	// errDataAfterFin: a peer that said FIN must send no more DATA.
+	errDataAfterFin = errors.New("stream: DATA after FIN")
 )
 
 // Sender sends relay cells to the far end of the circuit. It encrypts
@@ -146,6 +152,9 @@ func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byt
 		return false, err
 	}
 	s := c.streams[streamID]
+	if s != nil && s.remoteFin && !s.remoteEnded {
+		return true, errDataAfterFin
+	}
 	if s == nil || s.remoteEnded {
 		// Data for a stream that is gone still counts against the
 		// circuit window and is freed at once.
@@ -222,6 +231,18 @@ func (c *Circuit) HandleEnd(streamID uint16, reason onion.EndReason) {
 	}
 }
 
+// HandleFin takes a FIN from the far end: it will send no more data, and
+// once what it sent is read the stream's reader sees io.EOF. The stream
+// stays open for writing until this end closes it too (SPEC.md §10).
+func (c *Circuit) HandleFin(streamID uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.streams[streamID]; s != nil {
+		s.remoteFin = true
+		c.cond.Broadcast()
+	}
+}
+
 // Queued reports the bytes that arrived on the circuit's streams and are
 // not read yet, and when the oldest of them arrived (zero if none). A
 // relay's memory cap uses it to pick the circuits to sacrifice.
@@ -274,10 +295,17 @@ type Stream struct {
 	sendWin     *onion.SendWindow
 	recvWin     *onion.RecvWindow
 	inbox       []queued // bounded by recvWin: at most StreamWindowStart cells
-	remoteEnded bool
+	remoteEnded bool     // END arrived: the stream is over both ways
+	remoteFin   bool     // FIN arrived: nothing more will arrive
+	finSent     bool     // CloseWrite sent FIN: nothing more may be sent
 	endReason   onion.EndReason
 	closed      bool
 	fresh       bool // in c.fresh
+
+	// moved counts the bytes written to and read from the stream, so a
+	// copier can tell a busy stream from an idle one (Moved) without
+	// wrapping it.
+	moved atomic.Uint64
 
 	// While WriteTo copies the stream to a socket, sink writes to it
 	// without waiting (Flush). writing says WriteTo is writing data it
@@ -319,6 +347,19 @@ func (s *Stream) endLocked(reason onion.EndReason) {
 	s.c.cond.Broadcast()
 }
 
+// Moved reports how many bytes have been written to the stream and read
+// from it so far.
+func (s *Stream) Moved() uint64 { return s.moved.Load() }
+
+// Ended reports whether the far end ended the stream both ways (END), or
+// the circuit is gone: then nothing written would arrive, and a copier
+// that has delivered what arrived can close both sides.
+func (s *Stream) Ended() bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.remoteEnded || s.c.err != nil
+}
+
 // EndReason reports why the far end ended the stream, once it has.
 func (s *Stream) EndReason() (onion.EndReason, bool) {
 	s.c.mu.Lock()
@@ -335,7 +376,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	defer c.flush()
 	for len(p) > 0 {
-		for c.err == nil && !s.closed && !s.remoteEnded && !(s.sendWin.CanSend() && c.sendWin.CanSend()) {
+		for c.err == nil && !s.closed && !s.finSent && !s.remoteEnded && !(s.sendWin.CanSend() && c.sendWin.CanSend()) {
 			c.flush()
 			c.cond.Wait()
 		}
@@ -344,6 +385,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 			return n, ErrClosed
 		case c.err != nil || s.remoteEnded:
 			return n, ErrEnded
+		case s.finSent:
+			return n, ErrWriteClosed
 		}
 		chunk := p[:min(len(p), onion.MaxRelayData)]
 		tag, err := c.send.SendRelay(context.Background(), onion.RelayData, s.id, chunk)
@@ -352,6 +395,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		}
 		s.sendWin.Sent(tag)
 		c.sendWin.Sent(tag)
+		s.moved.Add(uint64(len(chunk)))
 		n += len(chunk)
 		p = p[len(chunk):]
 	}
@@ -364,7 +408,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(s.inbox) == 0 && !s.remoteEnded && !s.closed && c.err == nil {
+	for len(s.inbox) == 0 && !s.remoteEnded && !s.remoteFin && !s.closed && c.err == nil {
 		c.cond.Wait()
 	}
 	if len(s.inbox) == 0 {
@@ -397,6 +441,10 @@ func (s *Stream) endErrLocked() error {
 		return ErrClosed
 	case s.remoteEnded && (s.endReason == onion.EndDone || s.endReason == 0):
 		return io.EOF
+	case s.remoteFin:
+		// Everything the far end sent before its FIN was read: the
+		// data is whole, whatever ended the stream after.
+		return io.EOF
 	default:
 		return fmt.Errorf("%w: %v", ErrEnded, s.endReason)
 	}
@@ -405,6 +453,7 @@ func (s *Stream) endErrLocked() error {
 // consumeLocked drops the first n queued bytes, which were read; the
 // whole cells among them are freed in both windows.
 func (s *Stream) consumeLocked(n int) {
+	s.moved.Add(uint64(n))
 	cells := 0
 	for n > 0 {
 		head := &s.inbox[0]
@@ -487,7 +536,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	}()
 	for {
 		c.mu.Lock()
-		for !s.remoteEnded && !s.closed && c.err == nil &&
+		for !s.remoteEnded && !s.remoteFin && !s.closed && c.err == nil &&
 			(len(s.inbox) == 0 || (s.sink != nil && !s.handoff)) {
 			c.cond.Wait()
 		}
@@ -524,8 +573,47 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// CloseWrite half-closes the stream: it sends FIN, after which this end
+// sends no more data but still reads what the far end sends, until the far
+// end sends FIN or END in turn (SPEC.md §10). Close still has to be
+// called to forget the stream.
+func (s *Stream) CloseWrite() error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case c.err != nil || s.remoteEnded:
+		return ErrEnded
+	case s.finSent:
+		return nil
+	}
+	s.finSent = true
+	c.cond.Broadcast()
+	// DATA the Sender held back goes first, in order.
+	c.flush()
+	_, err := c.send.SendRelay(context.Background(), onion.RelayFin, s.id, nil)
+	return err
+}
+
 // Close ends the stream from this side with END DONE and forgets it.
 func (s *Stream) Close() error { return s.CloseWith(onion.EndDone) }
+
+// CloseWithError ends the stream for the reason err gives: DONE for nil,
+// TIMEOUT for a deadline, CONNRESET for any other failure of the
+// connection the stream was copied to, so that the far end can tell a
+// complete stream from a cut one.
+func (s *Stream) CloseWithError(err error) error {
+	switch {
+	case err == nil:
+		return s.CloseWith(onion.EndDone)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return s.CloseWith(onion.EndTimeout)
+	default:
+		return s.CloseWith(onion.EndConnReset)
+	}
+}
 
 // CloseWith ends the stream from this side with the given reason.
 func (s *Stream) CloseWith(reason onion.EndReason) error {
@@ -545,7 +633,9 @@ func (s *Stream) CloseWith(reason onion.EndReason) error {
 	}
 	s.inbox = nil
 	c.cond.Broadcast()
-	if c.err != nil || s.remoteEnded {
+	// Once FIN went both ways, both ends know the stream is over and
+	// each forgets it on its own: no END is owed.
+	if c.err != nil || s.remoteEnded || (reason == onion.EndDone && s.finSent && s.remoteFin) {
 		return nil
 	}
 	m := onion.End{Reason: reason}

@@ -71,6 +71,8 @@ func (p *pipe) run() {
 			if perr == nil {
 				p.peer.HandleEnd(c.sid, e.Reason)
 			}
+		case onion.RelayFin:
+			p.peer.HandleFin(c.sid)
 		}
 		if err != nil {
 			p.fails <- err
@@ -126,6 +128,67 @@ func TestStreamCarriesBytesExactly(t *testing.T) {
 	case err := <-ba.fails:
 		t.Fatal(err)
 	default:
+	}
+}
+
+// A half-close ends one direction only: the far end reads everything and
+// then EOF, and can still answer, which arrives whole; once FIN went both
+// ways, closing sends no END, and data after a FIN is a protocol error.
+func TestHalfClose(t *testing.T) {
+	a, b, ab, _ := linked(t)
+	sa, _ := a.Open(3)
+	sb, _ := b.Open(3)
+	request := []byte("request")
+	if _, err := sa.Write(request); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.Write([]byte("x")); !errors.Is(err, ErrWriteClosed) {
+		t.Fatalf("write after CloseWrite: %v, want ErrWriteClosed", err)
+	}
+	got, err := io.ReadAll(sb)
+	if err != nil || !bytes.Equal(got, request) {
+		t.Fatalf("far end read %q, %v; want %q, EOF", got, err, request)
+	}
+	answer := make([]byte, 3<<20) // more than a stream window
+	rand.Read(answer)
+	go func() {
+		sb.Write(answer)
+		sb.CloseWrite()
+	}()
+	var back bytes.Buffer
+	if _, err := io.Copy(&back, sa); err != nil || !bytes.Equal(back.Bytes(), answer) {
+		t.Fatalf("answer after a half-close: %d bytes, %v; want %d", back.Len(), err, len(answer))
+	}
+	ab.mu.Lock()
+	sentBefore := ab.n
+	ab.mu.Unlock()
+	sa.Close()
+	sb.Close()
+	ab.mu.Lock()
+	sentAfter := ab.n
+	ab.mu.Unlock()
+	if sentAfter != sentBefore {
+		t.Fatalf("closing after FIN both ways sent %d cells, want none", sentAfter-sentBefore)
+	}
+	if a.Len() != 0 || b.Len() != 0 {
+		t.Fatalf("streams left open: %d and %d", a.Len(), b.Len())
+	}
+
+	s2a, _ := a.Open(4)
+	s2b, _ := b.Open(4)
+	s2a.CloseWrite()
+	for range 100 {
+		if _, err := s2b.Read(make([]byte, 1)); err == io.EOF {
+			break
+		}
+	}
+	var tag [onion.TagLen]byte
+	tag[0] = 1
+	if _, err := b.HandleData(4, tag, []byte("late")); err == nil {
+		t.Fatal("DATA after FIN accepted")
 	}
 }
 
