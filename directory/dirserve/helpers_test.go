@@ -11,6 +11,11 @@ import (
 	"veil/onion/keys"
 )
 
+// hangTimeout bounds every wait in these tests. It detects a hang, never
+// measures speed: a loaded two-core machine under the race detector must
+// still pass.
+const hangTimeout = 2 * time.Minute
+
 // t0 is an arbitrary fixed "now" for every test.
 var t0 = dirtest.T0
 

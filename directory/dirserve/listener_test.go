@@ -50,7 +50,7 @@ func TestLimitListener(t *testing.T) {
 		if err == nil {
 			t.Fatal("Accept after Close returned no error")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("Accept did not return after Close")
 	}
 	if len(ln.sem) != 1 {

@@ -304,14 +304,14 @@ func TestServeAndShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("Serve did not return after cancel")
 	}
 	if _, err := client.Get("http://" + ln.Addr().String() + ConsensusPath); err == nil {
 		t.Fatal("server still answers after shutdown")
 	}
 	client.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

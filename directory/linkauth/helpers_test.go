@@ -33,13 +33,18 @@ func testIdentity(t testing.TB, seed byte) *keys.Identity {
 	return id
 }
 
+// hangTimeout bounds every wait in these tests. It detects a hang, never
+// measures speed: a loaded two-core machine under the race detector must
+// still pass.
+const hangTimeout = 2 * time.Minute
+
 // checkLeaks fails the test if it ends with more goroutines than it began
 // with. Call it first, so its cleanup runs after every other one.
 func checkLeaks(t testing.TB) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(hangTimeout)
 		for runtime.NumGoroutine() > before {
 			if time.Now().After(deadline) {
 				buf := make([]byte, 1<<20)
@@ -80,7 +85,7 @@ func startServer(t testing.TB, cfg *tls.Config) *testServer {
 				return // listener closed
 			}
 			c := tls.Server(raw, cfg)
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_ = c.SetDeadline(time.Now().Add(hangTimeout))
 			err = c.Handshake()
 			select {
 			case s.results <- result{cs: c.ConnectionState(), err: err}:
@@ -102,7 +107,7 @@ func (s *testServer) next(t testing.TB) result {
 	select {
 	case r := <-s.results:
 		return r
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("server saw no connection")
 		return result{}
 	}
@@ -211,7 +216,7 @@ func mustServerConfig(t testing.TB, id *keys.Identity, mode ClientAuthMode) *tls
 // connection is closed either way.
 func clientHandshake(t testing.TB, addr string, cfg *tls.Config) (tls.ConnectionState, error) {
 	t.Helper()
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: hangTimeout}, "tcp", addr, cfg)
 	if err != nil {
 		return tls.ConnectionState{}, err
 	}
@@ -219,7 +224,7 @@ func clientHandshake(t testing.TB, addr string, cfg *tls.Config) (tls.Connection
 	cs := c.ConnectionState()
 	// TLS 1.3 clients finish before the server has checked them; a read
 	// brings in the server's verdict (an alert, or EOF when it closes).
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(hangTimeout))
 	if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, io.EOF) {
 		return cs, err
 	}

@@ -343,7 +343,7 @@ func TestProbe(t *testing.T) {
 	checkLeaks(t)
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	srv := startServer(t, mustServerConfig(t, a, AnonymousClients))
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), hangTimeout)
 	defer cancel()
 	if err := Probe(ctx, srv.addr, a.ID()); err != nil {
 		t.Fatalf("probe: %v", err)
@@ -367,15 +367,15 @@ func TestProbeGarbage(t *testing.T) {
 		_, _ = c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\nthis is not tls\n"))
 		_ = c.Close()
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), hangTimeout)
 	defer cancel()
-	start := time.Now()
 	err := Probe(ctx, addr, a.ID())
 	if err == nil {
 		t.Fatal("probe of a garbage server succeeded")
 	}
-	if ctx.Err() != nil || time.Since(start) > 2*time.Second {
-		t.Errorf("probe took %v, want a prompt failure", time.Since(start))
+	// It failed on the garbage, not by waiting for its deadline.
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("probe waited for its deadline (%v), want a failure on the garbage", err)
 	}
 	if !strings.HasPrefix(err.Error(), "linkauth: probe "+addr+": ") {
 		t.Errorf("err = %q, want it to name the probe and address", err)
@@ -401,7 +401,9 @@ func TestProbeSilent(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want context.DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// Bounded by ctx, not by some longer deadline of its own; how soon
+	// after 200ms is the machine's business.
+	if d := time.Since(start); d > hangTimeout {
 		t.Errorf("probe took %v for a 200ms deadline", d)
 	}
 }

@@ -62,7 +62,7 @@ func TestEstablishRelayToRelay(t *testing.T) {
 // deadlock (see the package doc).
 // bulkTimeout bounds the whole of 20,000 echoes: seconds alone, far more
 // on a loaded two-core machine under the race detector.
-const bulkTimeout = 60 * time.Second
+const bulkTimeout = 5 * time.Minute
 
 func TestEchoBothWays(t *testing.T) {
 	checkLeaks(t)
@@ -352,6 +352,8 @@ func TestSendBlocksWhenFull(t *testing.T) {
 	}
 
 	// Fill everything. Loopback socket buffers take a few MB at most.
+	// Send is blocked once it waits 200 ms with the queue full; a wait
+	// with room in the queue is a busy machine's delay, not the bound.
 	const limit = 100000
 	sent := 0
 	for ; sent < limit; sent++ {
@@ -361,7 +363,11 @@ func TestSendBlocksWhenFull(t *testing.T) {
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			Release(c)
-			break
+			if l.Stats().Queued == queue {
+				break
+			}
+			sent--
+			continue
 		}
 		if err != nil {
 			t.Fatalf("send %d: %v", sent, err)
@@ -399,7 +405,8 @@ func TestSendBlocksWhenFull(t *testing.T) {
 	if err := l.Wait(); err != nil {
 		t.Errorf("Wait: %v", err)
 	}
-	if d := time.Since(start); d > CloseTimeout+time.Second {
+	// Bounded, not fast: CloseTimeout plus a loaded machine's delays.
+	if d := time.Since(start); d > CloseTimeout+testTimeout {
 		t.Errorf("Close took %v with a peer that does not read", d)
 	}
 	if err := h.waitClosed(t); err != nil {
@@ -504,7 +511,7 @@ func TestCloseConcurrent(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	checkLeaks(t)
-	const idle = 200 * time.Millisecond
+	const idle = 500 * time.Millisecond
 	s := startServer(t, newIdentity(t))
 	h, peerH := newHandler(nil), newHandler(nil)
 	ini, _ := establishPair(t, s, nil, Options{Handler: h, IdleTimeout: idle}, Options{Handler: peerH})
@@ -519,30 +526,45 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal("link with a circuit closed as idle")
 	case <-time.After(3 * idle):
 	}
-	// So does traffic.
+	// So does traffic: a cell every idle/4, unless the machine stalls
+	// this goroutine for longer than idle, and then the link may close
+	// rightly.
 	ini.ReleaseCircID(id)
 	var lastSend time.Time
+	var gap time.Duration
 	for range 6 {
+		if now := time.Now(); !lastSend.IsZero() {
+			gap = max(gap, now.Sub(lastSend))
+		}
 		lastSend = time.Now()
 		if err := ini.Send(context.Background(), onion.NewPaddingCell(0)); err != nil {
+			if gap >= idle {
+				t.Skipf("the machine stalled this test %v, longer than the idle timeout: %v", gap, err)
+			}
 			t.Fatal(err)
 		}
-		time.Sleep(idle / 2)
+		time.Sleep(idle / 4)
 	}
+	gap = max(gap, time.Since(lastSend))
 	if ini.Stats().CellsOut < 7 {
 		t.Fatal("padding not sent")
 	}
 	select {
 	case <-ini.Done():
+		if gap >= idle {
+			t.Skipf("the machine stalled this test %v, longer than the idle timeout", gap)
+		}
 		t.Fatal("link with traffic closed as idle")
 	default:
 	}
 	if err := h.waitClosed(t); !errors.Is(err, ErrIdle) {
 		t.Errorf("LinkClosed(%v), want ErrIdle", err)
 	}
-	// Idle from the last padding on: closed between idle and 1.25×idle later.
-	if d := time.Since(lastSend); d < idle || d > 5*idle {
-		t.Errorf("idle link closed %v after the last cell, want about %v", d, idle)
+	// Idle from the last padding on: never closed before idle has passed.
+	// How soon after is the timer's business and the machine's load;
+	// waitClosed bounds it as a hang.
+	if d := time.Since(lastSend); d < idle {
+		t.Errorf("idle link closed %v after the last cell, before the idle timeout %v", d, idle)
 	}
 	if err := peerH.waitClosed(t); !errors.Is(err, ErrPeerClosed) {
 		t.Errorf("peer's LinkClosed(%v), want ErrPeerClosed", err)
