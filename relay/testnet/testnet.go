@@ -68,6 +68,8 @@ type Proc struct {
 	ORAddr  string `json:"or_addr,omitempty"`
 	DirAddr string `json:"dir_addr,omitempty"`
 	ID      string `json:"id,omitempty"`
+	// Metrics is the host:port of a relay's Prometheus /metrics.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Manifest is DIR/testnet.json.
@@ -250,6 +252,10 @@ func (n *Network) writeConfigs() error {
 		if cfg.GossipAddr, err = freeAddr(); err != nil {
 			return err
 		}
+		// Metrics on loopback let a soak watch every relay for leaks.
+		if cfg.MetricsAddr, err = freeAddr(); err != nil {
+			return err
+		}
 		cfg.Seeds = gossips
 		cfg.GossipTiming = conf.GossipLocal
 		// Every other relay exits, to loopback only (G6: testnets opt in
@@ -263,7 +269,7 @@ func (n *Network) writeConfigs() error {
 			return err
 		}
 		n.Manifest.Relays = append(n.Manifest.Relays, Proc{Name: name, Config: config, ORAddr: cfg.ORAddr,
-			Log: n.path("logs", name+".log")})
+			Metrics: cfg.MetricsAddr, Log: n.path("logs", name+".log")})
 	}
 	n.Manifest.Socks = socks
 	n.Manifest.ClientConfig = n.path("client.toml")
