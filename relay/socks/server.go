@@ -1,12 +1,14 @@
 package socks
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,20 @@ const (
 	maxLingerBytes = 64 << 10
 	// maxAcceptBackoff caps the pause after a failed Accept (EMFILE...).
 	maxAcceptBackoff = time.Second
+	// maxHandshakes bounds connections between accept and the end of
+	// their request (G9): each costs a goroutine and a few hundred bytes.
+	// Past it the oldest is closed to make room, never the newest: an
+	// honest client finishes in milliseconds, so it is never the oldest,
+	// and a flood of idle connections only evicts itself (SPEC.md §5).
+	maxHandshakes = 256
+	// maxHandshakesPerSource bounds one source address's share of
+	// maxHandshakes, so a neighbour on the LAN cannot evict the handshakes
+	// of everyone else; past it that source's own oldest is closed.
+	// Browsers open at most 32 connections to one proxy at once (Chrome's
+	// and Firefox's per-proxy limits), so this is four of them on one
+	// host. Every client of a proxy on loopback shares 127.0.0.1, so this
+	// cap never stands alone: eviction is what keeps them served.
+	maxHandshakesPerSource = 128
 )
 
 // Connector opens the stream a CONNECT asks for; the proxy's circuit side
@@ -56,15 +72,17 @@ type Options struct {
 
 	// HandshakeTimeout bounds greeting, authentication and request
 	// together; a client that sends nothing is dropped after it.
-	// 0 means the default.
+	// 0 means the default. A flood of such clients is bounded by
+	// eviction of the oldest (maxHandshakes), not by this deadline.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a relayed connection when no byte has moved in
 	// either direction for this long. 0 means never.
 	IdleTimeout time.Duration
-	// MaxConns bounds open client connections; past it a new
-	// connection is accepted and closed at once, so the client sees a
-	// prompt EOF instead of hanging in the listen backlog. 0 means the
-	// default.
+	// MaxConns bounds client connections past their request (connecting
+	// or relaying); handshakes are bounded apart, by maxHandshakes. Past
+	// it, the connection that has moved no byte for the longest is closed
+	// to make room, so a pile of idle or leaked streams never locks a new
+	// client out. 0 means the default.
 	MaxConns int
 
 	// AllowNoAuth and AllowUserPass say which methods are offered; at
@@ -78,17 +96,21 @@ type Options struct {
 // before use.
 func DefaultOptions() Options {
 	return Options{
-		// A local client finishes its handshake in milliseconds; ten
-		// seconds forgives a loaded machine and still frees a silent
-		// client's goroutine quickly.
-		HandshakeTimeout: 10 * time.Second,
+		// A local client finishes its handshake in milliseconds, one on
+		// the LAN in a few round trips; five seconds forgives a loaded
+		// machine or a swapped-out client and a lost segment or two (TCP
+		// retransmits after 1 s, then 2 s), and frees a silent client's
+		// goroutine soon. Eviction, not this, is what stops a flood.
+		HandshakeTimeout: 5 * time.Second,
 		// Off: an interactive session (ssh) may stay quiet for hours and
 		// Tor does not cut idle streams either; MaxConns bounds the cost.
 		IdleTimeout: 0,
 		// Each connection costs two goroutines and copy buffers: 32 KiB
 		// towards the stream, and towards the client 32 KiB, or with
 		// veil's streams up to 64 KiB while data flows; so 1024 caps a
-		// flood at about 100 MiB.
+		// flood at about 100 MiB. A browser keeps far fewer open (32 per
+		// proxy), so at the bound the one evicted, idle the longest, is
+		// almost surely abandoned.
 		MaxConns: 1024,
 		// Both, as Tor does: curl and browsers use no-auth, and
 		// username/password is how a client asks for isolation.
@@ -103,10 +125,14 @@ type Server struct {
 	log  *slog.Logger
 	wg   sync.WaitGroup // every connection's goroutine
 
-	mu     sync.Mutex // guards the following fields
-	conns  map[net.Conn]struct{}
-	closed bool // Serve is stopping: refuse new connections
-	served bool // Serve has been called
+	mu sync.Mutex // guards the following fields, and every conn's elem and stream
+	// handshaking holds connections before the end of their request,
+	// oldest first; perSource counts them by source.
+	handshaking *list.List // of *conn
+	perSource   map[netip.Prefix]int
+	streams     map[*conn]struct{} // past the request, at most MaxConns
+	closed      bool               // Serve is stopping: refuse new connections
+	served      bool               // Serve has been called
 }
 
 // NewServer checks opts, fills in defaults for zero values and returns a
@@ -131,7 +157,8 @@ func NewServer(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log, conns: make(map[net.Conn]struct{})}, nil
+	return &Server{opts: opts, log: log, handshaking: list.New(), perSource: map[netip.Prefix]int{},
+		streams: map[*conn]struct{}{}}, nil
 }
 
 // Serve accepts connections on ln until ctx ends, then stops in this
@@ -154,7 +181,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln.Close()
 	s.mu.Lock()
 	s.closed = true
-	for c := range s.conns {
+	for e := s.handshaking.Front(); e != nil; e = e.Next() {
+		e.Value.(*conn).Close()
+	}
+	for c := range s.streams {
 		c.Close()
 	}
 	s.mu.Unlock()
@@ -184,43 +214,25 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if !s.track(c) {
+		// track never waits on a peer: at a limit it closes another
+		// connection, which only wakes that connection's goroutine.
+		sc := s.track(c)
+		if sc == nil {
 			c.Close()
 			continue
 		}
 		s.wg.Go(func() {
-			defer s.untrack(c)
-			defer c.Close()
-			s.handle(ctx, c)
+			defer s.untrack(sc)
+			defer sc.Close()
+			s.handle(ctx, sc)
 		})
 	}
-}
-
-// track records c, unless the server is stopping or full.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	if len(s.conns) >= s.opts.MaxConns {
-		s.log.Debug("socks connection refused: at MaxConns", "max", s.opts.MaxConns)
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 }
 
 // handle runs one client connection from greeting to the end of the relay.
 // Destinations are never logged: a proxy's log must not become a record
 // of where its users went.
-func (s *Server) handle(ctx context.Context, c net.Conn) {
+func (s *Server) handle(ctx context.Context, c *conn) {
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	cred, ok := s.negotiate(c)
 	if !ok {
@@ -239,6 +251,9 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.log.Debug("socks command not supported", "cmd", req.Cmd)
 		s.refuse(c, MarshalReply(Reply{Code: ReplyCommandNotSupported}))
 		return
+	}
+	if !s.promote(c) {
+		return // evicted, or the server is stopping
 	}
 	// The Connector bounds its own work (circuit steps have timeouts);
 	// the client's deadline applies again to writing the reply.

@@ -555,38 +555,82 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// At MaxConns a new stream closes the one that has moved no byte for the
+// longest; connections in their handshake do not count against it.
 func TestMaxConns(t *testing.T) {
 	addr, _ := setup(t, func(o *Options) { o.MaxConns = 2 })
-	a, b := dial(t, addr), dial(t, addr)
-	noAuth(t, a)
-	noAuth(t, b) // both are tracked now
-	over := dial(t, addr)
-	expectClosed(t, over) // accepted and closed at once
-	a.Close()
-	// a's slot frees once its handler ends.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	stream := func() net.Conn {
 		c := dial(t, addr)
-		write(t, c, 0x05, 0x01, 0x00)
-		got := make([]byte, 2)
-		if _, err := io.ReadFull(c, got); err == nil {
-			if !bytes.Equal(got, []byte{0x05, 0x00}) {
-				t.Fatalf("method selection %x", got)
-			}
-			break
+		noAuth(t, c)
+		write(t, c, ipv4Req(CmdConnect, [4]byte{127, 0, 0, 1}, 80)...)
+		if code, _ := readReply(t, c); code != ReplySucceeded {
+			t.Fatalf("reply %#02x", code)
 		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("no slot after a connection closed")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return c
 	}
-	// b is unaffected.
-	write(t, b, ipv4Req(CmdConnect, [4]byte{127, 0, 0, 1}, 80)...)
-	if code, _ := readReply(t, b); code != ReplySucceeded {
+	a, b := stream(), stream()
+	echoes(t, b, "b")
+	echoes(t, a, "a") // b is now the idlest
+	handshaking := dial(t, addr)
+	noAuth(t, handshaking) // not a stream yet: evicts nobody
+	echoes(t, b, "b still here")
+	echoes(t, a, "a still here")
+	c := stream()
+	expectClosed(t, b)
+	echoes(t, a, "a unaffected")
+	echoes(t, c, "c served")
+}
+
+// A flood of silent connections, far past maxHandshakes and
+// maxHandshakesPerSource, never locks out a new client: the oldest
+// handshakes are evicted, the newest kept, and the server holds no more
+// than its limit. The timeout is long, so it is not what frees the slots.
+func TestHandshakeFloodEvictsOldest(t *testing.T) {
+	addr, _ := setup(t, func(o *Options) { o.HandshakeTimeout = time.Minute })
+	idle := make([]net.Conn, 2*maxHandshakes)
+	for i := range idle {
+		idle[i] = dial(t, addr)
+	}
+	c := dial(t, addr)
+	noAuth(t, c)
+	write(t, c, domainReq("example.com", 80)...)
+	if code, _ := readReply(t, c); code != ReplySucceeded {
 		t.Fatalf("reply %#02x", code)
 	}
-	echoes(t, b, "b")
+	echoes(t, c, "served behind the flood")
+
+	open := stillOpen(idle)
+	// Every flood connection comes from 127.0.0.1, as the client does.
+	if n := len(open); n == 0 || n > maxHandshakesPerSource {
+		t.Fatalf("%d of %d silent connections still open, want 1..%d", n, len(idle), maxHandshakesPerSource)
+	}
+	if open[0] || !open[len(idle)-1] {
+		t.Errorf("oldest open %v, newest open %v: want the oldest evicted and the newest kept", open[0], open[len(idle)-1])
+	}
+}
+
+// stillOpen reports, for each connection the server has not closed, true
+// at its index: it waits a moment for a close to arrive.
+func stillOpen(conns []net.Conn) map[int]bool {
+	var mu sync.Mutex
+	open := map[int]bool{}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for i, c := range conns {
+		c.SetReadDeadline(deadline)
+		wg.Go(func() {
+			var b [1]byte
+			_, err := c.Read(b[:])
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				mu.Lock()
+				open[i] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return open
 }
 
 // Cancelling Serve's context closes the listener and every connection,
@@ -658,7 +702,7 @@ func TestNewServerOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.opts.HandshakeTimeout != 10*time.Second || s.opts.MaxConns != 1024 {
+	if s.opts.HandshakeTimeout != 5*time.Second || s.opts.MaxConns != 1024 {
 		t.Errorf("defaults not filled in: %+v", s.opts)
 	}
 }
