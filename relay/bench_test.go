@@ -37,7 +37,7 @@ func BenchmarkDownload(b *testing.B) {
 	for i := range 4 {
 		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
 	}
-	v := waitView(b, n.client(b), want, 20*time.Second)
+	v := waitView(b, n.client(b), want)
 	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
 	if err != nil {
 		b.Fatal(err)

@@ -76,7 +76,7 @@ func expected(block []byte, n int) []byte {
 
 // testClient builds a circuit client on the network's consensus.
 func testClient(t *testing.T, n *testNetwork, want map[keys.NodeID]bool) (*client.Client, *directory.View) {
-	v := waitView(t, n.client(t), want, 20*time.Second)
+	v := waitView(t, n.client(t), want)
 	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestCircuitEndToEnd(t *testing.T) {
 	}
 	cl, _ := testClient(t, n, want)
 	dst, block := target(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
 
 	s, reply, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
@@ -193,7 +193,7 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 		}
 	}()
 	dst := netip.MustParseAddrPort(ln.Addr().String())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
 	s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
 	if err != nil {
@@ -218,7 +218,7 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 		if err == nil {
 			t.Fatal("read succeeded on a tampered circuit")
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("the stream hung after a tampered cell")
 	}
 	if flipped.Load() == 0 {
@@ -262,7 +262,7 @@ func TestSpareCircuits(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -311,7 +311,7 @@ func TestMemoryCap(t *testing.T) {
 		mu.Unlock()
 	}()
 	dst := netip.MustParseAddrPort(ln.Addr().String())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
 	failed := make(chan error, 8)
 	for i := range 8 {
@@ -330,7 +330,7 @@ func TestMemoryCap(t *testing.T) {
 		if err == nil {
 			t.Fatal("a 64 MB write to a destination that never reads completed")
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("no circuit was destroyed although the exit held more than its cap")
 	}
 	// The relays still serve new circuits.
@@ -364,7 +364,7 @@ func TestStoreOverCircuit(t *testing.T) {
 			plain = e
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
 	hops, err := sel.PathTo(v, storage)
 	if err != nil {
