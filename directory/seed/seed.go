@@ -30,8 +30,16 @@ const (
 	consensusFile = "consensus.bin"
 	// consensusPerm is consensusFile's mode.
 	consensusPerm = 0o600
-	// probeTimeout bounds one check of a relay's OR port.
+	// probeTimeout bounds one check of a relay's OR port, retries
+	// included: a TLS handshake takes milliseconds, and a port that does
+	// not answer at all should hold up the signing for no longer than this.
 	probeTimeout = 5 * time.Second
+	// probeAttempts and probeRetryDelay: a check that fails early is tried
+	// again, so a relay is not dropped from the consensus for a whole
+	// interval because one connection was lost or shed (a port flooded with
+	// junk may close some connections while it serves the next).
+	probeAttempts   = 3
+	probeRetryDelay = 250 * time.Millisecond
 	// maxProbes bounds OR-port checks running at once (G9).
 	maxProbes = 16
 	// resignDelay gathers a burst of membership changes into one new
@@ -303,9 +311,7 @@ func (s *Seed) probeAll(ctx context.Context, known []member.Known, now time.Time
 		go func() {
 			defer wg.Done()
 			defer func() { <-sema }()
-			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-			defer cancel()
-			err := s.probe(pctx, addr.String(), id)
+			err := s.probeRelay(ctx, addr.String(), id)
 			if err != nil {
 				s.log.Info("relay OR port check failed", "node", id.Short(), "addr", addr.String(), "err", err)
 			}
@@ -328,6 +334,26 @@ func (s *Seed) probeAll(ctx context.Context, known []member.Known, now time.Time
 		}
 	}
 	s.mu.Unlock()
+}
+
+// probeRelay checks one relay's OR port within probeTimeout, in up to
+// probeAttempts tries, and returns the last error.
+func (s *Seed) probeRelay(ctx context.Context, addr string, id keys.NodeID) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := s.probe(ctx, addr, id)
+		if err == nil || attempt == probeAttempts {
+			return err
+		}
+		t := time.NewTimer(probeRetryDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // restore serves the last saved consensus while it is still valid, and
