@@ -35,21 +35,11 @@ func startTestnet(t *testing.T, relays int) (*proc, testnet.Manifest) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tn")
 	p := startProc(t, "testnet", "--dir", dir, "--relays", fmt.Sprint(relays))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		raw, err := os.ReadFile(filepath.Join(dir, testnet.ManifestName))
-		if err == nil {
-			var m testnet.Manifest
-			if err := json.Unmarshal(raw, &m); err != nil {
-				t.Fatal(err)
-			}
-			return p, m
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("testnet never became usable")
-		}
-		time.Sleep(50 * time.Millisecond)
+	var m testnet.Manifest
+	if err := json.Unmarshal(waitManifest(t, p, dir), &m); err != nil {
+		t.Fatal(err)
 	}
+	return p, m
 }
 
 func webAddr(t *testing.T, m testnet.Manifest) netip.AddrPort {
@@ -139,7 +129,7 @@ func socksReply(t *testing.T, proxy string, req []byte) byte {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(hangTimeout))
 	c.Write([]byte{5, 1, 0})
 	var sel [2]byte
 	if _, err := io.ReadFull(c, sel[:]); err != nil {
@@ -214,7 +204,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	garbage.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
-	garbage.SetReadDeadline(time.Now().Add(15 * time.Second))
+	garbage.SetReadDeadline(time.Now().Add(hangTimeout))
 	// Dropped means closed, cleanly or with a reset, not left hanging.
 	if _, err := io.ReadAll(garbage); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("a garbage client was not dropped")
@@ -249,12 +239,12 @@ func TestEndToEnd(t *testing.T) {
 	select {
 	case err := <-long:
 		t.Logf("stream through the killed guard ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stream through a killed guard did not end within 10 s")
+	case <-time.After(hangTimeout):
+		t.Fatalf("the stream through a killed guard did not end within %v", hangTimeout)
 	}
 	// New streams get other circuits, through another guard, once the
 	// consensus or the dead link tells the client.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for {
 		err := fetch(ctx, m, web, 1<<20, "after")
 		if err == nil {
@@ -342,7 +332,7 @@ func TestShareFetch(t *testing.T) {
 // relays.
 func waitRelayCount(t *testing.T, m testnet.Manifest, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for {
 		out, err := exec.Command(veilBinary(t), "status", "--config", m.ClientConfig, "--json").Output()
 		var st struct {
