@@ -25,14 +25,32 @@ func TestQuick(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "veil")
-	if out, err := exec.Command("go", "build", "-o", bin, "veil/cmd/veil").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		// Every veil process writes what the race detector finds to
+		// race/veil.PID; they inherit GORACE from here.
+		args = append(args, "-race")
+		if err := os.Mkdir(filepath.Join(dir, "race"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" log_path="+filepath.Join(dir, "race", "veil")))
+	}
+	if out, err := exec.Command("go", append(args, "veil/cmd/veil")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A hang detector, not a speed check: the quick run takes seconds
+	// alone, minutes on a loaded two-core machine under -race.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var log bytes.Buffer
 	r, err := Run(ctx, Options{Dir: filepath.Join(dir, "bench"), Binary: bin, Quick: true, Log: &log})
 	t.Log("\n" + log.String())
+	// Run has stopped every process: their reports are complete.
+	reports, _ := filepath.Glob(filepath.Join(dir, "race", "veil.*"))
+	for _, f := range reports {
+		report, _ := os.ReadFile(f)
+		t.Errorf("the race detector found a data race in veil process %s:\n%s", strings.TrimPrefix(filepath.Ext(f), "."), report)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
