@@ -39,7 +39,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long to load the network, warm-up included")
 	flag.DurationVar(&o.warmup, "warmup", time.Minute, "load before the start sample, so that start-up growth is not counted")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "quiet time before each of the start and end samples")
-	flag.DurationVar(&o.every, "sample", 30*time.Second, "interval of the progress samples")
+	flag.DurationVar(&o.every, "sample", 15*time.Second, "interval of the samples under load (progress lines, and the RSS trend)")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "HTTP operations in flight")
 	flag.DurationVar(&o.think, "think", 50*time.Millisecond, "pause of each worker between operations (a second after a failure)")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 60*time.Second, "bound on one HTTP operation (twice this on a share or fetch)")

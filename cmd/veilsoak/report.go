@@ -42,8 +42,9 @@ type ProcReport struct {
 	Idle   Sample   `json:"idle"` // before any load
 	Start  Sample   `json:"start"`
 	End    Sample   `json:"end"`
-	Trace  []Sample `json:"trace"` // every periodic sample, under load
-	RSSH   float64  `json:"rss_bytes_per_hour"`
+	Trace  []Sample `json:"trace"`                   // every periodic sample, under load
+	RSSH   float64  `json:"rss_bytes_per_hour"`      // fitted to every sample in the window
+	RSSEnd float64  `json:"rss_bytes_per_hour_ends"` // from the start and end samples alone
 	FDsH   float64  `json:"fds_per_hour"`
 	GorH   *float64 `json:"goroutines_per_hour,omitempty"`
 	Exited bool     `json:"exited"`
@@ -62,6 +63,45 @@ func perHour(from, to float64, window time.Duration) float64 {
 		return 0
 	}
 	return (to - from) / window.Hours()
+}
+
+// window is the start sample, the periodic samples after it, and the end
+// sample.
+func (p *ProcReport) window() []Sample {
+	w := []Sample{p.Start}
+	for _, s := range p.Trace {
+		if s.Alive && s.At.After(p.Start.At) && s.At.Before(p.End.At) {
+			w = append(w, s)
+		}
+	}
+	return append(w, p.End)
+}
+
+// rssSlope is the least-squares slope of RSS over time, in bytes an hour.
+// A Go process's RSS moves by half a megabyte and more with its garbage
+// collector's cycle, so two samples alone make a poor rate; a line
+// through every sample of the window makes a better one.
+func rssSlope(ss []Sample) (float64, bool) {
+	if len(ss) < 3 {
+		return 0, false
+	}
+	var mt, mr float64
+	for _, s := range ss {
+		mt += s.At.Sub(ss[0].At).Hours()
+		mr += float64(s.RSSBytes)
+	}
+	mt /= float64(len(ss))
+	mr /= float64(len(ss))
+	var cov, vt float64
+	for _, s := range ss {
+		dt := s.At.Sub(ss[0].At).Hours() - mt
+		cov += dt * (float64(s.RSSBytes) - mr)
+		vt += dt * dt
+	}
+	if vt == 0 {
+		return 0, false
+	}
+	return cov / vt, true
 }
 
 // perMille is failures per thousand operations.
@@ -85,7 +125,11 @@ func (r *Report) finish(window time.Duration) {
 	for i := range r.Procs {
 		p := &r.Procs[i]
 		p.Exited = p.Start.Alive && !p.End.Alive
-		p.RSSH = perHour(float64(p.Start.RSSBytes), float64(p.End.RSSBytes), window)
+		p.RSSEnd = perHour(float64(p.Start.RSSBytes), float64(p.End.RSSBytes), window)
+		p.RSSH = p.RSSEnd
+		if slope, ok := rssSlope(p.window()); ok {
+			p.RSSH = slope
+		}
 		p.FDsH = perHour(float64(p.Start.FDs), float64(p.End.FDs), window)
 		if p.Start.Goroutines >= 0 && p.End.Goroutines >= 0 {
 			g := perHour(float64(p.Start.Goroutines), float64(p.End.Goroutines), window)
@@ -179,8 +223,9 @@ func (r *Report) write(w io.Writer) {
 			p.Idle.FDs, p.Start.FDs, p.End.FDs, p.FDsH, gor(p.Start), gor(p.End), gh, p.Start.CloseWait, p.End.CloseWait)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "start: after the warm-up; fds@0: before any load; every sample on a network quiet for %s\n",
+	fmt.Fprintf(w, "start: after the warm-up; fds@0: before any load; both, and end, on a network quiet for %s\n",
 		time.Duration(r.SettleS*float64(time.Second)))
+	fmt.Fprintln(w, "MB/h: slope of a line through every RSS sample from start to end; fds/h and goroutines /h: from start and end")
 	for _, p := range r.Procs {
 		if p.Start.FDs-p.Idle.FDs > warmupFDNote {
 			fmt.Fprintf(w, "note: %s's fds grew %d → %d in the warm-up, which the hourly figure leaves out\n", p.Name, p.Idle.FDs, p.Start.FDs)

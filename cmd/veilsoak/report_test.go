@@ -95,3 +95,33 @@ func TestReportChecks(t *testing.T) {
 		t.Fatalf("checks %+v", r.Checks)
 	}
 }
+
+// TestRSSSlope: the fitted rate follows a steady climb and is not fooled
+// by one high sample at the end as two endpoints are.
+func TestRSSSlope(t *testing.T) {
+	t0 := time.Now()
+	var ss []Sample
+	for i := range 11 { // 10 minutes, 1 MB an hour
+		ss = append(ss, Sample{At: t0.Add(time.Duration(i) * time.Minute), Alive: true, RSSBytes: 20e6 + int64(i)*1e6/60})
+	}
+	if got, ok := rssSlope(ss); !ok || math.Abs(got-1e6) > 1 {
+		t.Fatalf("slope %v, %v; want 1e6", got, ok)
+	}
+	flat := make([]Sample, 0, 11)
+	for i := range 11 {
+		flat = append(flat, Sample{At: t0.Add(time.Duration(i) * time.Minute), Alive: true, RSSBytes: 20e6})
+	}
+	flat[10].RSSBytes += 0.5e6 // one GC cycle's worth, at the end
+	p := ProcReport{Start: flat[0], End: flat[10], Trace: flat[1:10]}
+	if n := len(p.window()); n != 11 {
+		t.Fatalf("window of %d samples, want 11", n)
+	}
+	r := &Report{Kinds: map[string]Counts{kindFetch: {Ops: 1}}, Procs: []ProcReport{p}}
+	r.finish(10 * time.Minute)
+	if got := r.Procs[0]; got.RSSEnd != 3e6 || got.RSSH >= got.RSSEnd || got.RSSH <= 0 {
+		t.Fatalf("fit %v, ends %v: want the fit below the endpoints' 3 MB/h", got.RSSH, got.RSSEnd)
+	}
+	if _, ok := rssSlope(flat[:2]); ok {
+		t.Fatal("a slope from two samples")
+	}
+}
