@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"veil/directory"
@@ -32,9 +33,15 @@ type Circuit struct {
 
 	streams *stream.Circuit
 
+	// Lock order: stateMu, then the streams' lock (streams.mu), then mu.
+	// A stream's Write holds the streams' lock while it sends, so
+	// nothing on the send path may take stateMu: sendRelay reads dead
+	// through deadErr instead. Taking stateMu under the streams' lock
+	// once hung every proxy stream that shared a circuit.
 	stateMu  sync.Mutex // guards the fields below
 	dead     error
-	reply    chan []byte // CREATED or EXTENDED reply for the build
+	deadErr  atomic.Pointer[error] // dead, for readers that must not lock
+	reply    chan []byte           // CREATED or EXTENDED reply for the build
 	opening  map[uint16]chan beginResult
 	nextSID  uint16
 	closedCh chan struct{}
@@ -51,11 +58,13 @@ func (c *Circuit) Hops() []directory.Entry { return c.hops }
 // Built returns when the circuit was completed.
 func (c *Circuit) Built() time.Time { return c.built }
 
-// Err returns why the circuit is gone, or nil while it is usable.
+// Err returns why the circuit is gone, or nil while it is usable. It
+// takes no lock, so any path may call it.
 func (c *Circuit) Err() error {
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
-	return c.dead
+	if p := c.deadErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Done is closed when the circuit is destroyed.
@@ -112,6 +121,7 @@ func (c *Circuit) fail(err error) {
 		return
 	}
 	c.dead = err
+	c.deadErr.Store(&err)
 	for sid, ch := range c.opening {
 		ch <- beginResult{reason: onion.EndDestroy}
 		delete(c.opening, sid)

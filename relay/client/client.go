@@ -53,6 +53,10 @@ type Client struct {
 	links map[keys.NodeID]*link.Link
 	circs map[circKey]*Circuit
 	pool  map[string]*Circuit // by isolation key
+	// building has a channel per isolation key whose circuit is being
+	// found or built, closed when that is done: streams of one key that
+	// arrive together wait for one circuit instead of building one each.
+	building map[string]chan struct{}
 	spare []*Circuit          // built ahead, not yet given to a key
 	built int
 	// wake tells Maintain that a spare was taken.
@@ -73,7 +77,8 @@ func New(o Options) *Client {
 		o.CircuitLifetime = 10 * time.Minute
 	}
 	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
-		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, wake: make(chan struct{}, 1)}
+		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, building: map[string]chan struct{}{},
+		wake: make(chan struct{}, 1)}
 }
 
 // HandleCell takes cells from the guards.
@@ -233,6 +238,30 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 // circuitFor returns the pooled circuit of an isolation key if it can
 // reach dest and is young enough, or builds one.
 func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destination, avoid *Circuit) (*Circuit, error) {
+	// One caller per key at a time: the others wait, then find its
+	// circuit in the pool.
+	for {
+		cl.mu.Lock()
+		wait, busy := cl.building[key]
+		if !busy {
+			done := make(chan struct{})
+			cl.building[key] = done
+			cl.mu.Unlock()
+			defer func() {
+				cl.mu.Lock()
+				delete(cl.building, key)
+				cl.mu.Unlock()
+				close(done)
+			}()
+			break
+		}
+		cl.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	cl.mu.Lock()
 	c := cl.pool[key]
 	cl.mu.Unlock()
