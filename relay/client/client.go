@@ -57,8 +57,8 @@ type Client struct {
 	// found or built, closed when that is done: streams of one key that
 	// arrive together wait for one circuit instead of building one each.
 	building map[string]chan struct{}
-	spare []*Circuit          // built ahead, not yet given to a key
-	built int
+	spare    []*Circuit // built ahead, not yet given to a key
+	built    int
 	// wake tells Maintain that a spare was taken.
 	wake chan struct{}
 }
