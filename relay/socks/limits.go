@@ -17,10 +17,28 @@ type conn struct {
 	net.Conn
 	src  netip.Prefix // the source address, as perSource counts it
 	last atomic.Int64 // unix nanoseconds of the last byte read or written
+	// stream, once relaying, says when its stream last moved a byte:
+	// the relay then copies the bare connection, so that the stream's
+	// WriteTo can write to the socket directly, and last stops moving.
+	stream atomic.Pointer[activeStream]
 
 	// Guarded by Server.mu.
-	elem   *list.Element // on handshaking; nil once promoted or evicted
-	stream bool          // in streams
+	elem      *list.Element // on handshaking; nil once promoted or evicted
+	inStreams bool          // in streams
+}
+
+// activeStream is a stream that tracks its own activity (*stream.Stream).
+type activeStream interface{ LastActive() time.Time }
+
+// lastActive is when c last moved a byte, on its socket or its stream.
+func (c *conn) lastActive() int64 {
+	last := c.last.Load()
+	if s := c.stream.Load(); s != nil {
+		if t := (*s).LastActive(); !t.IsZero() {
+			last = max(last, t.UnixNano())
+		}
+	}
+	return last
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -138,16 +156,16 @@ func (s *Server) promote(c *conn) bool {
 		// MaxConns entries, and keeps Read and Write lock-free.
 		var idlest *conn
 		for o := range s.streams {
-			if idlest == nil || o.last.Load() < idlest.last.Load() {
+			if idlest == nil || o.lastActive() < idlest.lastActive() {
 				idlest = o
 			}
 		}
 		delete(s.streams, idlest)
-		idlest.stream = false
+		idlest.inStreams = false
 		idlest.Close()
 		s.log.Debug("socks stream evicted: at MaxConns", "max", s.opts.MaxConns)
 	}
-	c.stream = true
+	c.inStreams = true
 	s.streams[c] = struct{}{}
 	c.last.Store(time.Now().UnixNano())
 	return true
@@ -158,8 +176,8 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropHandshake(c)
-	if c.stream {
+	if c.inStreams {
 		delete(s.streams, c)
-		c.stream = false
+		c.inStreams = false
 	}
 }

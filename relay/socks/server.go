@@ -10,8 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"veil/relay/internal/splice"
 )
 
 const (
@@ -78,6 +79,10 @@ type Options struct {
 	// IdleTimeout closes a relayed connection when no byte has moved in
 	// either direction for this long. 0 means never.
 	IdleTimeout time.Duration
+	// HalfCloseLinger closes a relayed connection when, after one
+	// direction has ended, the other has moved no byte for this long.
+	// 0 means the default.
+	HalfCloseLinger time.Duration
 	// MaxConns bounds client connections past their request (connecting
 	// or relaying); handshakes are bounded apart, by maxHandshakes. Past
 	// it, the connection that has moved no byte for the longest is closed
@@ -105,6 +110,8 @@ func DefaultOptions() Options {
 		// Off: an interactive session (ssh) may stay quiet for hours and
 		// Tor does not cut idle streams either; MaxConns bounds the cost.
 		IdleTimeout: 0,
+		// As long as the exit lingers on its side of a stream.
+		HalfCloseLinger: splice.DefaultLinger,
 		// Each connection costs two goroutines and copy buffers: 32 KiB
 		// towards the stream, and towards the client 32 KiB, or with
 		// veil's streams up to 64 KiB while data flows; so 1024 caps a
@@ -144,8 +151,11 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, errors.New("socks: new server: no connector")
 	case !opts.AllowNoAuth && !opts.AllowUserPass:
 		return nil, errors.New("socks: new server: no authentication method allowed")
-	case opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 || opts.MaxConns < 0:
+	case opts.HandshakeTimeout < 0 || opts.IdleTimeout < 0 || opts.HalfCloseLinger < 0 || opts.MaxConns < 0:
 		return nil, errors.New("socks: new server: negative timeout or limit")
+	}
+	if opts.HalfCloseLinger == 0 {
+		opts.HalfCloseLinger = def.HalfCloseLinger
 	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = def.HandshakeTimeout
@@ -337,80 +347,21 @@ func (s *Server) refuse(c net.Conn, reply []byte) {
 	io.Copy(io.Discard, io.LimitReader(c, maxLingerBytes))
 }
 
-// relay copies bytes both ways until both directions end or either fails.
-// A clean EOF is passed on as a half-close where the other side has
-// CloseWrite; an error closes both sides, which unblocks the other copy.
-// The copy from the stream runs in its own goroutine, which relay waits
-// for; so does the idle watchdog.
-func (s *Server) relay(c net.Conn, stream io.ReadWriteCloser) {
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			c.Close()
-			stream.Close()
-		})
+// relay copies bytes both ways until both directions end (splice.Run): a
+// client's EOF is passed on as a half-close where the stream has
+// CloseWrite, the stream's end likewise to the client, and once either
+// direction is done the other gets HalfCloseLinger to finish, so a client
+// that closes while the server keeps its connection open releases both.
+func (s *Server) relay(c *conn, stream io.ReadWriteCloser) {
+	var client net.Conn = c
+	if as, ok := stream.(activeStream); ok {
+		// The stream keeps the connection's activity from here on, and
+		// the bare socket lets its WriteTo write to it directly.
+		c.stream.Store(&as)
+		client = c.Conn
 	}
-	var src, dst io.Reader = c, stream // client side, stream side
-	done := make(chan struct{})
-	var watchdog sync.WaitGroup
-	if d := s.opts.IdleTimeout; d > 0 {
-		var last atomic.Int64
-		last.Store(time.Now().UnixNano())
-		src, dst = &activityReader{c, &last}, &activityReader{stream, &last}
-		watchdog.Go(func() {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-				}
-				idle := time.Since(time.Unix(0, last.Load()))
-				if idle >= d {
-					s.log.Debug("socks connection idle, closing", "idle", idle)
-					closeBoth()
-					return
-				}
-				t.Reset(d - idle)
-			}
-		})
+	err := splice.Run(client, stream, splice.Options{Idle: s.opts.IdleTimeout, Linger: s.opts.HalfCloseLinger})
+	if errors.Is(err, splice.ErrIdle) {
+		s.log.Debug("socks connection idle, closed")
 	}
-	fromStream := make(chan struct{})
-	go func() {
-		defer close(fromStream)
-		if _, err := io.Copy(c, dst); err != nil || !closeWrite(c) {
-			closeBoth()
-		}
-	}()
-	if _, err := io.Copy(stream, src); err != nil {
-		closeBoth()
-	} else {
-		// Pass the client's EOF on. A stream without half-close cannot
-		// take it, so the stream side is left to finish on its own.
-		closeWrite(stream)
-	}
-	<-fromStream
-	close(done)
-	watchdog.Wait()
-}
-
-// closeWrite half-closes w if it can, and reports whether it did.
-func closeWrite(w any) bool {
-	cw, ok := w.(interface{ CloseWrite() error })
-	return ok && cw.CloseWrite() == nil
-}
-
-// activityReader records the time of every successful read.
-type activityReader struct {
-	r    io.Reader
-	last *atomic.Int64
-}
-
-func (a *activityReader) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	if n > 0 {
-		a.last.Store(time.Now().UnixNano())
-	}
-	return n, err
 }

@@ -302,10 +302,12 @@ type Stream struct {
 	closed      bool
 	fresh       bool // in c.fresh
 
-	// moved counts the bytes written to and read from the stream, so a
-	// copier can tell a busy stream from an idle one (Moved) without
-	// wrapping it.
-	moved atomic.Uint64
+	// moved counts the bytes written to and read from the stream, and
+	// active is when it last changed (unix nanoseconds), so a copier can
+	// tell a busy stream from an idle one (Moved, LastActive) without
+	// wrapping it, which would hide WriteTo and ReadFrom.
+	moved  atomic.Uint64
+	active atomic.Int64
 
 	// While WriteTo copies the stream to a socket, sink writes to it
 	// without waiting (Flush). writing says WriteTo is writing data it
@@ -351,6 +353,21 @@ func (s *Stream) endLocked(reason onion.EndReason) {
 // from it so far.
 func (s *Stream) Moved() uint64 { return s.moved.Load() }
 
+// LastActive reports when a byte was last written to the stream or read
+// from it; the zero time if none ever was.
+func (s *Stream) LastActive() time.Time {
+	if ns := s.active.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// count records n bytes moved now.
+func (s *Stream) count(n int) {
+	s.moved.Add(uint64(n))
+	s.active.Store(time.Now().UnixNano())
+}
+
 // Ended reports whether the far end ended the stream both ways (END), or
 // the circuit is gone: then nothing written would arrive, and a copier
 // that has delivered what arrived can close both sides.
@@ -395,7 +412,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		}
 		s.sendWin.Sent(tag)
 		c.sendWin.Sent(tag)
-		s.moved.Add(uint64(len(chunk)))
+		s.count(len(chunk))
 		n += len(chunk)
 		p = p[len(chunk):]
 	}
@@ -453,7 +470,7 @@ func (s *Stream) endErrLocked() error {
 // consumeLocked drops the first n queued bytes, which were read; the
 // whole cells among them are freed in both windows.
 func (s *Stream) consumeLocked(n int) {
-	s.moved.Add(uint64(n))
+	s.count(n)
 	cells := 0
 	for n > 0 {
 		head := &s.inbox[0]
