@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,24 @@ import (
 
 // ErrCircuitClosed is returned for a circuit that was destroyed.
 var ErrCircuitClosed = errors.New("client: circuit closed")
+
+// A hop that hangs (SIGSTOP, a wedged process) keeps its TCP connections
+// open, so no link error ever says it is gone; the circuit just goes
+// quiet. A circuit that is owed an answer (it sent something since it
+// last heard anything: a BEGIN, DATA, a SENDME) and hears nothing for
+// silentAfter asks every hop for a PONG (onion/SPEC.md §7.8); the first
+// hop that does not answer within pongTimeout is taken for hung. A quiet
+// destination is not a hung hop: the exit still answers.
+const (
+	// silentAfter is well above a round trip through a loaded network
+	// (tens of ms) and well under what a user waits before giving up.
+	silentAfter = 1500 * time.Millisecond
+	// pongTimeout leaves a PONG time to queue behind a full circuit
+	// window (4 MiB) on a slow link.
+	pongTimeout = 2 * time.Second
+	// watchTick is how often a circuit's watcher looks.
+	watchTick = 250 * time.Millisecond
+)
 
 // Circuit is a circuit this client built.
 type Circuit struct {
@@ -45,6 +64,19 @@ type Circuit struct {
 	opening  map[uint16]chan beginResult
 	nextSID  uint16
 	closedCh chan struct{}
+	// pongs is non-nil while a PING to every hop is out: which hops
+	// answered the nonce pingNonce sent at pingSent.
+	pongs     []bool
+	pingNonce uint64
+	pingSent  time.Time
+
+	// owedSince is when the circuit first sent something after it last
+	// heard anything (unix nanoseconds), 0 when it is owed nothing.
+	owedSince atomic.Int64
+	// ctx ends when the circuit fails, so that a send blocked on a full
+	// link towards a hung guard gives up and releases the streams' lock.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type beginResult struct {
@@ -86,12 +118,18 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 	if early {
 		cell.Cmd = onion.CellRelayEarly
 	}
+	if ctx.Done() == nil {
+		ctx = c.ctx // the caller cannot cancel: the circuit's end does
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tag, err := c.crypto.EncryptForward(cell.Payload[:], target)
 	if err != nil {
 		link.Release(cell)
 		return tag, err
+	}
+	if cmd != onion.RelayPing && cmd != onion.RelayDrop && c.owedSince.Load() == 0 {
+		c.owedSince.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	if cmd == onion.RelayData && c.l.Queue(cell) {
 		return tag, nil // flushed by the stream (stream.Flusher)
@@ -101,6 +139,62 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 		return tag, err
 	}
 	return tag, nil
+}
+
+// checkAlive is the watcher's look at the circuit (see silentAfter): it
+// sends a PING to every hop when the circuit has been owed an answer too
+// long, and once the PONGs are overdue it returns the first hop that did
+// not answer; otherwise -1.
+func (c *Circuit) checkAlive(now time.Time) int {
+	c.stateMu.Lock()
+	if c.pongs != nil {
+		if now.Sub(c.pingSent) < pongTimeout {
+			c.stateMu.Unlock()
+			return -1
+		}
+		silent := slices.Index(c.pongs, false)
+		c.pongs = nil
+		c.stateMu.Unlock()
+		return silent
+	}
+	owed := c.owedSince.Load()
+	if owed == 0 || now.Sub(time.Unix(0, owed)) < silentAfter || c.dead != nil {
+		c.stateMu.Unlock()
+		return -1
+	}
+	c.pingNonce++
+	c.pingSent = now
+	c.pongs = make([]bool, c.crypto.Hops())
+	m := onion.Ping{Nonce: c.pingNonce}
+	c.stateMu.Unlock()
+	body, _ := m.Marshal()
+	ctx, cancel := context.WithTimeout(c.ctx, pongTimeout)
+	defer cancel()
+	for hop := range c.crypto.Hops() {
+		// A send that fails (a full link to a hung guard) is answered
+		// by the missing PONG.
+		if _, err := c.sendRelay(ctx, onion.RelayPing, 0, body, hop, false); err != nil {
+			break
+		}
+	}
+	return -1
+}
+
+// pong records hop's answer to the PING that is out.
+func (c *Circuit) pong(hop int, body []byte) error {
+	m, err := onion.ParsePing(body)
+	if err != nil {
+		return err
+	}
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.pongs != nil && m.Nonce == c.pingNonce && hop < len(c.pongs) {
+		c.pongs[hop] = true
+		if !slices.Contains(c.pongs, false) {
+			c.pongs = nil // every hop is alive
+		}
+	}
+	return nil
 }
 
 // exitSender sends the circuit's stream cells to its last hop.
@@ -128,18 +222,22 @@ func (c *Circuit) fail(err error) {
 	}
 	close(c.closedCh)
 	c.stateMu.Unlock()
+	c.cancel()
 	c.streams.Fail(err)
 }
 
 // Close destroys the circuit.
-func (c *Circuit) Close() {
+func (c *Circuit) Close() { c.CloseWith(ErrCircuitClosed) }
+
+// CloseWith destroys the circuit, giving err as the reason to its streams.
+func (c *Circuit) CloseWith(err error) {
 	if c.Err() != nil {
 		return
 	}
 	if d, err := onion.NewDestroyCell(c.id, onion.DestroyRequested); err == nil && !c.l.TrySend(d) {
 		link.Release(d)
 	}
-	c.fail(ErrCircuitClosed)
+	c.fail(err)
 }
 
 // Dial opens a stream through the circuit's exit to dest and waits for
@@ -223,6 +321,9 @@ func (e *EndError) Error() string {
 // handleBackward takes a RELAY cell from the guard: the link reader calls
 // it in order.
 func (c *Circuit) handleBackward(cell *onion.Cell) {
+	if c.owedSince.Load() != 0 {
+		c.owedSince.Store(0) // the path is alive
+	}
 	c.rmu.Lock()
 	origin, tag, err := c.crypto.DecryptBackward(cell.Payload[:])
 	c.rmu.Unlock()
@@ -274,13 +375,22 @@ func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.Tag
 		return nil
 	case onion.RelayDrop:
 		return nil
+	case onion.RelayPong:
+		return c.pong(origin, m.Body)
 	}
 	if origin != last {
 		return fmt.Errorf("%v from hop %d, not the exit", m.Cmd, origin)
 	}
 	switch m.Cmd {
 	case onion.RelayConnected:
-		c.resolveOpening(m.StreamID, beginResult{connected: true})
+		if !c.resolveOpening(m.StreamID, beginResult{connected: true}) {
+			// A stream this end gave up on (its attach timed out) was
+			// connected after all: end it, or the exit would keep its
+			// connection until the destination closes it.
+			end := onion.End{Reason: onion.EndTimeout}
+			body, _ := end.Marshal()
+			(exitSender{c}).SendRelay(c.ctx, onion.RelayEnd, m.StreamID, body)
+		}
 	case onion.RelayEnd:
 		end, err := onion.ParseEnd(m.Body)
 		if err != nil {

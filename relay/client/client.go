@@ -31,6 +31,13 @@ const (
 	// SOCKS client is told it failed: an exit that refuses, or a relay
 	// that vanished, costs one attempt.
 	dialAttempts = 3
+	// attachTimeout bounds one attempt to open a stream, as Tor's
+	// CircuitStreamTimeout does, before it is tried on another circuit.
+	// A hung relay on the path is found sooner (silentAfter and
+	// pongTimeout); this catches an exit that answers PINGs but never
+	// the BEGIN, and leaves an honest exit time to resolve and dial
+	// (exitDialTimeout is 10 s).
+	attachTimeout = 15 * time.Second
 )
 
 // Options configure a Client.
@@ -58,7 +65,10 @@ type Client struct {
 	// arrive together wait for one circuit instead of building one each.
 	building map[string]chan struct{}
 	spare    []*Circuit // built ahead, not yet given to a key
-	built    int
+	// silent holds relays that stopped answering a circuit's PING, until
+	// when: every circuit through one is torn down, and none is built.
+	silent map[keys.NodeID]time.Time
+	built  int
 	// wake tells Maintain that a spare was taken.
 	wake chan struct{}
 }
@@ -78,7 +88,8 @@ func New(o Options) *Client {
 	}
 	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
 		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, building: map[string]chan struct{}{},
-		wake: make(chan struct{}, 1)}
+		silent: map[keys.NodeID]time.Time{},
+		wake:   make(chan struct{}, 1)}
 }
 
 // HandleCell takes cells from the guards.
@@ -208,6 +219,7 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 		return nil, err
 	}
 	c := &Circuit{l: l, id: id, hops: hops, opening: map[uint16]chan beginResult{}, closedCh: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.streams = stream.NewCircuit(exitSender{c})
 	cl.mu.Lock()
 	cl.circs[circKey{l, id}] = c
@@ -225,8 +237,10 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 		}
 	}
 	c.built = time.Now()
+	// The watcher lives as long as the circuit: it ends when the circuit
+	// is destroyed, by anyone, and then forgets it.
 	go func() {
-		<-c.closedCh
+		cl.watch(c)
 		cl.forget(c)
 	}()
 	cl.mu.Lock()
@@ -262,19 +276,19 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 			return nil, ctx.Err()
 		}
 	}
+	v := cl.opts.View()
 	cl.mu.Lock()
 	c := cl.pool[key]
 	cl.mu.Unlock()
-	if c != nil && c != avoid && c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime && exitAllows(c, dest) {
+	if c != nil && c != avoid && cl.usable(c, v) && exitAllows(c, dest) {
 		return c, nil
 	}
-	if c := cl.takeSpare(dest); c != nil {
+	if c := cl.takeSpare(v, dest); c != nil {
 		cl.mu.Lock()
 		cl.pool[key] = c
 		cl.mu.Unlock()
 		return c, nil
 	}
-	v := cl.opts.View()
 	if v == nil {
 		return nil, errors.New("client: no directory view yet")
 	}
@@ -294,11 +308,11 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 
 // takeSpare hands out a circuit built ahead whose exit can reach dest, so
 // the stream does not wait for three handshakes.
-func (cl *Client) takeSpare(dest path.Destination) *Circuit {
+func (cl *Client) takeSpare(v *directory.View, dest path.Destination) *Circuit {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for i, c := range cl.spare {
-		if c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime && exitAllows(c, dest) {
+		if cl.usableLocked(c, v) && exitAllows(c, dest) {
 			cl.spare = append(cl.spare[:i], cl.spare[i+1:]...)
 			select {
 			case cl.wake <- struct{}{}:
@@ -327,10 +341,11 @@ func (cl *Client) Maintain(ctx context.Context, n int) {
 	t := time.NewTicker(maintainTick)
 	defer t.Stop()
 	for {
+		v := cl.opts.View()
 		cl.mu.Lock()
 		live := cl.spare[:0]
 		for _, c := range cl.spare {
-			if c.Err() == nil && time.Since(c.built) < cl.opts.CircuitLifetime {
+			if cl.usableLocked(c, v) {
 				live = append(live, c)
 			} else {
 				c.Close()
@@ -385,6 +400,85 @@ func (cl *Client) Spares() int {
 	return len(cl.spare)
 }
 
+// usable reports whether new streams may use c: alive, young enough, and
+// every relay of it still in the current consensus and not found silent.
+// A relay the seeds dropped (a hung one drops out within seconds) takes
+// no new stream, although circuits through it are not torn down for that
+// alone: a relay missing from one consensus is usually back in the next.
+func (cl *Client) usable(c *Circuit, v *directory.View) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.usableLocked(c, v)
+}
+
+func (cl *Client) usableLocked(c *Circuit, v *directory.View) bool {
+	if c.Err() != nil || time.Since(c.built) >= cl.opts.CircuitLifetime || v == nil {
+		return false
+	}
+	for _, h := range c.hops {
+		id := h.Descriptor.NodeID()
+		if _, listed := v.ByID(id); !listed || cl.silentLocked(id, time.Now()) {
+			return false
+		}
+	}
+	return true
+}
+
+// silentLocked reports whether relay id was found silent lately.
+func (cl *Client) silentLocked(id keys.NodeID, now time.Time) bool {
+	until, ok := cl.silent[id]
+	if ok && !now.Before(until) {
+		delete(cl.silent, id)
+		return false
+	}
+	return ok
+}
+
+// watch runs while c lives: it tears c down when one of its relays was
+// found silent on any circuit, and checks that c itself still hears from
+// its hops (Circuit.checkAlive).
+func (cl *Client) watch(c *Circuit) {
+	t := time.NewTicker(watchTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closedCh:
+			return
+		case now := <-t.C:
+			cl.mu.Lock()
+			gone := slices.ContainsFunc(c.hops, func(h directory.Entry) bool {
+				return cl.silentLocked(h.Descriptor.NodeID(), now)
+			})
+			cl.mu.Unlock()
+			if gone {
+				c.CloseWith(errors.New("client: a relay of the circuit stopped answering"))
+				continue
+			}
+			if hop := c.checkAlive(now); hop >= 0 {
+				cl.hopSilent(c, hop)
+			}
+		}
+	}
+}
+
+// hopSilent acts on a hop of c that answered no PING: the relay is passed
+// over and its circuits torn down (each by its own watcher), and when it
+// is the guard, the link to it is closed, which ends every circuit on it
+// at once and unblocks any send waiting for room on it.
+func (cl *Client) hopSilent(c *Circuit, hop int) {
+	h := c.hops[hop]
+	id := h.Descriptor.NodeID()
+	cl.log.Info("a relay stopped answering; routing around it", "relay", h.Descriptor.Nickname, "hop", hop+1)
+	cl.opts.Paths.Unreachable(id)
+	cl.mu.Lock()
+	cl.silent[id] = time.Now().Add(path.UnreachableFor)
+	cl.mu.Unlock()
+	if hop == 0 {
+		c.l.CloseWithError(fmt.Errorf("client: guard %s stopped answering", h.Descriptor.Nickname))
+	}
+	c.CloseWith(fmt.Errorf("client: hop %d (%s) stopped answering", hop+1, h.Descriptor.Nickname))
+}
+
 func exitAllows(c *Circuit, dest path.Destination) bool {
 	pol := c.hops[len(c.hops)-1].Descriptor.ExitPolicy()
 	if dest.Addr.IsValid() {
@@ -411,7 +505,9 @@ func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Cre
 			last = err
 			continue
 		}
-		s, err := c.Dial(ctx, begin)
+		actx, cancel := context.WithTimeout(ctx, attachTimeout)
+		s, err := c.Dial(actx, begin)
+		cancel()
 		if err == nil {
 			return s, socks.Reply{Code: socks.ReplySucceeded, Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}, nil
 		}
@@ -421,6 +517,9 @@ func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Cre
 			return nil, socks.Reply{Code: end.Reason.SOCKSReply()}, err
 		}
 		avoid = c
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	code := byte(socks.ReplyGeneralFailure)
 	var end *EndError
