@@ -2,19 +2,13 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
-	"time"
 
 	"veil/onion"
+	"veil/relay/internal/procmetrics"
 )
 
 // counters are the relay's running totals for /metrics. They count
@@ -54,9 +48,7 @@ func (e *engine) writeMetrics(w io.Writer) {
 			circuits++
 		}
 	}
-	metric := func(name, kind, help string, v uint64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, kind, name, v)
-	}
+	metric := func(name, kind, help string, v uint64) { procmetrics.Metric(w, name, kind, help, v) }
 	metric("veil_relay_links", "gauge", "Open links.", uint64(links))
 	metric("veil_relay_circuits", "gauge", "Open circuits.", uint64(circuits))
 	metric("veil_relay_cells_received_total", "counter", "Cells read on open links.", cellsIn)
@@ -70,56 +62,10 @@ func (e *engine) writeMetrics(w io.Writer) {
 	for r := range e.stats.destroyed {
 		fmt.Fprintf(w, "veil_relay_circuits_destroyed_total{reason=%q} %d\n", onion.DestroyReason(r).String(), e.stats.destroyed[r].Load())
 	}
-	writeProcessMetrics(w)
+	procmetrics.Write(w)
 }
 
-// writeProcessMetrics writes the process gauges under the names
-// Prometheus's Go client uses, so that a soak or a dashboard sees leaks:
-// goroutines, open file descriptors and resident memory. The last two come
-// from /proc and are left out where it does not exist.
-func writeProcessMetrics(w io.Writer) {
-	gauge := func(name, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
-	}
-	gauge("go_goroutines", "Number of goroutines that currently exist.", int64(runtime.NumGoroutine()))
-	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
-		gauge("process_open_fds", "Number of open file descriptors.", int64(len(fds)))
-	}
-	if rss, ok := residentBytes(); ok {
-		gauge("process_resident_memory_bytes", "Resident memory size in bytes.", rss)
-	}
-}
-
-// residentBytes reads VmRSS from /proc/self/status.
-func residentBytes() (int64, bool) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.Lines(string(b)) {
-		rest, ok := strings.CutPrefix(line, "VmRSS:")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		return kb << 10, err == nil
-	}
-	return 0, false
-}
-
-// serveMetrics serves /metrics on addr until ctx ends.
+// serveMetrics serves /metrics on ln until ctx ends.
 func (e *engine) serveMetrics(ctx context.Context, ln net.Listener) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		e.writeMetrics(w)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		e.log.Warn("metrics server stopped", "err", err)
-	}
+	procmetrics.Serve(ctx, ln, e.writeMetrics, e.log)
 }
