@@ -15,6 +15,7 @@ type Client struct {
 	GuardLifetime    Duration  `toml:"guard_lifetime"`    // how long a guard is kept
 	CircuitLifetime  Duration  `toml:"circuit_lifetime"`  // how long a circuit takes new streams
 	LocalTestnet     bool      `toml:"local_testnet"`     // relax the one-relay-per-/16 path rule
+	MetricsAddr      string    `toml:"metrics_addr"`      // Prometheus listener; "" = off, port 0 = pick a free port
 	Seeds            []SeedPin `toml:"seed"`              // [[seed]] tables; at least one
 }
 
@@ -56,6 +57,9 @@ func DefaultClient() Client {
 		// Two relays of one /16 on a path may be one operator watching
 		// both ends; only a network on one machine has no choice.
 		LocalTestnet: false,
+		// Metrics are opt-in: their counts show when and how much the
+		// client is used.
+		MetricsAddr: "",
 		// No seeds: trusting one is the user's decision (G8).
 		Seeds: nil,
 	}
@@ -87,6 +91,11 @@ func (c *Client) validate() *Error {
 	}
 	if err := checkPositive("circuit_lifetime", c.CircuitLifetime); err != nil {
 		return err
+	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr("metrics_addr", c.MetricsAddr, freePortOK); err != nil {
+			return err
+		}
 	}
 	if len(c.Seeds) == 0 {
 		return keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",

@@ -123,6 +123,8 @@ func TestParseClientErrors(t *testing.T) {
 		{"seed as table", "[seed]\nname = \"x\"\n", 1, "seed", "", ""},
 		{"circuit pool", "circuit_pool = 0\n" + clientSeeds, 1, "circuit_pool", "out of range", "1 to 64"},
 		{"guard lifetime", "guard_lifetime = \"0s\"\n" + clientSeeds, 1, "guard_lifetime", "must be positive", ""},
+		{"metrics no port", "metrics_addr = \"127.0.0.1\"\n" + clientSeeds, 1, "metrics_addr", "missing port", "host:port"},
+		{"metrics port", "\nmetrics_addr = \"127.0.0.1:65536\"\n" + clientSeeds, 2, "metrics_addr", "out of range", ""},
 	} {
 		_, err := ParseClient("test.toml", []byte(tc.doc))
 		checkBad(t, tc, err)
@@ -171,6 +173,13 @@ family = ["`+idA+`"]
 	}
 	if len(c.Seeds) != 1 || c.Seeds[0].Identity != idA || c.SlogLevel().String() != "DEBUG" {
 		t.Errorf("ParseClient = %+v", c)
+	}
+	if c.MetricsAddr != "" {
+		t.Errorf("metrics_addr defaults to %q, want off", c.MetricsAddr)
+	}
+	c, err = ParseClient("client.toml", []byte("metrics_addr = \"127.0.0.1:0\"\n"+clientSeeds))
+	if err != nil || c.MetricsAddr != "127.0.0.1:0" {
+		t.Errorf("ParseClient(metrics_addr) = %+v, %v", c, err)
 	}
 }
 

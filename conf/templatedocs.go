@@ -137,6 +137,10 @@ may then use several relays of one /16, which on a real network could let
 one operator see both ends of a circuit.`,
 	"circuit_lifetime": `
 How long a circuit takes new connections before a fresh one is built.`,
+	"metrics_addr": `
+Address (host:port) to serve Prometheus metrics on; "" turns metrics off.
+They show when and how much you use the proxy, so keep it on loopback. Port
+0 picks a free port and logs it.`,
 	"seed": `
 The seeds you trust, one [[seed]] table each: a consensus is used only when
 a majority of them signed it. Get each seed's identity from its operator.`,
