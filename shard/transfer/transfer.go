@@ -225,9 +225,11 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 
 // Fetch gets a shared file and writes it to w, verifying every shard and
 // segment. It asks for k shards of a segment plus a margin in parallel and
-// goes on with the first k to arrive, dropping the slowest; it asks for the
-// rest only if too few of those verify. progress is told the file's size
-// once the manifest is in.
+// goes on with the first k to arrive, cancelling the slowest; a request
+// that fails or lags its peers has another shard asked for beside it at
+// once (hedge.go), and relays that failed are asked last. It asks for the
+// rest only if too few of the first k verify. progress is told the file's
+// size once the manifest is in.
 func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress Progress) error {
 	return n.walk(ctx, link, w, progress, fetchAhead, func(want shard.Want, s *segmentFetch) error {
 		err := s.dec.Add(s.get(want.Need+fetchMargin, want.Need))
@@ -240,144 +242,12 @@ func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress
 	})
 }
 
-// segmentFetch is the shards of one segment (or the head) being gathered:
-// where each may be, what arrived and from which relay.
-type segmentFetch struct {
-	ctx     context.Context
-	workers int
-	dec     *shard.Decoder
-	ids     [][32]byte
-	cands   [][]keys.NodeID
-	byID    map[keys.NodeID]directory.Entry
-	got     [][]byte
-	from    []keys.NodeID // the relay that returned got[i]
-	asked   []bool
-	// one gets shard i from its candidates (Net.getShard; tests replace it).
-	one func(ctx context.Context, i int) ([]byte, keys.NodeID)
-	// prefetching is closed when a prefetch has finished; nil if none runs.
-	prefetching chan struct{}
-
-	mu sync.Mutex // guards unreachable
-	// unreachable says why a relay holding a shard could not be asked at
-	// all (path.ErrNoGuard), if that happened: a fetch that fails then
-	// says so instead of blaming the relays.
-	unreachable error
-}
-
-func (s *segmentFetch) noteUnreachable(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unreachable == nil {
-		s.unreachable = err
-	}
-}
-
-func (s *segmentFetch) unreachableErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.unreachable
-}
-
-func newSegmentFetch(ctx context.Context, workers, shards int) *segmentFetch {
-	return &segmentFetch{ctx: ctx, workers: workers, got: make([][]byte, shards), from: make([]keys.NodeID, shards), asked: make([]bool, shards)}
-}
-
-// pending is how many shards have not been asked for yet.
-func (s *segmentFetch) pending() int {
-	k := 0
-	for _, a := range s.asked {
-		if !a {
-			k++
-		}
-	}
-	return k
-}
-
-// prefetch runs get in the background; the next get waits for it first.
-func (s *segmentFetch) prefetch(wg *sync.WaitGroup, upto, enough int) {
-	done := make(chan struct{})
-	s.prefetching = done
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(done)
-		s.gather(upto, enough)
-	}()
-}
-
-// get asks, in parallel, for shards not asked for yet until upto have been
-// asked in all, and returns the shards gathered so far. Once enough of them
-// have arrived (0: all) the others are abandoned, so a slow relay or path
-// does not hold up the segment; an abandoned shard may be asked again by a
-// later get.
-func (s *segmentFetch) get(upto, enough int) [][]byte {
-	if p := s.prefetching; p != nil {
-		<-p
-		s.prefetching = nil
-	}
-	return s.gather(upto, enough)
-}
-
-// gather is get without waiting for a prefetch.
-func (s *segmentFetch) gather(upto, enough int) [][]byte {
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		arrived int
-	)
-	for i := range s.got {
-		if s.got[i] != nil {
-			arrived++
-		}
-	}
-	sema := make(chan struct{}, s.workers)
-	nAsked := len(s.asked) - s.pending()
-	for i := range s.got {
-		if nAsked >= upto {
-			break
-		}
-		if s.asked[i] {
-			continue
-		}
-		s.asked[i] = true
-		nAsked++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sema <- struct{}{}:
-			case <-ctx.Done():
-				mu.Lock()
-				s.asked[i] = false
-				mu.Unlock()
-				return
-			}
-			defer func() { <-sema }()
-			data, from := s.one(ctx, i)
-			mu.Lock()
-			defer mu.Unlock()
-			if data == nil {
-				if ctx.Err() != nil && s.ctx.Err() == nil {
-					s.asked[i] = false // abandoned, not missing
-				}
-				return
-			}
-			s.got[i], s.from[i] = data, from
-			if arrived++; enough > 0 && arrived >= enough {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	return s.got
-}
-
 // getShard asks the candidates in order for one shard and returns it with
 // the relay that had it; nil if none had it (or ctx ended), and then the
-// path.ErrNoGuard error if some candidate could not be asked at all.
-func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry) ([]byte, keys.NodeID, error) {
+// path.ErrNoGuard error if some candidate could not be asked at all. It
+// calls failed for each attempt that failed on the way to a relay or at it
+// (not for a relay that answered that it has no such shard).
+func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry, failed func(keys.NodeID)) ([]byte, keys.NodeID, error) {
 	var noGuard error
 	for _, relay := range cands {
 		// A circuit through a relay that just died fails before it
@@ -404,6 +274,10 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
 				break
 			}
+			if ctx.Err() == nil {
+				n.log().Debug("transfer: shard request failed", "relay", byID[relay].Descriptor.Nickname, "attempt", attempt, "err", err)
+				failed(relay)
+			}
 		}
 	}
 	return nil, keys.NodeID{}, noGuard
@@ -427,21 +301,27 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		return err
 	}
 	key := link.PlacementKey()
+	stats := newFetchStats()
 	ctx, cancel := context.WithCancel(ctx)
 	var prefetches sync.WaitGroup
 	defer func() {
 		cancel()
 		prefetches.Wait()
+		stats.log(n.log(), byID)
 	}()
 	newFetch := func(ids [][32]byte) (*segmentFetch, error) {
 		cands, err := fetchCandidates(key, ids, relays)
 		if err != nil {
 			return nil, err
 		}
-		s := newSegmentFetch(ctx, n.workers(), len(ids))
+		s := newSegmentFetch(ctx, n.workers(), len(ids), stats)
 		s.dec, s.ids, s.cands, s.byID = dec, ids, cands, byID
-		s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
-			data, from, err := n.getShard(ctx, s.ids[i], s.cands[i], byID)
+		s.one = func(ctx context.Context, i int, trouble func()) ([]byte, keys.NodeID) {
+			failed := func(relay keys.NodeID) {
+				stats.fail(relay)
+				trouble()
+			}
+			data, from, err := n.getShard(ctx, s.ids[i], s.cands[i], byID, failed)
 			if err != nil {
 				s.noteUnreachable(err)
 			}

@@ -14,10 +14,10 @@ import (
 // get returns once k arrive; the slow one is abandoned, not counted
 // missing, and a later get asks for it again.
 func TestGetDropsTheSlowest(t *testing.T) {
-	s := newSegmentFetch(context.Background(), 8, 5)
+	s := newSegmentFetch(context.Background(), 8, 5, newFetchStats())
 	var asked atomic.Int32
 	slow := make(chan struct{})
-	s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+	s.one = func(ctx context.Context, i int, trouble func()) ([]byte, keys.NodeID) {
 		asked.Add(1)
 		if i == 1 && slow != nil {
 			select {
@@ -60,8 +60,8 @@ func TestGetDropsTheSlowest(t *testing.T) {
 // TestGetKeepsMissingShardsAsked: a shard no relay has stays asked, so
 // asking for the rest does not try it again.
 func TestGetKeepsMissingShardsAsked(t *testing.T) {
-	s := newSegmentFetch(context.Background(), 2, 3)
-	s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+	s := newSegmentFetch(context.Background(), 2, 3, newFetchStats())
+	s.one = func(ctx context.Context, i int, trouble func()) ([]byte, keys.NodeID) {
 		if i == 0 {
 			return nil, keys.NodeID{}
 		}
@@ -76,9 +76,9 @@ func TestGetKeepsMissingShardsAsked(t *testing.T) {
 // TestPrefetchThenGet: get after a prefetch waits for it and asks for
 // nothing twice.
 func TestPrefetchThenGet(t *testing.T) {
-	s := newSegmentFetch(context.Background(), 4, 5)
+	s := newSegmentFetch(context.Background(), 4, 5, newFetchStats())
 	var asked atomic.Int32
-	s.one = func(ctx context.Context, i int) ([]byte, keys.NodeID) {
+	s.one = func(ctx context.Context, i int, trouble func()) ([]byte, keys.NodeID) {
 		asked.Add(1)
 		return []byte{byte(i)}, keys.NodeID{}
 	}
