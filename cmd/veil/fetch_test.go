@@ -157,3 +157,52 @@ func TestFetchHasNoLongTail(t *testing.T) {
 		t.Logf("no request was hedged: the margin of one shard absorbed the dead relay")
 	}
 }
+
+// TestKilledFetchLeavesNoPart: a fetch killed with SIGKILL leaves its
+// temporary file; the next fetch to the same output removes it and
+// succeeds (issue 12 item 5). A fetch running meanwhile keeps its own:
+// another fetch to its output removes only temporary files that no
+// running fetch holds.
+func TestKilledFetchLeavesNoPart(t *testing.T) {
+	_, m := startTestnet(t, 6)
+	dir := t.TempDir()
+	data, link := shareRandom(t, m, dir, 16<<20+5)
+	out := filepath.Join(dir, "out")
+
+	killed := startFetch(t, m, link, out)
+	waitPart(t, killed, out, 1<<20)
+	killed.signal(t, syscall.SIGKILL)
+	if left := parts(t, out); len(left) != 1 {
+		t.Fatalf("a killed fetch left %v, want its one temporary file", left)
+	}
+	fetchExact(t, m, link, out, data)
+	if left := parts(t, out); len(left) != 0 {
+		t.Fatalf("after the next fetch to %s, %v is left", out, left)
+	}
+
+	// A fetch in progress (stopped, so that it is surely still running),
+	// and another to the same output run beside it: both succeed, so the
+	// second left the first one's file alone.
+	os.Remove(out)
+	running := startFetch(t, m, link, out)
+	waitPart(t, running, out, 1<<20)
+	if err := running.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	fetchExact(t, m, link, out, data)
+	if left := parts(t, out); len(left) != 1 {
+		t.Fatalf("beside a running fetch, %v is left; want its one temporary file", left)
+	}
+	if err := running.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code := running.wait(t, hangTimeout); code != 0 {
+		t.Fatalf("a fetch exited %d after another to the same output ran beside it:\n%s", code, running.stderr)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes in %s, want %d: %v", len(got), out, len(data), err)
+	}
+	if left := parts(t, out); len(left) != 0 {
+		t.Fatalf("after two fetches, %v is left", left)
+	}
+}

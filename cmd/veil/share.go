@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"veil/conf"
@@ -151,8 +152,10 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	defer n.close()
 	// The file is written to a temporary file beside OUT and renamed only
-	// once every byte is verified, so OUT never holds a partial file.
-	tmp, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".part-*")
+	// once every byte is verified, so OUT never holds a partial file. A
+	// fetch that was killed left its own behind: remove those first.
+	removeStaleParts(*out)
+	tmp, err := createPart(*out)
 	if err != nil {
 		return &cliError{msg: "fetch", err: err}
 	}
@@ -163,12 +166,13 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if err == nil {
 		err = tmp.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	// Renamed while still open and locked: closed first, it could be taken
+	// for a killed fetch's file and removed before the rename.
 	if err == nil {
 		err = os.Rename(tmp.Name(), *out)
 	}
+	// Once Sync has succeeded, Close has nothing left to report.
+	tmp.Close()
 	if err == nil {
 		err = durable.SyncDir(filepath.Dir(*out))
 	}
@@ -184,6 +188,79 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		return &cliError{msg: "fetch", err: err, hint: hint}
 	}
 	return nil
+}
+
+// partPrefix starts the name of the temporary file a fetch to out writes
+// ("." and out's name, then ".part-" and random digits): hidden, and
+// findable by the next fetch to out.
+func partPrefix(out string) string { return "." + filepath.Base(out) + ".part-" }
+
+// partAttempts bounds how often createPart starts over when another fetch
+// removed its new file before it was locked: that needs a third fetch to
+// the same output starting within microseconds, so twice is already rare.
+const partAttempts = 3
+
+// createPart creates the temporary file for a fetch to out and holds an
+// exclusive flock on it while the fetch runs, so that another fetch to out
+// knows it is in use. The kernel drops the lock when the process ends,
+// killed or not.
+func createPart(out string) (*os.File, error) {
+	for range partAttempts {
+		f, err := os.CreateTemp(filepath.Dir(out), partPrefix(out)+"*")
+		if err != nil {
+			return nil, err
+		}
+		// Between CreateTemp and Flock the file is unlocked, and a fetch
+		// cleaning up may take it for a stale one: it then holds the lock
+		// (and removes the file), or has removed it already.
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			continue
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		mine, err := f.Stat()
+		if err == nil {
+			var there os.FileInfo
+			if there, err = os.Lstat(f.Name()); err == nil && os.SameFile(mine, there) {
+				return f, nil
+			}
+		}
+		f.Close()
+	}
+	return nil, fmt.Errorf("creating a temporary file beside %s: removed under us %d times by another fetch", out, partAttempts)
+}
+
+// removeStaleParts removes the temporary files that fetches to out left
+// when they were killed: those no running fetch holds locked. It touches
+// only regular files named as createPart names them, and leaves any it
+// cannot open or lock.
+func removeStaleParts(out string) {
+	dir, prefix := filepath.Dir(out), partPrefix(out)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		digits, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" || !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			// Removed while locked, so no fetch can be starting on it.
+			os.Remove(name)
+		}
+		f.Close()
+	}
 }
 
 // noGuardHint explains a fetch or repair that could not reach a storage
