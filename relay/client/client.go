@@ -561,3 +561,19 @@ func (cl *Client) Close() {
 		l.Wait()
 	}
 }
+
+// Stats counts, for /metrics, the circuits open (built or being built),
+// the streams open on them, and the circuits built since New. It names no
+// circuit and no relay.
+func (cl *Client) Stats() (circuits, streams, built int) {
+	cl.mu.Lock()
+	circs := slices.Collect(maps.Values(cl.circs))
+	built = cl.built
+	cl.mu.Unlock()
+	// Each circuit's stream lock is taken after cl.mu is released, so
+	// Stats adds no lock order.
+	for _, c := range circs {
+		streams += c.streams.Len()
+	}
+	return len(circs), streams, built
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"veil/conf"
 	"veil/directory"
 	"veil/directory/dirclient"
+	"veil/relay/internal/procmetrics"
 	"veil/relay/path"
 	"veil/relay/socks"
 )
@@ -24,6 +26,8 @@ type Proxy struct {
 	client *Client
 	socks  *socks.Server
 	ln     net.Listener
+	// metricsLn serves /metrics when metrics_addr is set, else nil.
+	metricsLn net.Listener
 }
 
 // NewProxy loads what the proxy needs and binds its SOCKS port; nothing
@@ -56,11 +60,37 @@ func NewProxy(cfg *conf.Client, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: socks_addr: %w", err)
 	}
-	return &Proxy{cfg: cfg, log: log, dir: dc, client: cl, socks: srv, ln: ln}, nil
+	p := &Proxy{cfg: cfg, log: log, dir: dc, client: cl, socks: srv, ln: ln}
+	if cfg.MetricsAddr != "" {
+		if p.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("proxy: metrics_addr: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Addr returns the SOCKS address.
 func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+
+// MetricsAddr returns the address /metrics is served on, or nil.
+func (p *Proxy) MetricsAddr() net.Addr {
+	if p.metricsLn == nil {
+		return nil
+	}
+	return p.metricsLn.Addr()
+}
+
+// writeMetrics writes the proxy's /metrics: counts that name no circuit,
+// relay or destination, and the process gauges.
+func (p *Proxy) writeMetrics(w io.Writer) {
+	circuits, streams, built := p.client.Stats()
+	procmetrics.Metric(w, "veil_proxy_circuits", "gauge", "Open circuits, built or being built.", uint64(circuits))
+	procmetrics.Metric(w, "veil_proxy_spare_circuits", "gauge", "Circuits built ahead, not yet used.", uint64(p.client.Spares()))
+	procmetrics.Metric(w, "veil_proxy_streams", "gauge", "Open streams.", uint64(streams))
+	procmetrics.Metric(w, "veil_proxy_circuits_built_total", "counter", "Circuits built since start.", uint64(built))
+	procmetrics.Write(w)
+}
 
 // Run serves until ctx ends. It starts from the cached consensus when that
 // is still valid and keeps the view fresh in the background.
@@ -86,7 +116,22 @@ func (p *Proxy) Run(ctx context.Context) error {
 		serveErr = p.socks.Serve(ctx, p.ln)
 		cancel()
 	}()
-	p.log.Info("proxy running", "socks", p.ln.Addr().String())
+	attrs := []any{"socks", p.ln.Addr().String()}
+	if p.metricsLn != nil {
+		attrs = append(attrs, "metrics", p.metricsLn.Addr().String())
+		// Metrics show when and how much the proxy is used: anyone who
+		// can read them learns the owner's habits.
+		if a, ok := p.metricsLn.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+			p.log.Warn("metrics_addr is not a loopback address: whoever reaches it sees when and how much this proxy is used",
+				"metrics", p.metricsLn.Addr().String())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			procmetrics.Serve(ctx, p.metricsLn, p.writeMetrics, p.log)
+		}()
+	}
+	p.log.Info("proxy running", attrs...)
 	<-ctx.Done()
 	wg.Wait()
 	p.client.Close()
