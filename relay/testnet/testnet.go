@@ -68,7 +68,8 @@ type Proc struct {
 	ORAddr  string `json:"or_addr,omitempty"`
 	DirAddr string `json:"dir_addr,omitempty"`
 	ID      string `json:"id,omitempty"`
-	// Metrics is the host:port of a relay's Prometheus /metrics.
+	// Metrics is the host:port of a relay's or the proxy's Prometheus
+	// /metrics.
 	Metrics string `json:"metrics,omitempty"`
 }
 
@@ -208,6 +209,13 @@ func (n *Network) writeConfigs() error {
 		return err
 	}
 	client.SOCKSAddr = socks
+	// Metrics on loopback let a soak watch the proxy for leaks too. They
+	// go in the proxy's own copy of the config (below), so that client.toml,
+	// which share, fetch and tests' second proxies start from, binds none.
+	proxyMetrics, err := freeAddr()
+	if err != nil {
+		return err
+	}
 	client.LocalTestnet = true // every relay is on 127.0.0.0/16
 	// Follow the seeds' short interval, so a restarted testnet is used
 	// with its new addresses at once.
@@ -273,9 +281,15 @@ func (n *Network) writeConfigs() error {
 	}
 	n.Manifest.Socks = socks
 	n.Manifest.ClientConfig = n.path("client.toml")
-	n.Manifest.Proxy = Proc{Name: "proxy", Config: n.Manifest.ClientConfig, Log: n.path("logs", "proxy.log")}
+	n.Manifest.Proxy = Proc{Name: "proxy", Config: n.path("proxy.toml"), Metrics: proxyMetrics,
+		Log: n.path("logs", "proxy.log")}
 	n.client = &client
-	return conf.Write(n.Manifest.ClientConfig, &client)
+	if err := conf.Write(n.Manifest.ClientConfig, &client); err != nil {
+		return err
+	}
+	proxy := client
+	proxy.MetricsAddr = proxyMetrics
+	return conf.Write(n.Manifest.Proxy.Config, &proxy)
 }
 
 // startAll starts the seeds, then the relays.
