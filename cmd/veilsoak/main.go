@@ -64,6 +64,9 @@ func run() int {
 			return fail(err)
 		}
 		o.dir = d
+	} else if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		// Shares write their files here, even with -attach.
+		return fail(err)
 	}
 	o.logf("working in %s", o.dir)
 
