@@ -17,6 +17,10 @@ type conn struct {
 	net.Conn
 	src  netip.Prefix // the source address, as perSource counts it
 	last atomic.Int64 // unix nanoseconds of the last byte read or written
+	// heard says the client has sent a byte: an honest client sends its
+	// greeting at once, so a handshake that has said nothing is the one
+	// to evict first, however young.
+	heard atomic.Bool
 	// stream, once relaying, says when its stream last moved a byte:
 	// the relay then copies the bare connection, so that the stream's
 	// WriteTo can write to the socket directly, and last stops moving.
@@ -45,6 +49,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
+		c.heard.Store(true)
 	}
 	return n, err
 }
@@ -105,19 +110,38 @@ func (s *Server) track(nc net.Conn) *conn {
 		return nil
 	}
 	if s.perSource[c.src] >= maxHandshakesPerSource {
-		for e := s.handshaking.Front(); e != nil; e = e.Next() {
-			if old := e.Value.(*conn); old.src == c.src {
-				s.evictHandshake(old, "socks handshake evicted: at the per-source limit")
-				break
-			}
+		if old := s.victim(func(o *conn) bool { return o.src == c.src }); old != nil {
+			s.evictHandshake(old, "socks handshake evicted: at the per-source limit")
 		}
 	}
 	if s.handshaking.Len() >= maxHandshakes {
-		s.evictHandshake(s.handshaking.Front().Value.(*conn), "socks handshake evicted: at the limit")
+		s.evictHandshake(s.victim(func(*conn) bool { return true }), "socks handshake evicted: at the limit")
 	}
 	c.elem = s.handshaking.PushBack(c)
 	s.perSource[c.src]++
 	return c
+}
+
+// victim picks the handshake to evict among those that match: the oldest
+// that has sent nothing, or else the oldest. A flood of silent
+// connections that keeps dialling again thus evicts only itself, even
+// while an honest client's handshake waits on a slow machine. Called with
+// s.mu held, on a list of at most maxHandshakes.
+func (s *Server) victim(match func(*conn) bool) *conn {
+	var oldest *conn
+	for e := s.handshaking.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*conn)
+		if !match(c) {
+			continue
+		}
+		if !c.heard.Load() {
+			return c
+		}
+		if oldest == nil {
+			oldest = c
+		}
+	}
+	return oldest
 }
 
 // evictHandshake closes c, the oldest handshake by some count. Called
