@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,19 +28,43 @@ func fdCount(t *testing.T, pid int) int {
 	return len(ents)
 }
 
-// streamFDs is the proxy's descriptors and those of every relay, by name.
+// goroutines reads go_goroutines from a process's /metrics.
+func goroutines(t *testing.T, metrics string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics at %s: %v", metrics, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "go_goroutines "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("go_goroutines %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no go_goroutines at %s", metrics)
+	return 0
+}
+
+// streamFDs is the descriptors and goroutines of the proxy and of every
+// relay, by name ("proxy fds", "relay1 goroutines", ...).
 func streamFDs(t *testing.T, m testnet.Manifest) map[string]int {
 	t.Helper()
-	got := map[string]int{"proxy": fdCount(t, m.Proxy.PID)}
-	for _, r := range m.Relays {
-		got[r.Name] = fdCount(t, r.PID)
+	got := map[string]int{}
+	for _, p := range append([]testnet.Proc{m.Proxy}, m.Relays...) {
+		got[p.Name+" fds"] = fdCount(t, p.PID)
+		got[p.Name+" goroutines"] = goroutines(t, p.Metrics)
 	}
 	return got
 }
 
-// waitFDs polls until every process is back within slack descriptors of
-// base, and fails naming those that are not. The deadline only catches a
-// leak: a freed socket is gone within a linger.
+// waitFDs polls until every process is back within slack descriptors and
+// goroutines of base, and fails naming those that are not. The deadline
+// only catches a leak: a freed socket is gone within a linger.
 func waitFDs(t *testing.T, m testnet.Manifest, base map[string]int, slack int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -55,7 +80,7 @@ func waitFDs(t *testing.T, m testnet.Manifest, base map[string]int, slack int, w
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("descriptors not released after %v: %s", within, strings.Join(over, ", "))
+			t.Fatalf("descriptors or goroutines not released after %v: %s", within, strings.Join(over, ", "))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -133,7 +158,7 @@ func TestStreamsToKeepAliveServerReleaseSockets(t *testing.T) {
 		t.Fatalf("%d of %d fetches failed; first: %v", len(failed), fetches, failed[0])
 	}
 	waitFDs(t, m, base, 12, 2*time.Minute)
-	t.Logf("%d keep-alive fetches: descriptors back to %v", fetches, streamFDs(t, m))
+	t.Logf("%d keep-alive fetches: descriptors and goroutines back to %v (before: %v)", fetches, streamFDs(t, m), base)
 
 	t.Run("half-closed request gets the whole answer", func(t *testing.T) {
 		const answer = 1 << 20
