@@ -1,17 +1,17 @@
 package relay
 
 import (
-	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
+	"veil/relay/internal/admit"
 	"veil/relay/link"
 )
 
@@ -25,17 +25,19 @@ const (
 	handshakeTimeout = 5 * time.Second
 	// maxPendingHandshakes bounds handshakes in progress at once (G9):
 	// each costs a goroutine and a TLS state of a few KiB. Past it the
-	// oldest is closed to make room, never the newest: an honest peer
-	// (the seed's reachability probe, a client, a relay) finishes in
-	// milliseconds, so it is never the oldest, and idle junk only evicts
-	// itself.
+	// oldest that has sent nothing is closed to make room, or else the
+	// oldest, never the newest: an honest peer (the seed's reachability
+	// probe, a client, a relay) sends its ClientHello at once and finishes
+	// in milliseconds, so it is never chosen while silent ones remain,
+	// and idle junk only evicts itself.
 	maxPendingHandshakes = 256
 	// maxPendingPerSource bounds one source's share of the pending table,
 	// so one address cannot evict everyone else's handshakes; past it
-	// that source's own oldest goes. Honest peers on one address (relays
-	// sharing a host, clients behind a NAT, a whole testnet on 127.0.0.1)
-	// finish in milliseconds and are never 64 at once; and since eviction
-	// takes the oldest, even they would lose only stalled handshakes.
+	// that source's own victim goes (the same rule, among its own). Honest
+	// peers on one address (relays sharing a host, clients behind a NAT, a
+	// whole testnet on 127.0.0.1) finish in milliseconds and are never 64
+	// at once; and since eviction takes the silent and the oldest, even
+	// they would lose only stalled handshakes.
 	maxPendingPerSource = 64
 	// maxAcceptBackoff caps the pause after a failed Accept (out of file
 	// descriptors...), which is retried rather than taking the port down.
@@ -50,23 +52,12 @@ type orListener struct {
 	eng *engine
 	log *slog.Logger
 	wg  sync.WaitGroup // every link it accepted
-
-	mu sync.Mutex // guards the following fields, and every pendingConn's elem
-	// pending holds connections in their handshake, oldest first;
-	// perSource counts them by source.
-	pending   *list.List // of *pendingConn
-	perSource map[netip.Prefix]int
-}
-
-// pendingConn is a connection in its handshake.
-type pendingConn struct {
-	c    net.Conn
-	src  netip.Prefix
-	elem *list.Element // on pending; nil once done or evicted (guarded by orListener.mu)
+	// pending holds connections in their handshake.
+	pending *admit.Table
 }
 
 func newORListener(ln net.Listener, cfg *tls.Config, eng *engine, log *slog.Logger) *orListener {
-	return &orListener{ln: ln, tls: cfg, eng: eng, log: log, pending: list.New(), perSource: map[netip.Prefix]int{}}
+	return &orListener{ln: ln, tls: cfg, eng: eng, log: log, pending: admit.New(maxPendingHandshakes, maxPendingPerSource)}
 }
 
 // serve accepts until ctx ends, then closes the listener and waits for the
@@ -95,61 +86,53 @@ func (o *orListener) serve(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		p := o.admit(c)
-		o.wg.Go(func() { o.handle(ctx, p) })
+		e, hc := o.admit(c)
+		o.wg.Go(func() { o.handle(ctx, e, hc) })
 	}
 }
 
-// admit puts c on the pending table, first evicting its source's oldest
-// handshake at maxPendingPerSource, or the oldest of all at
-// maxPendingHandshakes.
-func (o *orListener) admit(c net.Conn) *pendingConn {
-	p := &pendingConn{c: c, src: sourceOf(c.RemoteAddr())}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.perSource[p.src] >= maxPendingPerSource {
-		for e := o.pending.Front(); e != nil; e = e.Next() {
-			if old := e.Value.(*pendingConn); old.src == p.src {
-				o.evict(old)
-				break
-			}
-		}
+// admit puts c on the pending table, which at maxPendingPerSource or
+// maxPendingHandshakes first evicts another handshake (admit.Table.Admit).
+// The connection it returns marks the entry heard at its first byte.
+func (o *orListener) admit(c net.Conn) (*admit.Entry, net.Conn) {
+	e, why := o.pending.Admit(c)
+	if why != admit.NoEviction {
+		o.log.Debug("or port handshake evicted", "max", maxPendingHandshakes, "per_source", maxPendingPerSource)
 	}
-	if o.pending.Len() >= maxPendingHandshakes {
-		o.evict(o.pending.Front().Value.(*pendingConn))
-	}
-	p.elem = o.pending.PushBack(p)
-	o.perSource[p.src]++
-	return p
+	return e, &heardConn{Conn: c, e: e}
 }
 
-// evict closes p, whose handshake then fails. Called with o.mu held.
-func (o *orListener) evict(p *pendingConn) {
-	o.drop(p)
-	p.c.Close()
-	o.log.Debug("or port handshake evicted", "max", maxPendingHandshakes, "per_source", maxPendingPerSource)
+// heardConn marks its pending entry heard when the first byte arrives
+// (the peer's TLS ClientHello). It stays under the link for the
+// connection's life, at the cost of one atomic load per read.
+type heardConn struct {
+	net.Conn
+	e *admit.Entry
 }
 
-// drop takes p off the pending table and reports whether it was still
-// there (not evicted). Called with o.mu held.
-func (o *orListener) drop(p *pendingConn) bool {
-	if p.elem == nil {
-		return false
+func (c *heardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.e.Hear()
 	}
-	o.pending.Remove(p.elem)
-	p.elem = nil
-	if o.perSource[p.src]--; o.perSource[p.src] <= 0 {
-		delete(o.perSource, p.src)
+	return n, err
+}
+
+// SyscallConn passes on the socket's, which link.WrapConn looks for to
+// write without blocking.
+func (c *heardConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
 	}
-	return true
+	return nil, errors.New("relay: not a socket")
 }
 
 // handle runs one accepted connection: handshakes (on the pending table),
 // then the link until it closes or ctx ends.
-func (o *orListener) handle(ctx context.Context, p *pendingConn) {
+func (o *orListener) handle(ctx context.Context, e *admit.Entry, c net.Conn) {
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	tc := tls.Server(link.WrapConn(p.c), o.tls)
+	tc := tls.Server(link.WrapConn(c), o.tls)
 	stage := "tls"
 	err := tc.HandshakeContext(hctx)
 	var l *link.Link
@@ -162,11 +145,9 @@ func (o *orListener) handle(ctx context.Context, p *pendingConn) {
 			err = cause
 		}
 	} else {
-		p.c.Close()
+		c.Close()
 	}
-	o.mu.Lock()
-	kept := o.drop(p)
-	o.mu.Unlock()
+	kept := o.pending.Done(e)
 	if err == nil && !kept {
 		// Evicted between Establish and here: its connection is closed.
 		l.Close()
@@ -193,21 +174,4 @@ func withoutAddr(err error) error {
 		return fmt.Errorf("%s: %w", oe.Op, oe.Err)
 	}
 	return err
-}
-
-// sourceOf is the unit maxPendingPerSource counts: an IPv4 address, or an
-// IPv6 /64, since one host usually holds a whole /64 and could otherwise
-// take a new address per connection.
-func sourceOf(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{} // not TCP/IP: all such share one count
-	}
-	ip := ap.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	pfx, _ := ip.Prefix(bits)
-	return pfx
 }

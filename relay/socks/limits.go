@@ -1,34 +1,30 @@
 package socks
 
 import (
-	"container/list"
 	"errors"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"veil/relay/internal/admit"
 )
 
 // conn is one client connection as the server tracks it (SPEC.md §5): in
-// its handshake, on the handshaking list; past its request, in streams.
+// its handshake, in the handshakes table; past its request, in streams.
 // It records when a byte last moved, so that at MaxConns the stream idle
-// the longest is the one closed.
+// the longest is the one closed, and tells its table entry when the
+// client first speaks, so that at a handshake limit a silent one goes
+// first.
 type conn struct {
 	net.Conn
-	src  netip.Prefix // the source address, as perSource counts it
-	last atomic.Int64 // unix nanoseconds of the last byte read or written
-	// heard says the client has sent a byte: an honest client sends its
-	// greeting at once, so a handshake that has said nothing is the one
-	// to evict first, however young.
-	heard atomic.Bool
+	entry *admit.Entry // in handshakes; set before the conn is served
+	last  atomic.Int64 // unix nanoseconds of the last byte read or written
 	// stream, once relaying, says when its stream last moved a byte:
 	// the relay then copies the bare connection, so that the stream's
 	// WriteTo can write to the socket directly, and last stops moving.
 	stream atomic.Pointer[activeStream]
 
-	// Guarded by Server.mu.
-	elem      *list.Element // on handshaking; nil once promoted or evicted
-	inStreams bool          // in streams
+	inStreams bool // in streams (guarded by Server.mu)
 }
 
 // activeStream is a stream that tracks its own activity (*stream.Stream).
@@ -49,7 +45,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
-		c.heard.Store(true)
+		c.entry.Hear()
 	}
 	return n, err
 }
@@ -79,89 +75,27 @@ func (c *conn) CloseRead() error {
 	return errNoHalfClose
 }
 
-// sourceOf is the unit perSource counts: an IPv4 address, or an IPv6 /64,
-// since one host usually holds a whole /64 and could otherwise take a new
-// address per connection.
-func sourceOf(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{} // not TCP/IP: all such share one count
-	}
-	ip := ap.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
-
 // track records a new connection as handshaking and returns it, or nil if
-// the server is stopping. At maxHandshakesPerSource for its source it
-// evicts that source's oldest handshake; at maxHandshakes the oldest of
-// all. It never waits: closing the evicted connection only wakes its
-// goroutine.
+// the server is stopping. At maxHandshakesPerSource for its source, or at
+// maxHandshakes, it evicts another handshake (admit.Table.Admit). It never
+// waits: closing the evicted connection only wakes its goroutine.
 func (s *Server) track(nc net.Conn) *conn {
-	c := &conn{Conn: nc, src: sourceOf(nc.RemoteAddr())}
+	c := &conn{Conn: nc}
 	c.last.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	if s.perSource[c.src] >= maxHandshakesPerSource {
-		if old := s.victim(func(o *conn) bool { return o.src == c.src }); old != nil {
-			s.evictHandshake(old, "socks handshake evicted: at the per-source limit")
-		}
+	var why admit.Eviction
+	c.entry, why = s.handshakes.Admit(c)
+	switch why {
+	case admit.AtSourceLimit:
+		s.log.Debug("socks handshake evicted: at the per-source limit", "max", maxHandshakes, "per_source", maxHandshakesPerSource)
+	case admit.AtLimit:
+		s.log.Debug("socks handshake evicted: at the limit", "max", maxHandshakes, "per_source", maxHandshakesPerSource)
 	}
-	if s.handshaking.Len() >= maxHandshakes {
-		s.evictHandshake(s.victim(func(*conn) bool { return true }), "socks handshake evicted: at the limit")
-	}
-	c.elem = s.handshaking.PushBack(c)
-	s.perSource[c.src]++
 	return c
-}
-
-// victim picks the handshake to evict among those that match: the oldest
-// that has sent nothing, or else the oldest. A flood of silent
-// connections that keeps dialling again thus evicts only itself, even
-// while an honest client's handshake waits on a slow machine. Called with
-// s.mu held, on a list of at most maxHandshakes.
-func (s *Server) victim(match func(*conn) bool) *conn {
-	var oldest *conn
-	for e := s.handshaking.Front(); e != nil; e = e.Next() {
-		c := e.Value.(*conn)
-		if !match(c) {
-			continue
-		}
-		if !c.heard.Load() {
-			return c
-		}
-		if oldest == nil {
-			oldest = c
-		}
-	}
-	return oldest
-}
-
-// evictHandshake closes c, the oldest handshake by some count. Called
-// with s.mu held.
-func (s *Server) evictHandshake(c *conn, why string) {
-	s.dropHandshake(c)
-	c.Close()
-	s.log.Debug(why, "max", maxHandshakes, "per_source", maxHandshakesPerSource)
-}
-
-// dropHandshake takes c off the handshaking list. Called with s.mu held.
-func (s *Server) dropHandshake(c *conn) {
-	if c.elem == nil {
-		return
-	}
-	s.handshaking.Remove(c.elem)
-	c.elem = nil
-	if s.perSource[c.src]--; s.perSource[c.src] <= 0 {
-		delete(s.perSource, c.src)
-	}
 }
 
 // promote moves c from handshaking to streams once its request is in. At
@@ -171,10 +105,9 @@ func (s *Server) dropHandshake(c *conn) {
 func (s *Server) promote(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.elem == nil || s.closed {
+	if s.closed || !s.handshakes.Done(c.entry) {
 		return false
 	}
-	s.dropHandshake(c)
 	if len(s.streams) >= s.opts.MaxConns {
 		// A scan, not a heap: it runs only at the bound, over at most
 		// MaxConns entries, and keeps Read and Write lock-free.
@@ -199,7 +132,7 @@ func (s *Server) promote(c *conn) bool {
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dropHandshake(c)
+	s.handshakes.Done(c.entry)
 	if c.inStreams {
 		delete(s.streams, c)
 		c.inStreams = false

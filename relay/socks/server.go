@@ -1,17 +1,16 @@
 package socks
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
+	"veil/relay/internal/admit"
 	"veil/relay/internal/splice"
 )
 
@@ -132,14 +131,14 @@ type Server struct {
 	log  *slog.Logger
 	wg   sync.WaitGroup // every connection's goroutine
 
-	mu sync.Mutex // guards the following fields, and every conn's elem and stream
-	// handshaking holds connections before the end of their request,
-	// oldest first; perSource counts them by source.
-	handshaking *list.List // of *conn
-	perSource   map[netip.Prefix]int
-	streams     map[*conn]struct{} // past the request, at most MaxConns
-	closed      bool               // Serve is stopping: refuse new connections
-	served      bool               // Serve has been called
+	// handshakes holds connections before the end of their request. It
+	// has its own lock, taken only under mu.
+	handshakes *admit.Table
+
+	mu      sync.Mutex         // guards the following fields, and every conn's inStreams
+	streams map[*conn]struct{} // past the request, at most MaxConns
+	closed  bool               // Serve is stopping: refuse new connections
+	served  bool               // Serve has been called
 }
 
 // NewServer checks opts, fills in defaults for zero values and returns a
@@ -167,7 +166,7 @@ func NewServer(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log, handshaking: list.New(), perSource: map[netip.Prefix]int{},
+	return &Server{opts: opts, log: log, handshakes: admit.New(maxHandshakes, maxHandshakesPerSource),
 		streams: map[*conn]struct{}{}}, nil
 }
 
@@ -191,9 +190,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln.Close()
 	s.mu.Lock()
 	s.closed = true
-	for e := s.handshaking.Front(); e != nil; e = e.Next() {
-		e.Value.(*conn).Close()
-	}
+	s.handshakes.CloseAll()
 	for c := range s.streams {
 		c.Close()
 	}
