@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"veil/onion/keys"
 	"veil/relay/socks"
@@ -21,6 +22,16 @@ import (
 // circuitsCreated sums what every relay's /metrics says it created: each
 // circuit of three hops counts three times.
 func circuitsCreated(t *testing.T, n *testNetwork) int {
+	return sumMetric(t, n, "veil_relay_circuits_created_total")
+}
+
+// pongsReceived sums the PINGs every relay answered.
+func pongsReceived(t *testing.T, n *testNetwork) int {
+	return sumMetric(t, n, "veil_relay_pings_answered_total")
+}
+
+// sumMetric sums one unlabelled counter over every relay's /metrics.
+func sumMetric(t *testing.T, n *testNetwork, name string) int {
 	t.Helper()
 	created := 0
 	for _, rr := range n.relays {
@@ -31,7 +42,7 @@ func circuitsCreated(t *testing.T, n *testNetwork) int {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, "veil_relay_circuits_created_total "); ok {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				c, _ := strconv.Atoi(v)
 				created += c
 			}
@@ -160,5 +171,55 @@ func TestStreamIsolation(t *testing.T) {
 	}
 	if got := circuits() - base; got != 1 {
 		t.Fatalf("%d streams with the same credentials used %d circuits, want 1", workers*rounds, got)
+	}
+}
+
+// TestQuietDestinationIsNotAHungHop: a destination that takes longer to
+// answer than the client waits before asking its hops whether they are
+// alive gets its answer on the same circuit: every hop answers the PING,
+// so nothing is torn down.
+func TestQuietDestinationIsNotAHungHop(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	want := map[keys.NodeID]bool{}
+	for i := range 4 {
+		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
+	}
+	cl, _ := testClient(t, n, want)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const pause = 4 * time.Second // past silentAfter + pongTimeout
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		time.Sleep(pause)
+		c.Write(buf)
+	}()
+	dst := netip.MustParseAddrPort(ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	base := circuitsCreated(t, n)
+	s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Write([]byte("hello"))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "hello" {
+		t.Fatalf("answer after a %v pause: %q, %v", pause, got, err)
+	}
+	if built := (circuitsCreated(t, n) - base) / 3; built != 1 {
+		t.Fatalf("%d circuits built for one stream to a quiet destination, want 1", built)
+	}
+	if pongs := pongsReceived(t, n); pongs < 3 {
+		t.Fatalf("relays answered %d PINGs, want at least one from each of the 3 hops: the pause must make the client ask", pongs)
 	}
 }

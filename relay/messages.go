@@ -81,6 +81,7 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 		}
 		// The client is asking whether its path still works (SPEC.md
 		// §7.8): the same nonce straight back.
+		e.stats.pings.Add(1)
 		circ.sendRelay(e, onion.RelayPong, 0, m.Body)
 	case onion.RelayBeginStore:
 		if e.store == nil {

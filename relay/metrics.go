@@ -20,6 +20,7 @@ type counters struct {
 	extends   atomic.Uint64
 	begins    atomic.Uint64
 	refused   atomic.Uint64 // BEGINs refused (exit policy, resolution, connect)
+	pings     atomic.Uint64 // PINGs answered (onion/SPEC.md §7.8)
 }
 
 func (c *counters) destroyedFor(r onion.DestroyReason) {
@@ -58,6 +59,7 @@ func (e *engine) writeMetrics(w io.Writer) {
 	metric("veil_relay_extends_total", "counter", "EXTENDs completed.", e.stats.extends.Load())
 	metric("veil_relay_exit_streams_total", "counter", "Exit streams opened.", e.stats.begins.Load())
 	metric("veil_relay_exit_streams_refused_total", "counter", "BEGINs refused.", e.stats.refused.Load())
+	metric("veil_relay_pings_answered_total", "counter", "PINGs answered: clients checking that their path is alive.", e.stats.pings.Load())
 	fmt.Fprintf(w, "# HELP veil_relay_circuits_destroyed_total Circuits destroyed, by reason.\n# TYPE veil_relay_circuits_destroyed_total counter\n")
 	for r := range e.stats.destroyed {
 		fmt.Fprintf(w, "veil_relay_circuits_destroyed_total{reason=%q} %d\n", onion.DestroyReason(r).String(), e.stats.destroyed[r].Load())
