@@ -143,8 +143,13 @@ func TestFetchHasNoLongTail(t *testing.T) {
 		t.Fatalf("the fetch did not log its shard requests:\n%s", f.stderr)
 	}
 	t.Logf("fetch with %s killed at %v, held %v: %v; %s", victim.Name, killedAt, held, took, g[0])
-	if !strings.Contains(g[5], victim.Name+":") {
-		t.Errorf("the fetch did not notice that %s failed: failures [%s]", victim.Name, g[5])
+	// The kill must have disturbed the fetch, or the test proved
+	// nothing. Which relay the fetch blames depends on where the dead
+	// relay sat: as the storage relay of a request it is named itself,
+	// as the middle of another request's circuit that request's storage
+	// relay is.
+	if strings.TrimSpace(g[5]) == "" {
+		t.Errorf("no request failed: killing %s did not disturb the fetch", victim.Name)
 	}
 	// A request to the dead relay runs through fetchAttempts circuits,
 	// each held 3 s by its middle, then asks every other relay: a segment

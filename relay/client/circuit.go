@@ -23,15 +23,24 @@ var ErrCircuitClosed = errors.New("client: circuit closed")
 // quiet. A circuit that is owed an answer (it sent something since it
 // last heard anything: a BEGIN, DATA, a SENDME) and hears nothing for
 // silentAfter asks every hop for a PONG (onion/SPEC.md §7.8); the first
-// hop that does not answer within pongTimeout is taken for hung. A quiet
-// destination is not a hung hop: the exit still answers.
+// hop that has not answered pongTimeout later is taken for hung, unless
+// the circuit heard anything else meanwhile. A quiet destination is not a
+// hung hop (the exit still answers), and neither is a congested one: a
+// guard that sends anything on its link, on any circuit, is not hung, and
+// a circuit with an increment of DATA unacknowledged, whose PINGs queue
+// behind up to a circuit window of data, waits congestedGrace of silence
+// before it blames a hop. Tearing down an honest path costs a user what
+// it carried, so the rule leans towards patience.
 const (
 	// silentAfter is well above a round trip through a loaded network
 	// (tens of ms) and well under what a user waits before giving up.
-	silentAfter = 1500 * time.Millisecond
-	// pongTimeout leaves a PONG time to queue behind a full circuit
-	// window (4 MiB) on a slow link.
-	pongTimeout = 2 * time.Second
+	silentAfter = time.Second
+	// pongTimeout leaves a PONG time to cross a loaded machine.
+	pongTimeout = 3 * time.Second
+	// congestedGrace is the silence a circuit with data in flight waits
+	// for: a full circuit window (4 MiB) ahead of a PING drains in that
+	// time at 300 KB/s.
+	congestedGrace = 15 * time.Second
 	// watchTick is how often a circuit's watcher looks.
 	watchTick = 250 * time.Millisecond
 )
@@ -64,11 +73,17 @@ type Circuit struct {
 	opening  map[uint16]chan beginResult
 	nextSID  uint16
 	closedCh chan struct{}
-	// pongs is non-nil while a PING to every hop is out: which hops
-	// answered the nonce pingNonce sent at pingSent.
+	// pongs is non-nil while a PING to every hop is out: which hops were
+	// heard from since it was sent at pingSent.
 	pongs     []bool
 	pingNonce uint64
 	pingSent  time.Time
+	// pingLinkIn is the link's count of cells read when the PING went
+	// out: a guard that sent anything since is not hung.
+	pingLinkIn uint64
+	// pinging says pongs is non-nil, for the link reader to check
+	// without taking stateMu for every cell.
+	pinging atomic.Bool
 
 	// owedSince is when the circuit first sent something after it last
 	// heard anything (unix nanoseconds), 0 when it is owed nothing.
@@ -153,7 +168,16 @@ func (c *Circuit) checkAlive(now time.Time) int {
 			return -1
 		}
 		silent := slices.Index(c.pongs, false)
+		switch {
+		case silent == 0 && c.l.Stats().CellsIn != c.pingLinkIn:
+			silent = -1 // the guard speaks on other circuits
+		case c.streams.AwaitingSendme() && now.Sub(time.Unix(0, c.owedSince.Load())) < congestedGrace:
+			// PINGs wait behind data in flight: keep waiting for them.
+			c.stateMu.Unlock()
+			return -1
+		}
 		c.pongs = nil
+		c.pinging.Store(false)
 		c.stateMu.Unlock()
 		return silent
 	}
@@ -164,7 +188,9 @@ func (c *Circuit) checkAlive(now time.Time) int {
 	}
 	c.pingNonce++
 	c.pingSent = now
+	c.pingLinkIn = c.l.Stats().CellsIn
 	c.pongs = make([]bool, c.crypto.Hops())
+	c.pinging.Store(true)
 	m := onion.Ping{Nonce: c.pingNonce}
 	c.stateMu.Unlock()
 	body, _ := m.Marshal()
@@ -180,21 +206,22 @@ func (c *Circuit) checkAlive(now time.Time) int {
 	return -1
 }
 
-// pong records hop's answer to the PING that is out.
-func (c *Circuit) pong(hop int, body []byte) error {
-	m, err := onion.ParsePing(body)
-	if err != nil {
-		return err
+// heardFrom records, while a PING is out, that a cell came back from hop:
+// a PONG, or anything else, proves that hop and every hop before it alive
+// (a SENDME from a congested exit answers for the whole path).
+func (c *Circuit) heardFrom(hop int) {
+	if !c.pinging.Load() {
+		return
 	}
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
-	if c.pongs != nil && m.Nonce == c.pingNonce && hop < len(c.pongs) {
-		c.pongs[hop] = true
-		if !slices.Contains(c.pongs, false) {
-			c.pongs = nil // every hop is alive
-		}
+	for i := range min(hop+1, len(c.pongs)) {
+		c.pongs[i] = true
 	}
-	return nil
+	if c.pongs != nil && !slices.Contains(c.pongs, false) {
+		c.pongs = nil // every hop is alive
+		c.pinging.Store(false)
+	}
 }
 
 // exitSender sends the circuit's stream cells to its last hop.
@@ -333,6 +360,7 @@ func (c *Circuit) handleBackward(cell *onion.Cell) {
 		c.fail(fmt.Errorf("client: %w", err))
 		return
 	}
+	c.heardFrom(origin)
 	var rc onion.RelayCell
 	err = onion.ParseRelayBody(onion.RelayBody(cell.Payload[:]), &rc)
 	var m onion.RelayMessage
@@ -376,7 +404,8 @@ func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.Tag
 	case onion.RelayDrop:
 		return nil
 	case onion.RelayPong:
-		return c.pong(origin, m.Body)
+		_, err := onion.ParsePing(m.Body) // heardFrom took it already
+		return err
 	}
 	if origin != last {
 		return fmt.Errorf("%v from hop %d, not the exit", m.Cmd, origin)
