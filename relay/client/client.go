@@ -119,7 +119,7 @@ func (cl *Client) HandleCell(l *link.Link, c *onion.Cell) {
 	case onion.CellDestroy:
 		reason, _ := c.DestroyReason()
 		link.Release(c)
-		circ.fail(fmt.Errorf("client: circuit destroyed: %v", reason))
+		circ.fail(&DestroyedError{Reason: reason})
 		cl.forget(circ)
 	default:
 		link.Release(c)
@@ -226,7 +226,7 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	cl.mu.Unlock()
 	for i, h := range hops {
 		if err := c.extendTo(ctx, h); err != nil {
-			if i > 0 && parent.Err() == nil {
+			if i > 0 && parent.Err() == nil && blamesNextHop(err) {
 				// Most often the relay extended to has just died while
 				// the consensus still lists it: pass it over for a while.
 				cl.opts.Paths.Unreachable(h.Descriptor.NodeID())
@@ -247,6 +247,28 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	cl.built++
 	cl.mu.Unlock()
 	return c, nil
+}
+
+// DestroyedError is a circuit a relay destroyed, with the reason its
+// DESTROY carried.
+type DestroyedError struct{ Reason onion.DestroyReason }
+
+func (e *DestroyedError) Error() string {
+	return fmt.Sprintf("client: circuit destroyed: %v", e.Reason)
+}
+
+// blamesNextHop says whether a failed extend is the fault of the relay
+// extended to: no answer in time, or the hop before it saying it could not
+// connect (CONNECTFAILED, sent only by the hop that tried). A circuit
+// destroyed for any other reason meanwhile (an earlier hop died, and the
+// guard passes DESTROYED on) says nothing about that relay, which may be a
+// kept guard that a wrong mark would make unusable.
+func blamesNextHop(err error) bool {
+	var d *DestroyedError
+	if errors.As(err, &d) {
+		return d.Reason == onion.DestroyConnectFailed
+	}
+	return true
 }
 
 // circuitFor returns the pooled circuit of an isolation key if it can
