@@ -22,25 +22,30 @@ var ErrCircuitClosed = errors.New("client: circuit closed")
 // open, so no link error ever says it is gone; the circuit just goes
 // quiet. A circuit that is owed an answer (it sent something since it
 // last heard anything: a BEGIN, DATA, a SENDME) and hears nothing for
-// silentAfter asks every hop for a PONG (onion/SPEC.md §7.8); the first
-// hop that has not answered pongTimeout later is taken for hung, unless
-// the circuit heard anything else meanwhile. A quiet destination is not a
-// hung hop (the exit still answers), and neither is a congested one: a
-// guard that sends anything on its link, on any circuit, is not hung, and
-// a circuit with an increment of DATA unacknowledged, whose PINGs queue
-// behind up to a circuit window of data, waits congestedGrace of silence
-// before it blames a hop. Tearing down an honest path costs a user what
-// it carried, so the rule leans towards patience.
+// silentAfter asks every hop for a PONG (onion/SPEC.md §7.8). Any cell
+// from a hop answers for it and every hop before it (a SENDME from a
+// congested exit answers for the whole path), and a guard that sends
+// anything on its link, on any circuit, is not hung.
+//
+// A hop not heard from pongTimeout after the PING makes the circuit
+// suspect: it takes no new stream, the streams waiting for CONNECTED on it
+// are tried on another circuit at once, and the path selector passes the
+// relay over; all of which is undone by the next cell from the path. Only
+// a hop silent for hungAfter gets the circuit torn down, with every other
+// circuit through that relay: a loaded machine can delay an honest PONG by
+// seconds, and tearing down an honest path costs a user what it carried,
+// while a stream waiting to attach loses nothing by going elsewhere.
 const (
 	// silentAfter is well above a round trip through a loaded network
 	// (tens of ms) and well under what a user waits before giving up.
 	silentAfter = time.Second
-	// pongTimeout leaves a PONG time to cross a loaded machine.
+	// pongTimeout leaves a PONG time to cross a loaded machine; a new
+	// stream still gets a working circuit within 5 s of a hang.
 	pongTimeout = 3 * time.Second
-	// congestedGrace is the silence a circuit with data in flight waits
-	// for: a full circuit window (4 MiB) ahead of a PING drains in that
-	// time at 300 KB/s.
-	congestedGrace = 15 * time.Second
+	// hungAfter is the silence, counted from the PING, that tears the
+	// circuit down: Tor's CircuitStreamTimeout, the longest a stream
+	// there waits on a silent circuit before it is moved.
+	hungAfter = 10 * time.Second
 	// watchTick is how often a circuit's watcher looks.
 	watchTick = 250 * time.Millisecond
 )
@@ -84,6 +89,9 @@ type Circuit struct {
 	// pinging says pongs is non-nil, for the link reader to check
 	// without taking stateMu for every cell.
 	pinging atomic.Bool
+	// suspect says a hop has not answered the PING that is out for
+	// pongTimeout: the circuit takes no new stream until it is heard.
+	suspect atomic.Bool
 
 	// owedSince is when the circuit first sent something after it last
 	// heard anything (unix nanoseconds), 0 when it is owed nothing.
@@ -156,35 +164,48 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 	return tag, nil
 }
 
-// checkAlive is the watcher's look at the circuit (see silentAfter): it
+// checkAlive is the watcher's look at the circuit (see silentAfter). It
 // sends a PING to every hop when the circuit has been owed an answer too
-// long, and once the PONGs are overdue it returns the first hop that did
-// not answer; otherwise -1.
-func (c *Circuit) checkAlive(now time.Time) int {
+// long; once the PING is pongTimeout old with a hop not heard from, it
+// makes the circuit suspect and returns that hop with hung false; once it
+// is hungAfter old, it returns the hop with hung true. Otherwise -1.
+func (c *Circuit) checkAlive(now time.Time) (silent int, hung bool) {
 	c.stateMu.Lock()
 	if c.pongs != nil {
-		if now.Sub(c.pingSent) < pongTimeout {
+		waited := now.Sub(c.pingSent)
+		if waited < pongTimeout {
 			c.stateMu.Unlock()
-			return -1
+			return -1, false
 		}
-		silent := slices.Index(c.pongs, false)
-		switch {
-		case silent == 0 && c.l.Stats().CellsIn != c.pingLinkIn:
-			silent = -1 // the guard speaks on other circuits
-		case c.streams.AwaitingSendme() && now.Sub(time.Unix(0, c.owedSince.Load())) < congestedGrace:
-			// PINGs wait behind data in flight: keep waiting for them.
+		silent = slices.Index(c.pongs, false)
+		if silent == 0 && c.l.Stats().CellsIn != c.pingLinkIn {
+			// The guard speaks on other circuits: not hung. A new
+			// PING follows if the circuit is still owed an answer.
+			c.pongs = nil
+			c.pinging.Store(false)
 			c.stateMu.Unlock()
-			return -1
+			return -1, false
+		}
+		if !c.suspect.Swap(true) {
+			// Streams waiting to attach go elsewhere now.
+			for sid, ch := range c.opening {
+				ch <- beginResult{reason: onion.EndDestroy}
+				delete(c.opening, sid)
+			}
+		}
+		if waited < hungAfter {
+			c.stateMu.Unlock()
+			return silent, false
 		}
 		c.pongs = nil
 		c.pinging.Store(false)
 		c.stateMu.Unlock()
-		return silent
+		return silent, true
 	}
 	owed := c.owedSince.Load()
 	if owed == 0 || now.Sub(time.Unix(0, owed)) < silentAfter || c.dead != nil {
 		c.stateMu.Unlock()
-		return -1
+		return -1, false
 	}
 	c.pingNonce++
 	c.pingSent = now
@@ -203,7 +224,7 @@ func (c *Circuit) checkAlive(now time.Time) int {
 			break
 		}
 	}
-	return -1
+	return -1, false
 }
 
 // heardFrom records, while a PING is out, that a cell came back from hop:
@@ -221,6 +242,7 @@ func (c *Circuit) heardFrom(hop int) {
 	if c.pongs != nil && !slices.Contains(c.pongs, false) {
 		c.pongs = nil // every hop is alive
 		c.pinging.Store(false)
+		c.suspect.Store(false)
 	}
 }
 

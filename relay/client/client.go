@@ -422,8 +422,9 @@ func (cl *Client) Spares() int {
 	return len(cl.spare)
 }
 
-// usable reports whether new streams may use c: alive, young enough, and
-// every relay of it still in the current consensus and not found silent.
+// usable reports whether new streams may use c: alive, not suspect (a hop
+// unheard since a PING), young enough, and every relay of it still in the
+// current consensus and not found silent.
 // A relay the seeds dropped (a hung one drops out within seconds) takes
 // no new stream, although circuits through it are not torn down for that
 // alone: a relay missing from one consensus is usually back in the next.
@@ -434,7 +435,7 @@ func (cl *Client) usable(c *Circuit, v *directory.View) bool {
 }
 
 func (cl *Client) usableLocked(c *Circuit, v *directory.View) bool {
-	if c.Err() != nil || time.Since(c.built) >= cl.opts.CircuitLifetime || v == nil {
+	if c.Err() != nil || c.suspect.Load() || time.Since(c.built) >= cl.opts.CircuitLifetime || v == nil {
 		return false
 	}
 	for _, h := range c.hops {
@@ -476,22 +477,28 @@ func (cl *Client) watch(c *Circuit) {
 				c.CloseWith(errors.New("client: a relay of the circuit stopped answering"))
 				continue
 			}
-			if hop := c.checkAlive(now); hop >= 0 {
-				cl.hopSilent(c, hop)
+			if hop, hung := c.checkAlive(now); hop >= 0 {
+				cl.hopSilent(c, hop, hung)
 			}
 		}
 	}
 }
 
-// hopSilent acts on a hop of c that answered no PING: the relay is passed
-// over and its circuits torn down (each by its own watcher), and when it
+// hopSilent acts on a hop of c not heard from since a PING: new paths pass
+// the relay over; and once it has been silent hungAfter (hung), every
+// circuit through it is torn down (each by its own watcher), and when it
 // is the guard, the link to it is closed, which ends every circuit on it
 // at once and unblocks any send waiting for room on it.
-func (cl *Client) hopSilent(c *Circuit, hop int) {
+func (cl *Client) hopSilent(c *Circuit, hop int, hung bool) {
 	h := c.hops[hop]
 	id := h.Descriptor.NodeID()
-	cl.log.Info("a relay stopped answering; routing around it", "relay", h.Descriptor.Nickname, "hop", hop+1)
+	// New paths avoid the relay while it is silent; Unreachable is
+	// renewed at every look, and lapses soon after it answers again.
 	cl.opts.Paths.Unreachable(id)
+	if !hung {
+		return
+	}
+	cl.log.Info("a relay stopped answering; routing around it", "relay", h.Descriptor.Nickname, "hop", hop+1)
 	cl.mu.Lock()
 	cl.silent[id] = time.Now().Add(path.UnreachableFor)
 	cl.mu.Unlock()

@@ -243,16 +243,6 @@ func (c *Circuit) HandleFin(streamID uint16) {
 	}
 }
 
-// AwaitingSendme reports whether the circuit has sent at least one
-// increment of DATA cells not yet acknowledged: a SENDME is owed, and data
-// queued ahead of anything sent now may take a while to drain on a
-// congested path.
-func (c *Circuit) AwaitingSendme() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sendWin.Window() <= onion.CircWindowStart-onion.CircWindowIncrement
-}
-
 // Queued reports the bytes that arrived on the circuit's streams and are
 // not read yet, and when the oldest of them arrived (zero if none). A
 // relay's memory cap uses it to pick the circuits to sacrifice.

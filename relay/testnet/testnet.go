@@ -6,6 +6,7 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,9 +105,32 @@ type process struct {
 	done chan struct{}
 }
 
+// errPortTaken: a process could not bind a port the testnet picked for
+// it. Ports are picked free and named in the configs before any process
+// starts, so another program (another testnet, a test binding port 0) can
+// take one in between; Start then tries again with fresh ports.
+var errPortTaken = errors.New("testnet: a port picked for a process was taken before it started")
+
+// startAttempts bounds the fresh starts after errPortTaken.
+const startAttempts = 3
+
 // Start writes the configs, starts the processes and waits until the
-// consensus lists every relay. On error everything started is stopped.
+// consensus lists every relay. On error everything started is stopped. A
+// port taken by another program between being picked and bound costs a
+// fresh start with new ports, up to startAttempts in all.
 func Start(ctx context.Context, o Options) (*Network, error) {
+	for attempt := 1; ; attempt++ {
+		n, err := start(ctx, o)
+		if err == nil || attempt == startAttempts || !errors.Is(err, errPortTaken) || ctx.Err() != nil {
+			return n, err
+		}
+		if o.Logger != nil {
+			o.Logger.Info("testnet: a port was taken before its process bound it; starting again with new ports", "attempt", attempt+1, "err", err)
+		}
+	}
+}
+
+func start(ctx context.Context, o Options) (*Network, error) {
 	if o.Relays == 0 {
 		o.Relays = DefaultRelays
 	}
@@ -454,7 +478,11 @@ func (n *Network) exited() error {
 	for _, p := range n.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("testnet: %s exited: %v (log: %s)", p.name, p.cmd.ProcessState, p.log.Name())
+			err := fmt.Errorf("testnet: %s exited: %v (log: %s)", p.name, p.cmd.ProcessState, p.log.Name())
+			if b, rerr := os.ReadFile(p.log.Name()); rerr == nil && bytes.Contains(b, []byte("address already in use")) {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		default:
 		}
 	}
