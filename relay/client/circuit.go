@@ -28,9 +28,9 @@ var ErrCircuitClosed = errors.New("client: circuit closed")
 // anything on its link, on any circuit, is not hung.
 //
 // A hop not heard from pongTimeout after the PING makes the circuit
-// suspect: it takes no new stream, the streams waiting for CONNECTED on it
-// are tried on another circuit at once, and the path selector passes the
-// relay over; all of which is undone by the next cell from the path. Only
+// suspect: it takes no new stream, and the streams waiting for CONNECTED on
+// it are tried on another circuit at once; the next cell from the path
+// undoes it. Only
 // a hop silent for hungAfter gets the circuit torn down, with every other
 // circuit through that relay: a loaded machine can delay an honest PONG by
 // seconds, and tearing down an honest path costs a user what it carried,

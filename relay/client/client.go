@@ -484,21 +484,23 @@ func (cl *Client) watch(c *Circuit) {
 	}
 }
 
-// hopSilent acts on a hop of c not heard from since a PING: new paths pass
-// the relay over; and once it has been silent hungAfter (hung), every
+// hopSilent acts on a hop of c not heard from since a PING once it has
+// been silent hungAfter (hung): new paths pass the relay over, every
 // circuit through it is torn down (each by its own watcher), and when it
 // is the guard, the link to it is closed, which ends every circuit on it
 // at once and unblocks any send waiting for room on it.
 func (cl *Client) hopSilent(c *Circuit, hop int, hung bool) {
-	h := c.hops[hop]
-	id := h.Descriptor.NodeID()
-	// New paths avoid the relay while it is silent; Unreachable is
-	// renewed at every look, and lapses soon after it answers again.
-	cl.opts.Paths.Unreachable(id)
 	if !hung {
+		// Suspect only: the circuit takes no new stream, and nothing
+		// more. Passing the relay over already would let a loaded
+		// machine, whose honest PONGs come late, mark relay after relay
+		// until no path is left (seen under two make test runs at once).
 		return
 	}
+	h := c.hops[hop]
+	id := h.Descriptor.NodeID()
 	cl.log.Info("a relay stopped answering; routing around it", "relay", h.Descriptor.Nickname, "hop", hop+1)
+	cl.opts.Paths.Unreachable(id)
 	cl.mu.Lock()
 	cl.silent[id] = time.Now().Add(path.UnreachableFor)
 	cl.mu.Unlock()
