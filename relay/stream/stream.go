@@ -392,6 +392,13 @@ func (s *Stream) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.flush()
+	// One clock read a Write, not one a cell: LastActive only ranks idle
+	// streams, and moved, counted per cell, shows progress meanwhile.
+	defer func() {
+		if n > 0 {
+			s.active.Store(time.Now().UnixNano())
+		}
+	}()
 	for len(p) > 0 {
 		for c.err == nil && !s.closed && !s.finSent && !s.remoteEnded && !(s.sendWin.CanSend() && c.sendWin.CanSend()) {
 			c.flush()
@@ -412,7 +419,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		}
 		s.sendWin.Sent(tag)
 		c.sendWin.Sent(tag)
-		s.count(len(chunk))
+		s.moved.Add(uint64(len(chunk)))
 		n += len(chunk)
 		p = p[len(chunk):]
 	}
