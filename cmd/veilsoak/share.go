@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"veil/relay/netbench"
 )
 
 // sharer runs `veil share` and `veil fetch` as a user does: processes of
@@ -48,7 +48,7 @@ func (s *sharer) once(ctx context.Context) {
 	logPath := filepath.Join(s.dir, fmt.Sprintf("share-%d.log", s.seq))
 	defer os.Remove(in)
 	defer os.Remove(out)
-	want, err := writeRandom(in, s.size)
+	want, err := netbench.WriteRandom(in, s.size)
 	if err != nil {
 		s.tally.done(kindShare, 0, 0, fmt.Errorf("write the file to share: %w", err))
 		return
@@ -70,7 +70,7 @@ func (s *sharer) once(ctx context.Context) {
 	err = s.veilCmd(ctx, logPath, io.Discard, strings.NewReader(linkText), "fetch", "--config", s.config, "-o", out, "-")
 	if err == nil {
 		var got []byte
-		if got, err = fileSHA256(out); err == nil && !bytes.Equal(got, want) {
+		if got, err = netbench.FileSHA256(out); err == nil && !bytes.Equal(got, want) {
 			err = fmt.Errorf("fetched file's SHA-256 is %x, the shared file's %x", got, want)
 		}
 	}
@@ -97,31 +97,4 @@ func (s *sharer) veilCmd(ctx context.Context, logPath string, stdout io.Writer, 
 		return fmt.Errorf("veil %s: %w (log: %s)", args[0], err, logPath)
 	}
 	return nil
-}
-
-// writeRandom writes n random bytes to path and returns their SHA-256.
-func writeRandom(path string, n int64) ([]byte, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	_, err = io.CopyN(io.MultiWriter(f, h), rand.Reader, n)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return h.Sum(nil), err
-}
-
-func fileSHA256(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
-	}
-	return h.Sum(nil), nil
 }

@@ -69,7 +69,7 @@ func (b *bench) shareFetchOnce(ctx context.Context, run int) error {
 	}
 	defer os.RemoveAll(dir)
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-	want, err := writeRandom(in, b.sz.share)
+	want, err := WriteRandom(in, b.sz.share)
 	if err != nil {
 		return fmt.Errorf("write the file to share: %w", err)
 	}
@@ -95,7 +95,7 @@ func (b *bench) shareFetchOnce(ctx context.Context, run int) error {
 	if err != nil {
 		return fmt.Errorf("veil fetch: %w", err)
 	}
-	got, err := fileSHA256(out)
+	got, err := FileSHA256(out)
 	if err != nil {
 		return fmt.Errorf("hash the fetched file: %w", err)
 	}
@@ -162,8 +162,8 @@ func (b *bench) veilOp(ctx context.Context, name string, stdout io.Writer, stdin
 	return op, nil
 }
 
-// writeRandom writes n random bytes to path and returns their SHA-256.
-func writeRandom(path string, n int64) ([]byte, error) {
+// WriteRandom writes n random bytes to path and returns their SHA-256.
+func WriteRandom(path string, n int64) ([]byte, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,8 @@ func writeRandom(path string, n int64) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-func fileSHA256(path string) ([]byte, error) {
+// FileSHA256 returns the SHA-256 of the file at path.
+func FileSHA256(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
