@@ -1,6 +1,11 @@
 # veil — `make run` starts a local network, `make test` is what CI runs.
 GO       ?= go
 FUZZTIME ?= 30s
+# FUZZMINTIME bounds the minimisation of each new interesting input: Go's
+# default of 60 s let minimisation eat whole runs (FuzzParseCell reached 15
+# executions in 60 s).
+FUZZMINTIME ?= 5s
+FUZZFLAGS ?=
 BENCHTIME ?= 1s
 
 .PHONY: build run test fmtcheck tidycheck fuzz bench soak vectors lint clean
@@ -23,10 +28,14 @@ fmtcheck:
 tidycheck:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
-# Every fuzz target for FUZZTIME each. Go 1.26's fuzz coordinator can end a
-# clean run with a bare "context deadline exceeded" as -fuzztime expires
-# (golang/go#75804, fixed in Go 1.27); such a run that wrote no failing
-# input to testdata/fuzz is reported as that flake, not as a finding.
+# Every fuzz target for FUZZTIME each: `make fuzz FUZZTIME=10m` for a
+# campaign, FUZZFLAGS=-parallel=1 to leave the other cores to other work.
+# Every *_test.go with a Fuzz function is found, so a new target joins by
+# itself; each prints its last progress line (executions, new interesting
+# inputs). Go 1.26's fuzz coordinator can end a clean run with a bare
+# "context deadline exceeded" as -fuzztime expires (golang/go#75804, fixed
+# in Go 1.27); such a run that wrote no failing input to testdata/fuzz is
+# reported as that flake, not as a finding.
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
 		pkg=./$$(dirname $$f); \
@@ -34,13 +43,14 @@ fuzz:
 			echo "== $$pkg $$t"; \
 			corpus=$$pkg/testdata/fuzz/$$t; \
 			before=$$(ls $$corpus 2>/dev/null | wc -l); \
-			if ! $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > .fuzz.out 2>&1; then \
+			if ! $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) \
+					-fuzzminimizetime $(FUZZMINTIME) $(FUZZFLAGS) $$pkg > .fuzz.out 2>&1; then \
 				cat .fuzz.out; \
 				after=$$(ls $$corpus 2>/dev/null | wc -l); \
 				if [ "$$after" = "$$before" ] && grep -q '^    context deadline exceeded$$' .fuzz.out; then \
 					echo "(golang/go#75804: the fuzzer's own deadline race, no failing input; not a finding)"; \
 				else rm -f .fuzz.out; exit 1; fi; \
-			else tail -1 .fuzz.out; fi; \
+			else grep '^fuzz: elapsed' .fuzz.out | tail -1; tail -1 .fuzz.out; fi; \
 		done; \
 	done; rm -f .fuzz.out
 
