@@ -48,6 +48,9 @@ type relayCircuit struct {
 	extending bool
 	dead      bool
 	exit      *stream.Circuit // streams when this relay is the exit
+	// forwardedBack counts the cells passed back towards the client, for
+	// the test hook inject only.
+	forwardedBack int
 }
 
 // circuitTable finds circuits by either of their hops.
@@ -119,10 +122,15 @@ type engine struct {
 	// tamper, set only by tests, changes each cell this relay forwards
 	// away from the client, as a malicious relay would.
 	tamper func(*onion.Cell)
+	// inject, set only by tests, makes this relay originate the relay
+	// cells it returns towards the client, as a malicious relay would,
+	// just before it passes on the forwarded-th cell (from 1) that came
+	// back on a circuit.
+	inject func(forwarded int) []onion.RelayCell
 }
 
 func newEngine(ctx context.Context, r *Relay) *engine {
-	e := &engine{r: r, log: r.log, ctx: ctx, circs: circuitTable{byHop: map[hop]*relayCircuit{}}, tamper: r.tamperForward}
+	e := &engine{r: r, log: r.log, ctx: ctx, circs: circuitTable{byHop: map[hop]*relayCircuit{}}, tamper: r.tamperForward, inject: r.injectBackward}
 	if r.cfg.Exit {
 		e.exiter = newExiter(r.cfg.Policy())
 	}
@@ -302,6 +310,12 @@ func (e *engine) relayBackward(from *link.Link, circ *relayCircuit, c *onion.Cel
 		link.Release(c)
 		return
 	}
+	if e.inject != nil {
+		circ.forwardedBack++
+		for _, rc := range e.inject(circ.forwardedBack) {
+			e.originateLocked(circ, &rc)
+		}
+	}
 	if err := circ.layer.EncryptBackward(c.Payload[:]); err != nil {
 		link.Release(c)
 		go e.destroy(circ, circ.prev, onion.DestroyInternal)
@@ -310,6 +324,24 @@ func (e *engine) relayBackward(from *link.Link, circ *relayCircuit, c *onion.Cel
 	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
 	if err := e.forward(from, circ.prev.l, c); err != nil {
 		go e.destroy(circ, circ.prev, onion.DestroyDestroyed)
+	}
+}
+
+// originateLocked sends rc towards the client as this relay's own cell,
+// flags and all: the test hook inject uses it to play a malicious relay.
+func (e *engine) originateLocked(circ *relayCircuit, rc *onion.RelayCell) {
+	c := link.NewCell()
+	if err := onion.MarshalRelayBody(onion.RelayBody(c.Payload[:]), rc); err != nil {
+		link.Release(c)
+		return
+	}
+	if _, err := circ.layer.EncryptBackwardOrigin(c.Payload[:]); err != nil {
+		link.Release(c)
+		return
+	}
+	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
+	if !circ.prev.l.TrySend(c) {
+		link.Release(c)
 	}
 }
 

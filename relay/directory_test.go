@@ -47,6 +47,9 @@ type testNetwork struct {
 	networkKey string
 	// maxMemory is the relays' max_memory.
 	maxMemory conf.Size
+	// inject, if set, is the injectBackward hook of the relays started
+	// next: they play a relay that speaks for streams it does not end.
+	inject func(forwarded int) []onion.RelayCell
 }
 
 type runningRelay struct {
@@ -120,6 +123,7 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 		n.t.Fatal(err)
 	}
 	r.tamperForward = tamper
+	r.injectBackward = n.inject
 	ctx, cancel := context.WithCancel(context.Background())
 	rr := &runningRelay{r: r, cancel: cancel, done: make(chan struct{})}
 	n.relays[name] = rr

@@ -44,8 +44,10 @@ type Relay struct {
 	shards *shardstore.Store
 	// metricsLn serves /metrics when metrics_addr is set.
 	metricsLn net.Listener
-	// tamperForward is a test hook: see engine.tamper.
-	tamperForward func(*onion.Cell)
+	// tamperForward and injectBackward are test hooks: see engine.tamper
+	// and engine.inject.
+	tamperForward  func(*onion.Cell)
+	injectBackward func(forwarded int) []onion.RelayCell
 
 	viewMu   sync.Mutex // guards the fields below
 	node     *gossip.Node

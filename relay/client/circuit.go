@@ -61,8 +61,11 @@ type Circuit struct {
 	mu     sync.Mutex
 	crypto onion.ClientCrypto
 	// rmu guards the backward half of crypto against AddHop.
-	rmu   sync.Mutex
-	reasm onion.Reassembler // the link reader's only
+	rmu sync.Mutex
+	// reasm has one reassembler per hop, so that no hop can begin a
+	// message that another hop's cells complete (SPEC.md §8): the link
+	// reader's only.
+	reasm [onion.MaxHops]onion.Reassembler
 
 	streams *stream.Circuit
 
@@ -385,10 +388,15 @@ func (c *Circuit) handleBackward(cell *onion.Cell) {
 	c.heardFrom(origin)
 	var rc onion.RelayCell
 	err = onion.ParseRelayBody(onion.RelayBody(cell.Payload[:]), &rc)
+	if err == nil && rc.StreamID != 0 && origin != c.crypto.Hops()-1 {
+		// Only a stream's end speaks for it: a guard or middle that
+		// does is attacking the stream (SPEC.md §10).
+		err = fmt.Errorf("%v on stream %d from hop %d, not the exit", rc.Cmd, rc.StreamID, origin)
+	}
 	var m onion.RelayMessage
 	var complete bool
 	if err == nil {
-		m, complete, err = c.reasm.Add(&rc)
+		m, complete, err = c.reasm[origin].Add(&rc)
 	}
 	if err == nil && complete {
 		if m.Cmd != onion.RelayData {
