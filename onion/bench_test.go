@@ -127,7 +127,7 @@ func BenchmarkLayerClientForward3Hops(b *testing.B) {
 	b.SetBytes(MaxRelayData)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.client.EncryptForward(p, 2); err != nil {
+		if _, err := c.client.EncryptForward(CellRelay, p, 2); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -136,9 +136,9 @@ func BenchmarkLayerClientForward3Hops(b *testing.B) {
 func BenchmarkLayerClientBackward3Hops(b *testing.B) {
 	c := newTestCircuit(b, 3, "bench-layer")
 	wire := make([]byte, CellPayloadLen)
-	c.relays[2].EncryptBackwardOrigin(wire)
-	c.relays[1].EncryptBackward(wire)
-	c.relays[0].EncryptBackward(wire)
+	c.relays[2].EncryptBackwardOrigin(CellRelay, wire)
+	c.relays[1].EncryptBackward(CellRelay, wire)
+	c.relays[0].EncryptBackward(CellRelay, wire)
 	p := make([]byte, CellPayloadLen)
 	b.SetBytes(MaxRelayData)
 	b.ReportAllocs()
@@ -149,7 +149,7 @@ func BenchmarkLayerClientBackward3Hops(b *testing.B) {
 			c.client.hops[i].bwd.counter = 0
 		}
 		copy(p, wire)
-		if _, _, err := c.client.DecryptBackward(p); err != nil {
+		if _, _, err := c.client.DecryptBackward(CellRelay, p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -158,14 +158,14 @@ func BenchmarkLayerClientBackward3Hops(b *testing.B) {
 func BenchmarkLayerRelayForward(b *testing.B) {
 	c := newTestCircuit(b, 3, "bench-layer")
 	wire := make([]byte, CellPayloadLen)
-	c.client.EncryptForward(wire, 2)
+	c.client.EncryptForward(CellRelay, wire, 2)
 	p := make([]byte, CellPayloadLen)
 	b.SetBytes(MaxRelayData)
 	b.ReportAllocs()
 	for b.Loop() {
 		c.relays[0].fwd.counter = 0
 		copy(p, wire)
-		if _, _, err := c.relays[0].DecryptForward(p); err != nil {
+		if _, _, err := c.relays[0].DecryptForward(CellRelay, p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -177,7 +177,7 @@ func BenchmarkLayerRelayBackward(b *testing.B) {
 	b.SetBytes(MaxRelayData)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.relays[1].EncryptBackward(p); err != nil {
+		if err := c.relays[1].EncryptBackward(CellRelay, p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -189,7 +189,7 @@ func BenchmarkLayerRelayOriginate(b *testing.B) {
 	b.SetBytes(MaxRelayData)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.relays[2].EncryptBackwardOrigin(p); err != nil {
+		if _, err := c.relays[2].EncryptBackwardOrigin(CellRelay, p); err != nil {
 			b.Fatal(err)
 		}
 	}

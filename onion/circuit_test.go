@@ -125,11 +125,11 @@ func (c *testCircuit) sendForward(t testing.TB, body []byte, target int) []byte 
 	t.Helper()
 	p := make([]byte, CellPayloadLen)
 	copy(RelayBody(p), body)
-	if _, err := c.client.EncryptForward(p, target); err != nil {
+	if _, err := c.client.EncryptForward(CellRelay, p, target); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i <= target; i++ {
-		rec, _, err := c.relays[i].DecryptForward(p)
+		rec, _, err := c.relays[i].DecryptForward(CellRelay, p)
 		if err != nil {
 			t.Fatalf("hop %d: %v", i, err)
 		}
@@ -145,15 +145,15 @@ func (c *testCircuit) sendBackward(t testing.TB, body []byte, origin int) []byte
 	t.Helper()
 	p := make([]byte, CellPayloadLen)
 	copy(RelayBody(p), body)
-	if _, err := c.relays[origin].EncryptBackwardOrigin(p); err != nil {
+	if _, err := c.relays[origin].EncryptBackwardOrigin(CellRelay, p); err != nil {
 		t.Fatal(err)
 	}
 	for i := origin - 1; i >= 0; i-- {
-		if err := c.relays[i].EncryptBackward(p); err != nil {
+		if err := c.relays[i].EncryptBackward(CellRelay, p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, _, err := c.client.DecryptBackward(p)
+	got, _, err := c.client.DecryptBackward(CellRelay, p)
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
@@ -228,14 +228,14 @@ func TestTaggingEveryBitForwardAtGuardOutput(t *testing.T) {
 		c := newTestCircuitFromKeys(t, base.keys)
 		p := make([]byte, CellPayloadLen)
 		copy(RelayBody(p), body)
-		if _, err := c.client.EncryptForward(p, 2); err != nil {
+		if _, err := c.client.EncryptForward(CellRelay, p, 2); err != nil {
 			t.Fatal(err)
 		}
-		if rec, _, err := c.relays[0].DecryptForward(p); err != nil || rec {
+		if rec, _, err := c.relays[0].DecryptForward(CellRelay, p); err != nil || rec {
 			t.Fatalf("guard: rec=%v err=%v", rec, err)
 		}
 		p[bit/8] ^= 1 << (bit % 8) // the guard tampers with what it forwards
-		_, _, err := c.relays[1].DecryptForward(p)
+		_, _, err := c.relays[1].DecryptForward(CellRelay, p)
 		if !errors.Is(err, ErrTampered) {
 			t.Fatalf("bit %d: middle accepted a tampered cell (err=%v)", bit, err)
 		}
@@ -252,11 +252,11 @@ func TestTaggingEveryBitForwardIntoGuard(t *testing.T) {
 		c := newTestCircuitFromKeys(t, base.keys)
 		p := make([]byte, CellPayloadLen)
 		copy(RelayBody(p), body)
-		if _, err := c.client.EncryptForward(p, 2); err != nil {
+		if _, err := c.client.EncryptForward(CellRelay, p, 2); err != nil {
 			t.Fatal(err)
 		}
 		p[bit/8] ^= 1 << (bit % 8)
-		if _, _, err := c.relays[0].DecryptForward(p); !errors.Is(err, ErrTampered) {
+		if _, _, err := c.relays[0].DecryptForward(CellRelay, p); !errors.Is(err, ErrTampered) {
 			t.Fatalf("bit %d: guard accepted a tampered cell (err=%v)", bit, err)
 		}
 	}
@@ -269,13 +269,13 @@ func TestTaggingEveryBitBackwardAtGuardOutput(t *testing.T) {
 		c := newTestCircuitFromKeys(t, base.keys)
 		p := make([]byte, CellPayloadLen)
 		copy(RelayBody(p), body)
-		if _, err := c.relays[2].EncryptBackwardOrigin(p); err != nil {
+		if _, err := c.relays[2].EncryptBackwardOrigin(CellRelay, p); err != nil {
 			t.Fatal(err)
 		}
-		c.relays[1].EncryptBackward(p)
-		c.relays[0].EncryptBackward(p)
+		c.relays[1].EncryptBackward(CellRelay, p)
+		c.relays[0].EncryptBackward(CellRelay, p)
 		p[bit/8] ^= 1 << (bit % 8)
-		_, _, err := c.client.DecryptBackward(p)
+		_, _, err := c.client.DecryptBackward(CellRelay, p)
 		if !errors.Is(err, ErrTampered) && !errors.Is(err, ErrUnrecognized) {
 			t.Fatalf("bit %d: client accepted a tampered cell (err=%v)", bit, err)
 		}
@@ -294,11 +294,11 @@ func TestTaggingBackwardAtExitOutput(t *testing.T) {
 		c := newTestCircuitFromKeys(t, base.keys)
 		p := make([]byte, CellPayloadLen)
 		copy(RelayBody(p), body)
-		c.relays[2].EncryptBackwardOrigin(p)
+		c.relays[2].EncryptBackwardOrigin(CellRelay, p)
 		p[bit/8] ^= 1 << (bit % 8)
-		c.relays[1].EncryptBackward(p)
-		c.relays[0].EncryptBackward(p)
-		if _, _, err := c.client.DecryptBackward(p); err == nil {
+		c.relays[1].EncryptBackward(CellRelay, p)
+		c.relays[0].EncryptBackward(CellRelay, p)
+		if _, _, err := c.client.DecryptBackward(CellRelay, p); err == nil {
 			t.Fatalf("bit %d: client accepted a cell the exit tampered with", bit)
 		}
 	}
@@ -308,11 +308,11 @@ func TestCellLimit(t *testing.T) {
 	c := newTestCircuit(t, 2, "limit")
 	c.client.hops[1].fwd.counter = MaxCellsPerKey
 	p := make([]byte, CellPayloadLen)
-	if _, err := c.client.EncryptForward(p, 1); !errors.Is(err, ErrCellLimit) {
+	if _, err := c.client.EncryptForward(CellRelay, p, 1); !errors.Is(err, ErrCellLimit) {
 		t.Fatalf("got %v, want ErrCellLimit", err)
 	}
 	c.relays[0].fwd.counter = MaxCellsPerKey
-	if _, _, err := c.relays[0].DecryptForward(p); !errors.Is(err, ErrCellLimit) {
+	if _, _, err := c.relays[0].DecryptForward(CellRelay, p); !errors.Is(err, ErrCellLimit) {
 		t.Fatalf("relay: got %v, want ErrCellLimit", err)
 	}
 }
@@ -321,13 +321,85 @@ func TestReplayedCellRefused(t *testing.T) {
 	c := newTestCircuit(t, 3, "replay-cell")
 	p := make([]byte, CellPayloadLen)
 	copy(RelayBody(p), testBody(1))
-	c.client.EncryptForward(p, 2)
+	c.client.EncryptForward(CellRelay, p, 2)
 	replay := append([]byte(nil), p...)
-	if _, _, err := c.relays[0].DecryptForward(p); err != nil {
+	if _, _, err := c.relays[0].DecryptForward(CellRelay, p); err != nil {
 		t.Fatal(err)
 	}
 	// The same bytes again meet the next nonce and fail (G4).
-	if _, _, err := c.relays[0].DecryptForward(replay); !errors.Is(err, ErrTampered) {
+	if _, _, err := c.relays[0].DecryptForward(CellRelay, replay); !errors.Is(err, ErrTampered) {
 		t.Fatalf("replayed cell: got %v, want ErrTampered", err)
+	}
+}
+
+// TestCommandIsAuthenticated: a cell sent as RELAY is refused as
+// RELAY_EARLY by the next hop, and the other way round, so a relay cannot
+// use the command as a one-bit mark (SPEC.md §5.4).
+func TestCommandIsAuthenticated(t *testing.T) {
+	base := newTestCircuit(t, 3, "command")
+	for _, sent := range []CellCmd{CellRelay, CellRelayEarly} {
+		seen := CellRelay + CellRelayEarly - sent
+		c := newTestCircuitFromKeys(t, base.keys)
+		p := make([]byte, CellPayloadLen)
+		copy(RelayBody(p), testBody(7))
+		if _, err := c.client.EncryptForward(sent, p, 2); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _, err := c.relays[0].DecryptForward(sent, p); err != nil || rec {
+			t.Fatalf("guard: rec=%v err=%v", rec, err)
+		}
+		if _, _, err := c.relays[1].DecryptForward(seen, p); !errors.Is(err, ErrTampered) {
+			t.Fatalf("sent as %v, the middle accepted it as %v (err=%v)", sent, seen, err)
+		}
+
+		c = newTestCircuitFromKeys(t, base.keys)
+		p = make([]byte, CellPayloadLen)
+		copy(RelayBody(p), testBody(8))
+		if _, err := c.relays[2].EncryptBackwardOrigin(sent, p); err != nil {
+			t.Fatal(err)
+		}
+		c.relays[1].EncryptBackward(sent, p)
+		c.relays[0].EncryptBackward(sent, p)
+		if _, _, err := c.client.DecryptBackward(seen, p); !errors.Is(err, ErrTampered) {
+			t.Fatalf("backward, sent as %v, the client accepted it as %v (err=%v)", sent, seen, err)
+		}
+	}
+	if _, err := newTestCircuitFromKeys(t, base.keys).client.EncryptForward(CellCreate, make([]byte, CellPayloadLen), 0); !errors.Is(err, ErrNotRelayCell) {
+		t.Fatalf("layers on a CREATE cell: %v", err)
+	}
+}
+
+// TestHopCannotLearnItsPosition: the filler region of a cell, as the hop
+// it is for sees it, looks the same at every position: no block is zero
+// (with zeros where no hop wrote, hop t saw exactly t non-zero blocks),
+// and no block repeats between cells.
+func TestHopCannotLearnItsPosition(t *testing.T) {
+	c := newTestCircuit(t, 3, "position")
+	const cells = 200
+	for target := 0; target < 3; target++ {
+		seen := map[[aesBlockLen]byte]bool{}
+		for i := 0; i < cells; i++ {
+			p := make([]byte, CellPayloadLen)
+			copy(RelayBody(p), testBody(i))
+			if _, err := c.client.EncryptForward(CellRelay, p, target); err != nil {
+				t.Fatal(err)
+			}
+			for h := 0; h <= target; h++ {
+				if rec, _, err := c.relays[h].DecryptForward(CellRelay, p); err != nil || rec != (h == target) {
+					t.Fatalf("hop %d: rec=%v err=%v", h, rec, err)
+				}
+			}
+			for b := 0; b < fillerLen/aesBlockLen; b++ {
+				var blk [aesBlockLen]byte
+				copy(blk[:], p[b*aesBlockLen:])
+				if blk == ([aesBlockLen]byte{}) {
+					t.Fatalf("hop %d sees filler block %d zero: it can count the hops before it", target, b)
+				}
+				if seen[blk] {
+					t.Fatalf("hop %d sees filler block %d repeat", target, b)
+				}
+				seen[blk] = true
+			}
+		}
 	}
 }

@@ -3,16 +3,21 @@ package onion
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	crand "crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 )
 
 // Layered relay crypto (SPEC.md §5). Every layer is AES-256-GCM with a full
 // 16-byte tag over the whole cell as the hop sees it, so a cell changed on
 // its way is refused by the next hop that removes a layer (G3). Nonces are
-// per-hop, per-direction cell counters (G4).
+// per-hop, per-direction cell counters (G4). Every layer's associated data
+// is the cell's command byte (SPEC.md §5.4), which relays pass on unchanged:
+// a relay that turns RELAY into RELAY_EARLY to mark a circuit is caught by
+// the next hop, like any other change.
 
 // MaxCellsPerKey is how many cells one hop's key may protect in one
 // direction. The circuit is torn down when it is reached, long before the
@@ -39,6 +44,9 @@ var (
 	ErrCellLimit = errors.New("onion: cell limit for this circuit reached")
 	// ErrUnrecognized means a backward cell authenticated at no hop.
 	ErrUnrecognized = errors.New("onion: cell recognized by no hop")
+	// ErrNotRelayCell means a layer was asked to process a cell whose
+	// command is neither RELAY nor RELAY_EARLY.
+	ErrNotRelayCell = errors.New("onion: layered crypto on a cell that is not RELAY or RELAY_EARLY")
 )
 
 // RelayBody returns the relay body inside a decrypted RELAY payload (the
@@ -54,6 +62,9 @@ type layerCipher struct {
 	block      cipher.Block
 	recognized [RecognizedLen]byte
 	counter    uint64
+	// ad is the associated data of the cell being processed: its
+	// command byte.
+	ad [cellCmdLen]byte
 
 	// Scratch space, kept here rather than on the stack because slices of
 	// it pass through the cipher interfaces and would escape: the relay
@@ -92,8 +103,23 @@ func (l *layerCipher) keystream(dst []byte, b int) {
 	subtle.XORBytes(dst[:aesBlockLen], dst[:aesBlockLen], l.ks[:])
 }
 
-// setNonce makes the next cell's nonce current.
-func (l *layerCipher) setNonce() { nonceAt(&l.nonce, l.counter) }
+// setNonce makes the next cell's nonce and associated data current.
+func (l *layerCipher) setNonce(cmd CellCmd) {
+	nonceAt(&l.nonce, l.counter)
+	l.ad[0] = byte(cmd)
+}
+
+// checkLayered refuses a payload of the wrong size or a command that
+// carries no layers.
+func checkLayered(cmd CellCmd, p []byte) error {
+	if len(p) != CellPayloadLen {
+		return fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+	}
+	if cmd != CellRelay && cmd != CellRelayEarly {
+		return fmt.Errorf("%w: %v", ErrNotRelayCell, cmd)
+	}
+	return nil
+}
 
 func (l *layerCipher) reserve() error {
 	if l.counter >= MaxCellsPerKey {
@@ -120,21 +146,22 @@ func NewRelayLayer(k *HopKeys) (*RelayLayer, error) {
 }
 
 // DecryptForward removes this relay's layer, in place, from the
-// CellPayloadLen-byte payload of a RELAY cell coming from the client side.
+// CellPayloadLen-byte payload of a RELAY or RELAY_EARLY cell (cmd) coming
+// from the client side; the cell goes on with the same command.
 // If the cell is this relay's, recognized is true and RelayBody(p) holds its
 // body; otherwise p is ready to forward to the next hop. tag is the cell's
 // tag at this layer, which flow control acknowledges. On error p is zeroed.
-func (r *RelayLayer) DecryptForward(p []byte) (recognized bool, tag [TagLen]byte, err error) {
-	if len(p) != CellPayloadLen {
-		return false, tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+func (r *RelayLayer) DecryptForward(cmd CellCmd, p []byte) (recognized bool, tag [TagLen]byte, err error) {
+	if err := checkLayered(cmd, p); err != nil {
+		return false, tag, err
 	}
 	if err := r.fwd.reserve(); err != nil {
 		return false, tag, err
 	}
-	r.fwd.setNonce()
+	r.fwd.setNonce(cmd)
 	r.fwd.counter++
 	copy(tag[:], p[RelayPlainLen:])
-	if _, err := r.fwd.aead.Open(p[:0], r.fwd.nonce[:], p, nil); err != nil {
+	if _, err := r.fwd.aead.Open(p[:0], r.fwd.nonce[:], p, r.fwd.ad[:]); err != nil {
 		clear(p)
 		return false, tag, ErrTampered
 	}
@@ -149,36 +176,37 @@ func (r *RelayLayer) DecryptForward(p []byte) (recognized bool, tag [TagLen]byte
 }
 
 // EncryptBackwardOrigin turns a relay body written at RelayBody(p) into a
-// cell from this relay to the client, in place, and returns its tag.
-func (r *RelayLayer) EncryptBackwardOrigin(p []byte) (tag [TagLen]byte, err error) {
-	if len(p) != CellPayloadLen {
-		return tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+// cell with command cmd from this relay to the client, in place, and
+// returns its tag. Backward cells are RELAY (SPEC.md §7.6).
+func (r *RelayLayer) EncryptBackwardOrigin(cmd CellCmd, p []byte) (tag [TagLen]byte, err error) {
+	if err := checkLayered(cmd, p); err != nil {
+		return tag, err
 	}
 	clear(p[:recognizedOff])
 	copy(p[recognizedOff:relayBodyOff], r.bwd.recognized[:])
-	return r.sealBackward(p)
+	return r.sealBackward(cmd, p)
 }
 
-// EncryptBackward adds this relay's layer, in place, to a cell coming from
-// the next hop towards the client.
-func (r *RelayLayer) EncryptBackward(p []byte) error {
-	if len(p) != CellPayloadLen {
-		return fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+// EncryptBackward adds this relay's layer, in place, to a cell with
+// command cmd coming from the next hop towards the client.
+func (r *RelayLayer) EncryptBackward(cmd CellCmd, p []byte) error {
+	if err := checkLayered(cmd, p); err != nil {
+		return err
 	}
 	// SPEC.md §5.3: the first block is dropped so the cell keeps its size
 	// with this layer's tag appended.
 	copy(p, p[aesBlockLen:])
-	_, err := r.sealBackward(p)
+	_, err := r.sealBackward(cmd, p)
 	return err
 }
 
-func (r *RelayLayer) sealBackward(p []byte) (tag [TagLen]byte, err error) {
+func (r *RelayLayer) sealBackward(cmd CellCmd, p []byte) (tag [TagLen]byte, err error) {
 	if err := r.bwd.reserve(); err != nil {
 		return tag, err
 	}
-	r.bwd.setNonce()
+	r.bwd.setNonce(cmd)
 	r.bwd.counter++
-	r.bwd.aead.Seal(p[:0], r.bwd.nonce[:], p[:RelayPlainLen], nil)
+	r.bwd.aead.Seal(p[:0], r.bwd.nonce[:], p[:RelayPlainLen], r.bwd.ad[:])
 	copy(tag[:], p[RelayPlainLen:])
 	return tag, nil
 }
@@ -187,6 +215,12 @@ func (r *RelayLayer) sealBackward(p []byte) (tag [TagLen]byte, err error) {
 type ClientCrypto struct {
 	hops [MaxHops]struct{ fwd, bwd layerCipher }
 	n    int
+	// pad fills the part of a forward cell's filler region that no hop
+	// before the target wrote (SPEC.md §5.2), so that the target cannot
+	// count the hops before it. Seeded from crypto/rand on first use;
+	// ChaCha8 is a cryptographically strong generator, and per cell it
+	// costs far less than a system call.
+	pad *rand.ChaCha8
 }
 
 // AddHop appends the layer of a newly extended-to hop.
@@ -209,12 +243,13 @@ func (c *ClientCrypto) AddHop(k *HopKeys) error {
 func (c *ClientCrypto) Hops() int { return c.n }
 
 // EncryptForward wraps a relay body written at RelayBody(p) in the layers of
-// hops 0..target, in place, so that hop target recognizes it and every hop
-// before it authenticates the whole cell it receives. It returns the cell's
-// tag at the target's layer, which flow control acknowledges.
-func (c *ClientCrypto) EncryptForward(p []byte, target int) (tag [TagLen]byte, err error) {
-	if len(p) != CellPayloadLen {
-		return tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+// hops 0..target, in place, for a cell with command cmd (RELAY or
+// RELAY_EARLY), so that hop target recognizes it and every hop before it
+// authenticates the whole cell it receives, command included. It returns
+// the cell's tag at the target's layer, which flow control acknowledges.
+func (c *ClientCrypto) EncryptForward(cmd CellCmd, p []byte, target int) (tag [TagLen]byte, err error) {
+	if err := checkLayered(cmd, p); err != nil {
+		return tag, err
 	}
 	if target < 0 || target >= c.n {
 		return tag, fmt.Errorf("onion: no hop %d in a %d-hop circuit", target, c.n)
@@ -223,7 +258,12 @@ func (c *ClientCrypto) EncryptForward(p []byte, target int) (tag [TagLen]byte, e
 		if err := c.hops[i].fwd.reserve(); err != nil {
 			return tag, err
 		}
-		c.hops[i].fwd.setNonce()
+		c.hops[i].fwd.setNonce(cmd)
+	}
+	if c.pad == nil {
+		var seed [32]byte
+		crand.Read(seed[:])
+		c.pad = rand.NewChaCha8(seed)
 	}
 
 	// SPEC.md §5.2: each hop before the target prepends a zero block after
@@ -242,19 +282,21 @@ func (c *ClientCrypto) EncryptForward(p []byte, target int) (tag [TagLen]byte, e
 		filler = next
 	}
 	t := &c.hops[target].fwd
-	clear(p[:recognizedOff])
 	for b := 0; b < target; b++ {
 		blk := p[aesBlockLen*b : aesBlockLen*(b+1)]
 		copy(blk, filler[aesBlockLen*b:aesBlockLen*(b+1)])
 		t.keystream(blk, b)
 	}
+	// The rest of the region is random, not zero: with zeros there, hop
+	// t would see exactly t blocks that are not, and know its position.
+	c.pad.Read(p[aesBlockLen*target : recognizedOff])
 	copy(p[recognizedOff:relayBodyOff], t.recognized[:])
-	t.aead.Seal(p[:0], t.nonce[:], p[:RelayPlainLen], nil)
+	t.aead.Seal(p[:0], t.nonce[:], p[:RelayPlainLen], t.ad[:])
 	copy(tag[:], p[RelayPlainLen:])
 
 	for i := target - 1; i >= 0; i-- {
 		copy(p, p[aesBlockLen:]) // drop the block hop i will prepend again
-		c.hops[i].fwd.aead.Seal(p[:0], c.hops[i].fwd.nonce[:], p[:RelayPlainLen], nil)
+		c.hops[i].fwd.aead.Seal(p[:0], c.hops[i].fwd.nonce[:], p[:RelayPlainLen], c.hops[i].fwd.ad[:])
 	}
 	for i := 0; i <= target; i++ {
 		c.hops[i].fwd.counter++
@@ -262,17 +304,17 @@ func (c *ClientCrypto) EncryptForward(p []byte, target int) (tag [TagLen]byte, e
 	return tag, nil
 }
 
-// DecryptBackward removes the layers of a cell coming back to the client,
-// in place. It finds the hop that sent it, checks every layer's tag over
+// DecryptBackward removes the layers of a cell with command cmd coming
+// back to the client, in place. It finds the hop that sent it, checks every layer's tag over
 // the whole cell that layer covered, and leaves the body at RelayBody(p).
 // On error p is zeroed.
 // Any failure means the circuit must be destroyed.
-func (c *ClientCrypto) DecryptBackward(p []byte) (origin int, tag [TagLen]byte, err error) {
-	if len(p) != CellPayloadLen {
-		return 0, tag, fmt.Errorf("onion: relay payload is %d bytes, want %d", len(p), CellPayloadLen)
+func (c *ClientCrypto) DecryptBackward(cmd CellCmd, p []byte) (origin int, tag [TagLen]byte, err error) {
+	if err := checkLayered(cmd, p); err != nil {
+		return 0, tag, err
 	}
 	for i := 0; i < c.n; i++ {
-		c.hops[i].bwd.setNonce()
+		c.hops[i].bwd.setNonce(cmd)
 	}
 
 	// Find the origin without authenticating yet (SPEC.md §5.3): the
@@ -309,7 +351,7 @@ func (c *ClientCrypto) DecryptBackward(p []byte) (origin int, tag [TagLen]byte, 
 			}
 		}
 		copy(tag[:], p[RelayPlainLen:])
-		if _, err := c.hops[j].bwd.aead.Open(p[:0], c.hops[j].bwd.nonce[:], p, nil); err != nil {
+		if _, err := c.hops[j].bwd.aead.Open(p[:0], c.hops[j].bwd.nonce[:], p, c.hops[j].bwd.ad[:]); err != nil {
 			clear(p)
 			return 0, tag, fmt.Errorf("%w at hop %d's layer", ErrTampered, j)
 		}

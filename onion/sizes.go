@@ -6,7 +6,7 @@ package onion
 
 // ProtocolVersion is the version of SPEC.md this package speaks; its
 // changelog is SPEC.md §1.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 const (
 	// CellSize is the size of every cell on every link (G5). SPEC.md §2.1
@@ -25,6 +25,12 @@ const (
 	// one 16-byte filler block per hop after the first (SPEC.md §5), so a
 	// longer circuit cannot be expressed at all.
 	MaxHops = 4
+
+	// MaxRelayEarly is how many RELAY_EARLY cells a relay passes per
+	// circuit, and how many a client sends: its first MaxRelayEarly relay
+	// cells, whatever they carry (SPEC.md §7.6), as Tor's clients do, so
+	// that the command tells a relay little about where it sits.
+	MaxRelayEarly = 8
 
 	// TagLen is the full GCM tag carried by every relay cell at every layer.
 	// No truncated digests (G3).

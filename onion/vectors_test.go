@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,6 +46,7 @@ type handshakeVector struct {
 
 type cellVector struct {
 	Direction string   `json:"direction"` // "forward": client to hop; "backward": hop to client
+	Command   CellCmd  `json:"command"`   // the cell command, every layer's associated data
 	Hop       int      `json:"hop"`       // target (forward) or origin (backward)
 	Counter   []uint64 `json:"counters"`  // each hop's counter in that direction before the cell
 	Body      hexBytes `json:"body"`      // the RelayBodyLen-byte relay body
@@ -72,8 +75,9 @@ func (rr *recordingReader) Read(p []byte) (int, error) {
 
 func generateVectors(t *testing.T) *vectorFile {
 	vf := &vectorFile{
-		Comment: "veil onion protocol v1 known answers; see testdata/README.md and onion/SPEC.md. " +
-			"Randomness is SHAKE-128 of the labels 'vectors/hopN/...'.",
+		Comment: fmt.Sprintf("veil onion protocol v%d known answers; see testdata/README.md and onion/SPEC.md. ", ProtocolVersion) +
+			"Randomness is SHAKE-128 of the labels 'vectors/hopN/...'; the client's filler padding is ChaCha8 " +
+			"seeded with the 32 bytes 'vectors/padding' zero-padded.",
 		CellSize: CellSize,
 	}
 	var keys []*HopKeys
@@ -108,6 +112,9 @@ func generateVectors(t *testing.T) *vectorFile {
 	}
 
 	c := newTestCircuitFromKeys(t, keys)
+	var padSeed [32]byte
+	copy(padSeed[:], "vectors/padding")
+	c.client.pad = rand.NewChaCha8(padSeed)
 	counters := func(back bool) []uint64 {
 		var out []uint64
 		for i := 0; i < c.client.n; i++ {
@@ -120,25 +127,27 @@ func generateVectors(t *testing.T) *vectorFile {
 		return out
 	}
 	// Forward to each hop, then back from each hop, twice, so that the
-	// counters differ between hops.
+	// counters differ between hops; forward cells are RELAY_EARLY in the
+	// first round and RELAY in the second.
 	for round := 0; round < 2; round++ {
+		fwdCmd := []CellCmd{CellRelayEarly, CellRelay}[round]
 		for hop := 0; hop < 3; hop++ {
 			body := make([]byte, RelayBodyLen)
 			copy(body, fmt.Sprintf("forward round %d to hop %d", round, hop))
 			ctr := counters(false)
 			p := make([]byte, CellPayloadLen)
 			copy(RelayBody(p), body)
-			tag, err := c.client.EncryptForward(p, hop)
+			tag, err := c.client.EncryptForward(fwdCmd, p, hop)
 			if err != nil {
 				t.Fatal(err)
 			}
 			wire := append([]byte(nil), p...)
 			for i := 0; i <= hop; i++ {
-				if rec, _, err := c.relays[i].DecryptForward(p); err != nil || rec != (i == hop) {
+				if rec, _, err := c.relays[i].DecryptForward(fwdCmd, p); err != nil || rec != (i == hop) {
 					t.Fatalf("forward vector: hop %d: rec=%v err=%v", i, rec, err)
 				}
 			}
-			vf.Cells = append(vf.Cells, cellVector{"forward", hop, ctr, body, wire, tag[:]})
+			vf.Cells = append(vf.Cells, cellVector{"forward", fwdCmd, hop, ctr, body, wire, tag[:]})
 		}
 		for hop := 0; hop < 3; hop++ {
 			body := make([]byte, RelayBodyLen)
@@ -146,18 +155,18 @@ func generateVectors(t *testing.T) *vectorFile {
 			ctr := counters(true)
 			p := make([]byte, CellPayloadLen)
 			copy(RelayBody(p), body)
-			tag, err := c.relays[hop].EncryptBackwardOrigin(p)
+			tag, err := c.relays[hop].EncryptBackwardOrigin(CellRelay, p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := hop - 1; i >= 0; i-- {
-				c.relays[i].EncryptBackward(p)
+				c.relays[i].EncryptBackward(CellRelay, p)
 			}
 			wire := append([]byte(nil), p...)
-			if o, _, err := c.client.DecryptBackward(p); err != nil || o != hop {
+			if o, _, err := c.client.DecryptBackward(CellRelay, p); err != nil || o != hop {
 				t.Fatalf("backward vector: origin %d err %v", o, err)
 			}
-			vf.Cells = append(vf.Cells, cellVector{"backward", hop, ctr, body, wire, tag[:]})
+			vf.Cells = append(vf.Cells, cellVector{"backward", CellRelay, hop, ctr, body, wire, tag[:]})
 		}
 	}
 	return vf
@@ -234,13 +243,21 @@ func TestVectorsDecode(t *testing.T) {
 	for i, cv := range vf.Cells {
 		p := append([]byte(nil), cv.Wire...)
 		if cv.Direction == "forward" {
+			// The command is bound: under the other one, the first
+			// hop refuses the cell. (A throwaway layer, since a
+			// refused cell still uses its counter.)
+			flipped := append([]byte(nil), cv.Wire...)
+			other := CellRelay + CellRelayEarly - cv.Command
+			if _, _, err := newTestCircuitFromKeys(t, keys).relays[0].DecryptForward(other, flipped); cv.Counter[0] == 0 && !errors.Is(err, ErrTampered) {
+				t.Fatalf("cell %d: accepted as %v: %v", i, other, err)
+			}
 			for h := 0; h <= cv.Hop; h++ {
-				if rec, _, err := c.relays[h].DecryptForward(p); err != nil || rec != (h == cv.Hop) {
+				if rec, _, err := c.relays[h].DecryptForward(cv.Command, p); err != nil || rec != (h == cv.Hop) {
 					t.Fatalf("cell %d: hop %d: rec=%v err=%v", i, h, rec, err)
 				}
 			}
 		} else {
-			o, tag, err := c.client.DecryptBackward(p)
+			o, tag, err := c.client.DecryptBackward(cv.Command, p)
 			if err != nil || o != cv.Hop || !bytes.Equal(tag[:], cv.Tag) {
 				t.Fatalf("cell %d: origin %d err %v", i, o, err)
 			}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,4 +138,171 @@ func testInjection(t *testing.T, position int) {
 		t.Fatalf("the circuit stayed up after hop %d spoke for the stream (read %q)", position, got)
 	}
 	t.Logf("circuit: %v", c.Err())
+}
+
+// relayMetric reads one sample of r's /metrics, by its full name with
+// labels; a sample that is missing fails the test.
+func relayMetric(t *testing.T, r *Relay, sample string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + r.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: %v", sample, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in the metrics", sample)
+	return 0
+}
+
+// echoTarget is a TCP server on 127.0.0.1 that echoes what it reads.
+func echoTarget(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// TestAttackCommandFlipKillsCircuit: a guard turns a RELAY cell it
+// forwards into RELAY_EARLY (and another circuit's RELAY_EARLY into
+// RELAY), the marks a colluding exit could read as a tag. The command is
+// every layer's associated data, so the middle refuses the cell as
+// tampered with, the circuit dies, and the exit never sees the mark.
+func TestAttackCommandFlipKillsCircuit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from, to onion.CellCmd
+	}{
+		{"RELAY to RELAY_EARLY", onion.CellRelay, onion.CellRelayEarly},
+		{"RELAY_EARLY to RELAY", onion.CellRelayEarly, onion.CellRelay},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNetwork(t, 1)
+			var armed atomic.Bool
+			var flipped atomic.Int64
+			flip := func(c *onion.Cell) {
+				if armed.Load() && c.Cmd == tc.from && flipped.Load() == 0 {
+					c.Cmd = tc.to
+					flipped.Add(1)
+				}
+			}
+			want := map[keys.NodeID]bool{}
+			want[n.startRelayWith("guard", false, flip).ID()] = true
+			want[n.startRelay("middle", false).ID()] = true
+			want[n.startRelay("exit", true).ID()] = true
+			cl, v := testClient(t, n, want)
+			ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+			defer cancel()
+			c, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := echoTarget(t)
+			s, err := c.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if tc.from == onion.CellRelay {
+				// Spend the circuit's RELAY_EARLY cells first.
+				for i := 0; i < onion.MaxRelayEarly; i++ {
+					if _, err := s.Write([]byte("x")); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			tampered := `veil_relay_circuits_destroyed_total{reason="TAMPERED"}`
+			before := relayMetric(t, n.relays["middle"].r, tampered)
+			armed.Store(true)
+			s.Write([]byte("marked"))
+			select {
+			case <-c.Done():
+			case <-time.After(hangTimeout):
+				t.Fatal("the circuit survived a flipped command")
+			}
+			if flipped.Load() != 1 {
+				t.Fatalf("%d cells flipped", flipped.Load())
+			}
+			if got := relayMetric(t, n.relays["middle"].r, tampered); got != before+1 {
+				t.Fatalf("the middle destroyed %d circuits for TAMPERED, want %d", got, before+1)
+			}
+			if got := relayMetric(t, n.relays["exit"].r, tampered); got != 0 {
+				t.Fatalf("the exit was told TAMPERED (%d)", got)
+			}
+		})
+	}
+}
+
+// TestExitReceivesRelayEarly: the client's first cells are RELAY_EARLY
+// whatever they carry, so an exit gets some too, and a RELAY_EARLY cell
+// tells no hop that the circuit goes on beyond it (onion/SPEC.md §7.6).
+func TestExitReceivesRelayEarly(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	var early atomic.Int64
+	count := func(c *onion.Cell) {
+		if c.Cmd == onion.CellRelayEarly {
+			early.Add(1)
+		}
+	}
+	want := map[keys.NodeID]bool{}
+	want[n.startRelay("guard", false).ID()] = true
+	want[n.startRelayWith("middle", false, count).ID()] = true
+	want[n.startRelay("exit", true).ID()] = true
+	cl, v := testClient(t, n, want)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	c, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := echoTarget(t)
+	s, err := c.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 2*onion.MaxRelayEarly; i++ {
+		if _, err := s.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The guard took one (EXTEND to the middle), the middle one (EXTEND
+	// to the exit); the rest passed the middle to the exit.
+	// (A PING from the circuit's watcher on a slow machine may take one
+	// of the others.)
+	if got := early.Load(); got < 1 || got > onion.MaxRelayEarly-2 {
+		t.Fatalf("the exit got %d RELAY_EARLY cells, want 1..%d", got, onion.MaxRelayEarly-2)
+	}
 }

@@ -146,27 +146,32 @@ func TestCircuitEndToEnd(t *testing.T) {
 	}
 }
 
-// TestTamperedCellKillsCircuit: a guard that flips one bit of a cell it
-// forwards gets the circuit destroyed by the middle, which authenticates
-// every bit; the changed data never reaches the destination, the client's
-// stream ends with an error, and the relays keep running.
+// TestTamperedCellKillsCircuit: a guard that flips one bit of the data a
+// cell carries gets the circuit destroyed by the middle, which
+// authenticates every bit (TAMPERED in its metrics); the changed data
+// never reaches the destination, the client's stream ends with an error,
+// and the relays keep running.
 func TestTamperedCellKillsCircuit(t *testing.T) {
 	n := newTestNetwork(t, 1)
 	var armed atomic.Bool
 	var flipped atomic.Int64
+	// A cell's relay body begins at plaintext offset 64 (the filler and
+	// the marker, onion/SPEC.md §5), its data 6 bytes later; each hop
+	// before the target moves it one block back, so in what the guard
+	// passes to the middle, the exit's data starts at 64+6-16. A flip
+	// there changes carried data, not padding a later check would catch.
+	const dataAt = (onion.MaxHops-1)*16 + onion.RecognizedLen + onion.RelayHeaderLen - 16
 	tamper := func(c *onion.Cell) {
-		if armed.Load() {
-			c.Payload[1000] ^= 0x01
+		if armed.Load() && flipped.Load() == 0 {
+			c.Payload[dataAt+2] ^= 0x01
 			flipped.Add(1)
 		}
 	}
-	// Every relay tampers with what it forwards, so whichever is the guard
-	// does; the middle is the first to authenticate the changed cell.
 	want := map[keys.NodeID]bool{}
-	for i := 0; i < 4; i++ {
-		want[n.startRelayWith(fmt.Sprint("relay", i), i%2 == 1, tamper).ID()] = true
-	}
-	cl, _ := testClient(t, n, want)
+	want[n.startRelayWith("guard", false, tamper).ID()] = true
+	want[n.startRelay("middle", false).ID()] = true
+	want[n.startRelay("exit", true).ID()] = true
+	cl, v := testClient(t, n, want)
 
 	got := make(chan []byte, 16)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -195,7 +200,11 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 	dst := netip.MustParseAddrPort(ln.Addr().String())
 	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
-	s, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{})
+	circ, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := circ.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +214,8 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 	if b := <-got; string(b) != "clean" {
 		t.Fatalf("destination got %q", b)
 	}
+	tampered := `veil_relay_circuits_destroyed_total{reason="TAMPERED"}`
+	before := relayMetric(t, n.relays["middle"].r, tampered)
 	armed.Store(true)
 	s.Write([]byte("tampered"))
 	// The stream ends with an error instead of hanging.
@@ -227,11 +238,19 @@ func TestTamperedCellKillsCircuit(t *testing.T) {
 	for b := range got {
 		t.Fatalf("the destination received %q after tampering", b)
 	}
+	if after := relayMetric(t, n.relays["middle"].r, tampered); after != before+1 {
+		t.Fatalf("the middle destroyed %d circuits for TAMPERED, want %d", after-before, 1)
+	}
 	// The relays are still up: a new circuit works.
 	armed.Store(false)
-	s2, _, err := cl.Connect(ctx, socks.Request{Cmd: socks.CmdConnect, Addr: dst.Addr(), Port: dst.Port()}, socks.Credentials{Username: "new"})
+	flipped.Store(0)
+	circ, err = cl.Build(ctx, hopsByName(t, n, v, "middle", "guard", "exit"))
 	if err != nil {
 		t.Fatalf("no new circuit after the tampered one: %v", err)
+	}
+	s2, err := circ.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
+	if err != nil {
+		t.Fatalf("no new stream after the tampered one: %v", err)
 	}
 	s2.Close()
 }

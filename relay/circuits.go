@@ -238,14 +238,14 @@ func (e *engine) handleRelay(l *link.Link, c *onion.Cell) {
 		return
 	}
 	if c.Cmd == onion.CellRelayEarly {
-		// SPEC.md §5.5, §7.6: at most MaxHops-1 per circuit.
-		if circ.early++; circ.early >= onion.MaxHops {
+		// SPEC.md §5.5, §7.6: at most MaxRelayEarly per circuit.
+		if circ.early++; circ.early > onion.MaxRelayEarly {
 			link.Release(c)
 			e.destroy(circ, hop{}, onion.DestroyProtocol)
 			return
 		}
 	}
-	recognized, tag, err := circ.layer.DecryptForward(c.Payload[:])
+	recognized, tag, err := circ.layer.DecryptForward(c.Cmd, c.Payload[:])
 	if err != nil {
 		link.Release(c)
 		e.log.Info("circuit destroyed: a cell failed authentication", "err", err)
@@ -310,18 +310,25 @@ func (e *engine) relayBackward(from *link.Link, circ *relayCircuit, c *onion.Cel
 		link.Release(c)
 		return
 	}
+	if c.Cmd != onion.CellRelay {
+		// Backward cells are RELAY (SPEC.md §7.6): a next hop that
+		// sends RELAY_EARLY towards the client is marking the circuit.
+		link.Release(c)
+		go e.destroy(circ, hop{}, onion.DestroyProtocol)
+		return
+	}
 	if e.inject != nil {
 		circ.forwardedBack++
 		for _, rc := range e.inject(circ.forwardedBack) {
 			e.originateLocked(circ, &rc)
 		}
 	}
-	if err := circ.layer.EncryptBackward(c.Payload[:]); err != nil {
+	if err := circ.layer.EncryptBackward(c.Cmd, c.Payload[:]); err != nil {
 		link.Release(c)
 		go e.destroy(circ, circ.prev, onion.DestroyInternal)
 		return
 	}
-	c.CircID, c.Cmd = circ.prev.id, onion.CellRelay
+	c.CircID = circ.prev.id
 	if err := e.forward(from, circ.prev.l, c); err != nil {
 		go e.destroy(circ, circ.prev, onion.DestroyDestroyed)
 	}
@@ -335,7 +342,7 @@ func (e *engine) originateLocked(circ *relayCircuit, rc *onion.RelayCell) {
 		link.Release(c)
 		return
 	}
-	if _, err := circ.layer.EncryptBackwardOrigin(c.Payload[:]); err != nil {
+	if _, err := circ.layer.EncryptBackwardOrigin(onion.CellRelay, c.Payload[:]); err != nil {
 		link.Release(c)
 		return
 	}
@@ -362,7 +369,7 @@ func (circ *relayCircuit) sendRelay(e *engine, cmd onion.RelayCmd, streamID uint
 		link.Release(c)
 		return tag, stream.ErrEnded
 	}
-	tag, err := circ.layer.EncryptBackwardOrigin(c.Payload[:])
+	tag, err := circ.layer.EncryptBackwardOrigin(onion.CellRelay, c.Payload[:])
 	if err != nil {
 		link.Release(c)
 		return tag, err
@@ -372,6 +379,10 @@ func (circ *relayCircuit) sendRelay(e *engine, cmd onion.RelayCmd, streamID uint
 		return tag, nil // flushed by the stream (stream.Flusher)
 	}
 	if err := e.send(circ.prev.l, c); err != nil {
+		// The layer's counter has moved past a cell the client will
+		// never get, so every later cell would fail its check there
+		// and look tampered with: the circuit is over (SPEC.md §5.1).
+		go e.destroy(circ, hop{}, onion.DestroyInternal)
 		return tag, err
 	}
 	return tag, nil
@@ -446,13 +457,16 @@ func (e *engine) destroy(circ *relayCircuit, from hop, reason onion.DestroyReaso
 
 	// The side that told us gets nothing back; the other side learns only
 	// that the circuit was destroyed further along (SPEC.md §2.4), except
-	// the neighbour of the relay that decided, which gets the reason.
+	// the neighbour towards the client of the relay that decided, which
+	// gets the reason. Away from the client it is always DESTROYED: a
+	// reason sent on towards the exit would be a signal a guard could
+	// send a colluding exit (break a cell, and the middle says TAMPERED).
 	for _, h := range []hop{circ.prev, next} {
 		if h.l == nil || h == from {
 			continue
 		}
 		r := reason
-		if from.l != nil {
+		if from.l != nil || h != circ.prev {
 			r = onion.DestroyDestroyed
 		}
 		e.sendDestroy(h.l, h.id, r)

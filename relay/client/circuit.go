@@ -60,6 +60,12 @@ type Circuit struct {
 	// mu orders cells towards the exit: crypto and queueing in wire order.
 	mu     sync.Mutex
 	crypto onion.ClientCrypto
+	// sent counts the relay cells sent, under mu: the first
+	// onion.MaxRelayEarly go as RELAY_EARLY, whatever they carry.
+	sent int
+	// broken, set under mu, says a cell was encrypted but never sent: the
+	// hops' counters have moved past it, so no later cell could pass.
+	broken error
 	// rmu guards the backward half of crypto against AddHop.
 	rmu sync.Mutex
 	// reasm has one reassembler per hop, so that no hop can begin a
@@ -129,6 +135,9 @@ func (c *Circuit) Err() error {
 func (c *Circuit) Done() <-chan struct{} { return c.closedCh }
 
 // sendRelay sends one relay cell to hop target, returning its endpoint tag.
+// The circuit's first onion.MaxRelayEarly cells go as RELAY_EARLY whatever
+// they carry (onion/SPEC.md §7.6); a cell that must be RELAY_EARLY (early:
+// EXTEND) fails once they are spent.
 func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16, data []byte, target int, early bool) ([onion.TagLen]byte, error) {
 	var tag [onion.TagLen]byte
 	if err := c.Err(); err != nil {
@@ -140,20 +149,28 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 		link.Release(cell)
 		return tag, err
 	}
-	cell.CircID, cell.Cmd = c.id, onion.CellRelay
-	if early {
-		cell.Cmd = onion.CellRelayEarly
-	}
 	if ctx.Done() == nil {
 		ctx = c.ctx // the caller cannot cancel: the circuit's end does
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	tag, err := c.crypto.EncryptForward(cell.Payload[:], target)
+	if c.broken != nil {
+		link.Release(cell)
+		return tag, c.broken
+	}
+	cell.CircID, cell.Cmd = c.id, onion.CellRelay
+	if c.sent < onion.MaxRelayEarly {
+		cell.Cmd = onion.CellRelayEarly
+	} else if early {
+		link.Release(cell)
+		return tag, fmt.Errorf("client: %v after the circuit's %d RELAY_EARLY cells", cmd, onion.MaxRelayEarly)
+	}
+	tag, err := c.crypto.EncryptForward(cell.Cmd, cell.Payload[:], target)
 	if err != nil {
 		link.Release(cell)
 		return tag, err
 	}
+	c.sent++
 	if cmd != onion.RelayPing && cmd != onion.RelayDrop && c.owedSince.Load() == 0 {
 		c.owedSince.CompareAndSwap(0, time.Now().UnixNano())
 	}
@@ -162,6 +179,11 @@ func (c *Circuit) sendRelay(ctx context.Context, cmd onion.RelayCmd, sid uint16,
 	}
 	if err := c.l.Send(ctx, cell); err != nil {
 		link.Release(cell)
+		// The cell used its place in the hops' counters: the circuit
+		// is over. fail takes stateMu, which the lock order forbids
+		// under mu, so it runs apart.
+		c.broken = fmt.Errorf("client: circuit broken by a failed send: %w", err)
+		go c.CloseWith(c.broken)
 		return tag, err
 	}
 	return tag, nil
@@ -376,8 +398,16 @@ func (c *Circuit) handleBackward(cell *onion.Cell) {
 	if c.owedSince.Load() != 0 {
 		c.owedSince.Store(0) // the path is alive
 	}
+	if cell.Cmd != onion.CellRelay {
+		// Backward cells are RELAY (SPEC.md §7.6): a RELAY_EARLY one
+		// is a relay marking the circuit.
+		link.Release(cell)
+		c.Close()
+		c.fail(fmt.Errorf("client: protocol: %v towards the client", cell.Cmd))
+		return
+	}
 	c.rmu.Lock()
-	origin, tag, err := c.crypto.DecryptBackward(cell.Payload[:])
+	origin, tag, err := c.crypto.DecryptBackward(cell.Cmd, cell.Payload[:])
 	c.rmu.Unlock()
 	if err != nil {
 		link.Release(cell)

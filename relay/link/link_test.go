@@ -176,7 +176,7 @@ var badPeers = []badPeer{
 	}},
 	{"padding first", func(t *testing.T, c *tls.Conn) { rawWrite(c, onion.NewPaddingCell(0)) }},
 	{"relay first", func(t *testing.T, c *tls.Conn) { rawWrite(c, relayCell(1, 1)) }},
-	{"no common version", func(t *testing.T, c *tls.Conn) { rawWrite(c, versionsCell(t, 2, 3)) }},
+	{"no common version", func(t *testing.T, c *tls.Conn) { rawWrite(c, versionsCell(t, 1, onion.ProtocolVersion+1)) }}, // 1 is no longer spoken
 	{"half a cell", func(t *testing.T, c *tls.Conn) {
 		var b [onion.CellSize / 2]byte
 		c.Write(b[:])

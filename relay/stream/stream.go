@@ -146,6 +146,11 @@ func (c *Circuit) HandleSendme(streamID uint16, body []byte) error {
 // the next Flush, which the caller owes once it has delivered the cells it
 // has at hand: a reader woken per cell would write 4 KB at a time.
 func (c *Circuit) HandleData(streamID uint16, tag [onion.TagLen]byte, data []byte) (open bool, err error) {
+	if len(data) > onion.MaxRelayData {
+		// A DATA message is one cell (onion/SPEC.md §10): cutting a
+		// longer one short would lose bytes silently.
+		return false, fmt.Errorf("stream %d: DATA of %d bytes, more than one cell's %d", streamID, len(data), onion.MaxRelayData)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.recvWin.Arrived(tag); err != nil {
