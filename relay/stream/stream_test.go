@@ -362,3 +362,19 @@ func TestWriteToSocketDirectAndHandedOver(t *testing.T) {
 		}
 	}
 }
+
+// TestDataLongerThanOneCellRefused: a DATA message is one cell (onion/SPEC.md
+// §10); a longer one is a protocol error, never cut short to a cell's worth.
+func TestDataLongerThanOneCellRefused(t *testing.T) {
+	_, b, _, _ := linked(t)
+	if _, err := b.Open(5); err != nil {
+		t.Fatal(err)
+	}
+	var tag [onion.TagLen]byte
+	if _, err := b.HandleData(5, tag, make([]byte, onion.MaxRelayData+1)); err == nil {
+		t.Fatal("a DATA message of more than one cell was accepted")
+	}
+	if _, err := b.HandleData(5, tag, make([]byte, onion.MaxRelayData)); err != nil {
+		t.Fatalf("a full cell of DATA: %v", err)
+	}
+}
