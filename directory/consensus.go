@@ -234,33 +234,43 @@ func (c *Consensus) check(op string) (int, error) {
 	n := minConsensusLen
 	var prev keys.NodeID
 	for i, e := range c.Relays {
-		d := e.Descriptor
-		if d == nil || d.raw == nil {
-			return fail("entry %d: descriptor is not signed", i+1)
+		if err := e.Check(); err != nil {
+			return fail("entry %d: %v", i+1, err)
 		}
-		id := d.NodeID()
+		id := e.Descriptor.NodeID()
 		if i > 0 && bytes.Compare(prev[:], id[:]) >= 0 {
 			return fail("entry %d (%s): not strictly after the previous node ID", i+1, id.Short())
 		}
 		prev = id
-		if e.Flags&^knownFlags != 0 {
-			return fail("entry %d (%s): unknown flags %#04x", i+1, id.Short(), uint16(e.Flags&^knownFlags))
-		}
-		if d.Roles&RoleSeed != 0 {
-			return fail("entry %d (%s): lists a seed, which carries no circuits", i+1, id.Short())
-		}
-		if e.Flags&FlagExit != 0 && d.Roles&RoleExit == 0 {
-			return fail("entry %d (%s): Exit flag for a relay that does not offer to exit", i+1, id.Short())
-		}
-		if e.Flags&FlagStorage != 0 && d.Roles&RoleStorage == 0 {
-			return fail("entry %d (%s): Storage flag for a relay that does not offer storage", i+1, id.Short())
-		}
-		n += entryHeader + len(d.raw)
+		n += entryHeader + len(e.Descriptor.raw)
 	}
 	if n > MaxConsensusLen {
 		return 0, errorf(ErrTooLarge, "directory: %s consensus: %d bytes, at most %d", op, n, MaxConsensusLen)
 	}
 	return n, nil
+}
+
+// Check reports whether e could be an entry of a consensus on its own
+// (SPEC.md §5.2): a signed descriptor of a relay that is not a seed, known
+// flags, and Exit or Storage only for a relay that offers it. A seed drops
+// an entry that fails rather than fail to sign the rest.
+func (e *Entry) Check() error {
+	d := e.Descriptor
+	if d == nil || d.raw == nil {
+		return malformedf("descriptor is not signed")
+	}
+	id := d.NodeID()
+	switch {
+	case e.Flags&^knownFlags != 0:
+		return malformedf("%s: unknown flags %#04x", id.Short(), uint16(e.Flags&^knownFlags))
+	case d.Roles&RoleSeed != 0:
+		return malformedf("%s: lists a seed, which carries no circuits", id.Short())
+	case e.Flags&FlagExit != 0 && d.Roles&RoleExit == 0:
+		return malformedf("%s: Exit flag for a relay that does not offer to exit", id.Short())
+	case e.Flags&FlagStorage != 0 && d.Roles&RoleStorage == 0:
+		return malformedf("%s: Storage flag for a relay that does not offer storage", id.Short())
+	}
+	return nil
 }
 
 func (c *Consensus) appendBody(b []byte) []byte {

@@ -61,6 +61,9 @@ type Seed struct {
 	now    func() time.Time
 	// probe checks a relay's OR port; tests may replace it.
 	probe func(ctx context.Context, addr string, id keys.NodeID) error
+	// lastRefused is how many relays the last signing refused: the
+	// signing loop's own, to log refusals when their number changes.
+	lastRefused int
 
 	mu     sync.Mutex // guards the fields below
 	probed map[keys.NodeID]probeResult
@@ -263,6 +266,10 @@ func (s *Seed) sign(ctx context.Context, node *gossip.Node) {
 	for _, r := range refused {
 		s.log.Debug("relay not admitted", "node", r.ID.Short(), "reason", r.Reason)
 	}
+	if n := len(refused); n > 0 && n != s.lastRefused {
+		s.log.Info("relays refused", "count", n, "first", refused[0].ID.Short(), "reason", refused[0].Reason)
+	}
+	s.lastRefused = len(refused)
 	va := now.Truncate(time.Second)
 	c := &directory.Consensus{
 		ValidAfter: va,

@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -56,6 +57,7 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 		}
 		listed = append(listed, c)
 	}
+	listed, refused := oneByIdentity(listed)
 	// Longest membership first, then by node ID, so the caps are
 	// deterministic and favour relays that have been around.
 	slices.SortFunc(listed, func(a, b Candidate) int {
@@ -70,7 +72,6 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 	perNet := map[netip.Prefix]int{}
 	perFamily := map[int]int{}
 	var entries []directory.Entry
-	var refused []Refusal
 	for _, c := range listed {
 		id := c.Desc.NodeID()
 		var reason string
@@ -107,7 +108,73 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 		ai, bi := a.Descriptor.NodeID(), b.Descriptor.NodeID()
 		return slices.Compare(ai[:], bi[:])
 	})
-	return entries, refused
+	entries, dropped := signable(entries)
+	return entries, append(refused, dropped...)
+}
+
+// signable drops, from entries sorted by node ID, each entry a consensus
+// could not carry (directory.Entry.Check) and any repeat of a node ID, so
+// that one member's data can never make the whole signing fail.
+func signable(entries []directory.Entry) (kept []directory.Entry, dropped []Refusal) {
+	kept = entries[:0]
+	for _, e := range entries {
+		if err := e.Check(); err != nil {
+			var id keys.NodeID
+			if e.Descriptor != nil {
+				id = e.Descriptor.NodeID()
+			}
+			dropped = append(dropped, Refusal{ID: id, Reason: "cannot be signed: " + err.Error()})
+			continue
+		}
+		if n := len(kept); n > 0 && kept[n-1].Descriptor.NodeID() == e.Descriptor.NodeID() {
+			dropped = append(dropped, Refusal{ID: e.Descriptor.NodeID(), Reason: "listed twice"})
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept, dropped
+}
+
+// oneByIdentity keeps one candidate per node ID. Two gossip members can
+// carry one identity (a relay can sign descriptors for as many names as it
+// likes), and a consensus lists each node ID once, so the seed must choose:
+// the newest descriptor (highest sequence, then latest published, then the
+// lowest digest, so that every seed picks the same one), with the
+// membership time of the member that carries it. Each candidate left out is
+// refused, with the reason (directory/SPEC.md §5.2).
+func oneByIdentity(cands []Candidate) (kept []Candidate, refused []Refusal) {
+	best := map[keys.NodeID]int{}
+	count := map[keys.NodeID]int{}
+	for i, c := range cands {
+		id := c.Desc.NodeID()
+		count[id]++
+		j, ok := best[id]
+		if !ok || newer(c.Desc, cands[j].Desc) {
+			best[id] = i
+		}
+	}
+	for i, c := range cands {
+		id := c.Desc.NodeID()
+		if best[id] == i {
+			kept = append(kept, c)
+			continue
+		}
+		refused = append(refused, Refusal{ID: id, Reason: fmt.Sprintf(
+			"identity carried by %d gossip members; kept the one named %q", count[id], cands[best[id]].Desc.GossipName)})
+	}
+	return kept, refused
+}
+
+// newer says a is preferred to b, two descriptors of one identity.
+func newer(a, b *directory.Descriptor) bool {
+	if a.Sequence != b.Sequence {
+		return a.Sequence > b.Sequence
+	}
+	if !a.Published.Equal(b.Published) {
+		return a.Published.After(b.Published)
+	}
+	ad, bd := a.Digest(), b.Digest()
+	return bytes.Compare(ad[:], bd[:]) < 0
 }
 
 // roleFlags gives Exit and Storage to relays whose descriptors offer them in

@@ -145,3 +145,60 @@ func TestSelectAllowlist(t *testing.T) {
 		t.Fatalf("allowlist: a=%v b=%v refused=%v", f[a.NodeID()], f[b.NodeID()], refused)
 	}
 }
+
+// TestSelectKeepsOneEntryPerIdentity: two members carrying one identity
+// (under two gossip names) give one entry, the newest descriptor, and a
+// refusal; the same pair in the other order gives the same choice.
+func TestSelectKeepsOneEntryPerIdentity(t *testing.T) {
+	id, a := testRelay(t, "twin", "10.0.0.1:9001", 0)
+	_, other := testRelay(t, "other", "10.1.0.1:9001", 0)
+	d := dirtest.Descriptor(t, id, "twin")
+	d.Nickname, d.GossipName = "rtwin", "second-name"
+	d.ORAddr = netip.MustParseAddrPort("10.0.0.1:9001")
+	d.GossipAddr = netip.MustParseAddrPort("10.0.0.1:9002")
+	d.Bandwidth = 1 << 20
+	d.Sequence = a.Sequence + 1
+	b, err := directory.ParseDescriptor(dirtest.Sign(t, id, d), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range [][]*directory.Descriptor{{a, b}, {b, a}} {
+		cands := []Candidate{{Desc: other, Since: t0.Add(-time.Hour), ProbedOK: true}}
+		for _, d := range order {
+			cands = append(cands, Candidate{Desc: d, Since: t0.Add(-time.Hour), ProbedOK: true})
+		}
+		entries, refused := Select(cands, Admission{}, t0)
+		if len(entries) != 2 {
+			t.Fatalf("%d entries, want 2 (one per identity)", len(entries))
+		}
+		for _, e := range entries {
+			if e.Descriptor.NodeID() == id.ID() && e.Descriptor.Sequence != b.Sequence {
+				t.Fatalf("kept sequence %d, want the newest, %d", e.Descriptor.Sequence, b.Sequence)
+			}
+		}
+		if len(refused) != 1 || refused[0].ID != id.ID() {
+			t.Fatalf("refused %v, want the twin's older member", refused)
+		}
+		c := &directory.Consensus{ValidAfter: t0, FreshUntil: t0.Add(time.Hour), ValidUntil: t0.Add(3 * time.Hour), Relays: entries}
+		if _, err := c.Sign(dirtest.Identity(t, "seed")); err != nil {
+			t.Fatalf("sign: %v", err)
+		}
+	}
+}
+
+// TestSignableDropsWhatCannotBeSigned: an entry the consensus could not
+// carry (here an Exit flag on a relay that offers no exit, or a node ID
+// twice) is dropped and the rest signs.
+func TestSignableDropsWhatCannotBeSigned(t *testing.T) {
+	_, a := testRelay(t, "a", "10.0.0.1:9001", 0)
+	_, b := testRelay(t, "b", "10.1.0.1:9001", 0)
+	entries := []directory.Entry{{Flags: directory.FlagRunning, Descriptor: a}, {Flags: directory.FlagRunning | directory.FlagExit, Descriptor: b}}
+	if ai, bi := a.NodeID(), b.NodeID(); string(ai[:]) > string(bi[:]) {
+		entries[0], entries[1] = entries[1], entries[0]
+	}
+	entries = append(entries, entries[len(entries)-1])
+	kept, dropped := signable(entries)
+	if len(kept) != 1 || kept[0].Descriptor != a || len(dropped) != 2 {
+		t.Fatalf("kept %d, dropped %v", len(kept), dropped)
+	}
+}
