@@ -117,7 +117,9 @@ Port 0 picks a free port and logs it.`,
 Memory for circuit and stream buffers; past it the relay refuses new
 circuits rather than fail.`,
 	"max_circuits": `
-Most circuits open at once; past it new ones are refused.`,
+Most circuits open at once; past it new ones are refused. One client
+address may hold an eighth of them and one relay's address half (at least
+64 each), so no single peer can take them all.`,
 }
 
 var clientDocs = map[string]string{

@@ -38,6 +38,12 @@ type relayCircuit struct {
 	// touches.
 	early int
 	reasm onion.Reassembler // likewise the prev side's reader only
+	// opened is when the CREATE made the circuit, and fromClient says a
+	// peer that is not a known relay sent it: this relay is the first
+	// hop, and reapUnused destroys the circuit if it stays unused. Both
+	// are set before the circuit is in the table and never change.
+	opened     time.Time
+	fromClient bool
 
 	mu sync.Mutex // guards the fields below and orders backward cells
 	// next is the following hop once EXTEND succeeded; pending is the
@@ -190,8 +196,13 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 		return
 	}
 	if e.circs.len() >= 2*e.r.cfg.MaxCircuits {
-		e.sendDestroy(l, c.CircID, onion.DestroyResourceLimit)
-		l.ReleaseCircID(c.CircID)
+		e.refuseCreate(l, c.CircID, refusedRelayFull)
+		return
+	}
+	// A share of the table and a rate per peer, checked before the
+	// handshake spends any CPU (createlimits.go).
+	res, fromClient, ok := e.admitCreate(l, c.CircID)
+	if !ok {
 		return
 	}
 	hs, err := c.CreateHandshake()
@@ -206,12 +217,14 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 		keys.Clear()
 	}
 	if err != nil {
+		res.Cancel()
 		e.log.Debug("refused a CREATE", "err", err)
 		e.sendDestroy(l, c.CircID, onion.DestroyProtocol)
 		l.ReleaseCircID(c.CircID)
 		return
 	}
-	circ := &relayCircuit{prev: hop{l, c.CircID}, layer: layer}
+	circ := &relayCircuit{prev: hop{l, c.CircID}, layer: layer, opened: e.r.now(), fromClient: fromClient}
+	res.Hold(circ)
 	e.circs.add(circ.prev, circ)
 	e.stats.created.Add(1)
 	created, err := onion.NewCreatedCell(c.CircID, reply)

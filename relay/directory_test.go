@@ -50,6 +50,9 @@ type testNetwork struct {
 	// inject, if set, is the injectBackward hook of the relays started
 	// next: they play a relay that speaks for streams it does not end.
 	inject func(forwarded int) []onion.RelayCell
+	// unusedAfter, if set, is how long the relays started next leave an
+	// unused circuit (createLimits.unusedAfter).
+	unusedAfter time.Duration
 }
 
 type runningRelay struct {
@@ -124,6 +127,9 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 	}
 	r.tamperForward = tamper
 	r.injectBackward = n.inject
+	if n.unusedAfter != 0 {
+		r.creates.unusedAfter = n.unusedAfter
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rr := &runningRelay{r: r, cancel: cancel, done: make(chan struct{})}
 	n.relays[name] = rr

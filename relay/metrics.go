@@ -21,6 +21,9 @@ type counters struct {
 	begins    atomic.Uint64
 	refused   atomic.Uint64 // BEGINs refused (exit policy, resolution, connect)
 	pings     atomic.Uint64 // PINGs answered (onion/SPEC.md §7.8)
+	// refusedCreates counts CREATEs refused for a limit, by which
+	// (createlimits.go).
+	refusedCreates [numRefusals]atomic.Uint64
 }
 
 func (c *counters) destroyedFor(r onion.DestroyReason) {
@@ -63,6 +66,10 @@ func (e *engine) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP veil_relay_circuits_destroyed_total Circuits destroyed, by reason.\n# TYPE veil_relay_circuits_destroyed_total counter\n")
 	for r := range e.stats.destroyed {
 		fmt.Fprintf(w, "veil_relay_circuits_destroyed_total{reason=%q} %d\n", onion.DestroyReason(r).String(), e.stats.destroyed[r].Load())
+	}
+	fmt.Fprintf(w, "# HELP veil_relay_creates_refused_total CREATEs refused with RESOURCELIMIT, by the limit reached: the relay's table, a peer's share or a peer's rate.\n# TYPE veil_relay_creates_refused_total counter\n")
+	for why := range e.stats.refusedCreates {
+		fmt.Fprintf(w, "veil_relay_creates_refused_total{limit=%q} %d\n", refusalNames[why], e.stats.refusedCreates[why].Load())
 	}
 	procmetrics.Write(w)
 }

@@ -17,7 +17,7 @@ func TestMetricsFormat(t *testing.T) {
 		t.Fatalf("%v in:\n%s", err, b.String())
 	}
 	for _, name := range []string{"veil_relay_links", "veil_relay_circuits", "veil_relay_circuits_created_total",
-		`veil_relay_circuits_destroyed_total{reason="TAMPERED"}`, "go_goroutines"} {
+		`veil_relay_circuits_destroyed_total{reason="TAMPERED"}`, `veil_relay_creates_refused_total{limit="peer_share"}`, "go_goroutines"} {
 		if _, ok := got[name]; !ok {
 			t.Errorf("no %s in:\n%s", name, b.String())
 		}

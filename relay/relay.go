@@ -44,6 +44,8 @@ type Relay struct {
 	shards *shardstore.Store
 	// metricsLn serves /metrics when metrics_addr is set.
 	metricsLn net.Listener
+	// creates holds the per-peer CREATE limits (createlimits.go).
+	creates createLimits
 	// tamperForward and injectBackward are test hooks: see engine.tamper
 	// and engine.inject.
 	tamperForward  func(*onion.Cell)
@@ -89,7 +91,7 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
-		pub: publisher{cfg: cfg, store: store}, now: time.Now,
+		pub: publisher{cfg: cfg, store: store}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
 	}
 	if cfg.Storage {
 		if r.shards, err = shardstore.Open(filepath.Join(cfg.DataDir, "shards"), shardstore.Options{Quota: int64(cfg.StorageQuota), Logger: log}); err != nil {
@@ -181,6 +183,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		eng.governMemory()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		eng.reapUnused()
 	}()
 	if r.shards != nil {
 		wg.Add(1)
