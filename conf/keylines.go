@@ -181,9 +181,11 @@ func (kl *keyLines) line(key string) int {
 				return p.line
 			}
 		}
-		switch {
-		case strings.HasSuffix(key, "]"):
-			key = key[:strings.LastIndexByte(key, '[')]
+		// A quoted key may hold any of "[].", so a "]" need not close an
+		// index ("\"a]\" = 1").
+		switch open := strings.LastIndexByte(key, '['); {
+		case strings.HasSuffix(key, "]") && open >= 0:
+			key = key[:open]
 		case strings.Contains(key, "."):
 			key = key[:strings.LastIndexByte(key, '.')]
 		default:

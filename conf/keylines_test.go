@@ -33,6 +33,7 @@ l = 1
 		"table": 16, "table.j": 17, "arr[0]": 18, "arr[0].k": 19, "arr[1]": 20, "arr[1].k": 21,
 		"arr.k": 19, "arr[1].missing": 20, "arr[5].k": 18, "arr2.sub.l": 23,
 		"list[1]": 9, "b": 0, "c": 0, "d": 0, "f": 0, "g": 0, "comment": 0,
+		"x]": 0, "\b].": 0, "a.x]": 2, // quoted keys with a "]" that closes no index
 	} {
 		if got := kl.line(key); got != want {
 			t.Errorf("line(%q) = %d, want %d", key, got, want)
