@@ -136,12 +136,20 @@ func (p *Pointer) Matches(d *Descriptor) error {
 }
 
 // Binds checks that p belongs to the memberlist node with this name and
-// address: a pointer copied into another node's metadata is refused
-// (SPEC.md §4).
+// address, and that the name is p's node ID (SPEC.md §4): the pointer is
+// signed by the identity key, so it proves that key holds the name at that
+// address. A pointer copied into another node's metadata is refused, and
+// so is one whose key does not hash to the name: nobody can take another
+// relay's name while it is away, and a new key never inherits an old
+// name's membership (uptime, flags).
 func (p *Pointer) Binds(name string, addr netip.AddrPort) error {
 	if p.GossipName != name || p.GossipAddr != netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()) {
 		return errorf(ErrMismatch, "directory: pointer of %s names node %q at %s, not %q at %s",
 			p.NodeID().Short(), p.GossipName, p.GossipAddr, name, addr)
+	}
+	if id := p.NodeID().String(); name != id {
+		return errorf(ErrMismatch, "directory: node %q carries the pointer of %s: a member's name is its node ID",
+			name, p.NodeID().Short())
 	}
 	return nil
 }

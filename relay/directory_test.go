@@ -62,6 +62,12 @@ type runningRelay struct {
 }
 
 func newTestNetwork(t testing.TB, seeds int) *testNetwork {
+	return newTestNetworkWith(t, seeds, nil)
+}
+
+// newTestNetworkWith is newTestNetwork with edit applied to each seed's
+// configuration (nil: none).
+func newTestNetworkWith(t testing.TB, seeds int, edit func(*conf.Seed)) *testNetwork {
 	n := &testNetwork{t: t, dir: t.TempDir(), relays: map[string]*runningRelay{}, maxMemory: conf.DefaultRelay().MaxMemory}
 	// Cleanups run last-registered first: every cancel below runs before
 	// this wait.
@@ -81,6 +87,9 @@ func newTestNetwork(t testing.TB, seeds int) *testNetwork {
 		cfg.MaxRelaysPerSlash16 = 0
 		cfg.RateLimitPerMinute = 0
 		cfg.GossipTiming = conf.GossipLocal
+		if edit != nil {
+			edit(&cfg)
+		}
 		s, err := seed.New(&cfg, nil)
 		if err != nil {
 			t.Fatal(err)
