@@ -365,9 +365,27 @@ func TestChurn(t *testing.T) {
 	t.Logf("stopped relay gone after %v; the seed saw it leave: %v", took,
 		strings.Contains(seed.stderr.String(), "membership event=leave node="+ids["charlie"]))
 
-	// The killed relay comes back with the same keys and is admitted.
+	// The killed relay comes back with the same keys and is admitted
+	// under the same node ID. The nickname alone proves nothing: a relay
+	// whose key files were lost makes new ones and is admitted as a new
+	// node under the old nickname.
+	deltaDir := filepath.Join(n.dir, "delta")
+	keysBefore := readKeyFiles(t, deltaDir)
 	procs["delta"] = startProc(t, "relay", "--config", filepath.Join(n.dir, "delta.toml"))
 	n.waitRelays(t, "alpha", "bravo", "delta")
+	back := map[string]string{}
+	for _, r := range statusRelays(t, n.client) {
+		back[r.Name] = r.ID
+	}
+	if back["delta"] != ids["delta"] {
+		t.Fatalf("delta came back as node %q, was %s", back["delta"], ids["delta"])
+	}
+	procs["delta"].wantLog(t, "id="+ids["delta"])
+	for name, b := range readKeyFiles(t, deltaDir) {
+		if !bytes.Equal(b, keysBefore[name]) {
+			t.Fatalf("delta rewrote %s on restart instead of reusing it", name)
+		}
+	}
 
 	// A restarted seed serves its saved consensus at once, and the relays
 	// rejoin it.
@@ -385,6 +403,21 @@ func TestChurn(t *testing.T) {
 	}
 	seed.wantLog(t, `msg="serving the saved consensus until a new one is signed" relays=3`)
 	n.waitRelays(t, "alpha", "bravo", "delta")
+}
+
+// readKeyFiles returns the contents of the key files in a node's data
+// directory, by file name.
+func readKeyFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, name := range []string{keys.IdentityFile, keys.OnionFile} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
+	}
+	return files
 }
 
 // waitManifest waits for `veil testnet` (p) to write DIR/testnet.json and
