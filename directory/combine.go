@@ -128,11 +128,13 @@ func Combine(docs []*Consensus, pinned []keys.NodeID, now time.Time) (*View, err
 	return v, nil
 }
 
-// vote counts the documents that list one descriptor, flag by flag.
+// vote counts the documents that list one descriptor, flag by flag, and
+// keeps the weight each gives it.
 type vote struct {
-	desc  *Descriptor
-	votes int
-	flags [16]int
+	desc    *Descriptor
+	votes   int
+	flags   [16]int
+	weights []uint32
 }
 
 // tally returns the entries that at least need documents agree on. Each
@@ -153,6 +155,7 @@ func tally(docs []*Consensus, need int) []Entry {
 				votes[k] = t
 			}
 			t.votes++
+			t.weights = append(t.weights, e.Weight)
 			for bit := range t.flags {
 				if e.Flags&(1<<bit) != 0 {
 					t.flags[bit]++
@@ -171,13 +174,22 @@ func tally(docs []*Consensus, need int) []Entry {
 				f |= 1 << bit
 			}
 		}
-		out = append(out, Entry{Flags: f, Descriptor: t.desc})
+		out = append(out, Entry{Flags: f, Weight: medianWeight(t.weights), Descriptor: t.desc})
 	}
 	slices.SortFunc(out, func(a, b Entry) int {
 		ia, ib := a.Descriptor.NodeID(), b.Descriptor.NodeID()
 		return bytes.Compare(ia[:], ib[:])
 	})
 	return out
+}
+
+// medianWeight is the median of the weights the documents give one relay,
+// the lower of the two middle ones for an even count: a minority of seeds
+// that measure a relay too high (or 0, not at all) cannot move it past
+// what the honest seeds measured (SPEC.md §6).
+func medianWeight(ws []uint32) uint32 {
+	slices.Sort(ws)
+	return ws[(len(ws)-1)/2]
 }
 
 // majorityError says how many seeds counted and why the others did not.

@@ -334,3 +334,40 @@ func TestViewUsable(t *testing.T) {
 		t.Fatal("an expired descriptor is usable")
 	}
 }
+
+// TestCombineWeightIsTheMedian: each seed measures every relay; one seed
+// lies high and another reports nothing, and the view carries the median,
+// the honest figure.
+func TestCombineWeightIsTheMedian(t *testing.T) {
+	n := newNetwork(t)
+	docs := make([]*Consensus, 3)
+	for i, w := range []uint32{1000, 1 << 30, 0} {
+		es := n.honest()
+		for j := range es {
+			es[j].Weight = w
+		}
+		// Through the wire, so that the weight's encoding is tested too.
+		parsed, err := ParseConsensus(n.doc(t, i, es).Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[i] = parsed
+	}
+	v, err := Combine(docs, n.pinned, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range v.Relays {
+		if e.Weight != 1000 {
+			t.Fatalf("relay %s: weight %d, want the median 1000", e.Descriptor.NodeID().Short(), e.Weight)
+		}
+	}
+	// Two documents of three: the lower of the two.
+	v, err = Combine(docs[:2], n.pinned, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := v.Relays[0].Weight; w != 1000 {
+		t.Fatalf("weight %d from two seeds, want the lower, 1000", w)
+	}
+}

@@ -4,7 +4,7 @@ package directory
 // Layout (SPEC.md §5), integers big-endian:
 //
 //	size   field
-//	1      version = consensusVersion (1)
+//	1      version = consensusVersion (2)
 //	32     seed identity: Ed25519 public key
 //	8      valid-after: unix seconds, two's complement
 //	8      fresh-until
@@ -12,6 +12,7 @@ package directory
 //	4      relay count n (0..MaxRelays)
 //	…      n entries, strictly ascending by node ID:
 //	         2   flags (Flags; unknown bits are refused)
+//	         4   weight: measured bandwidth in KiB/s, 0 = not measured
 //	         2   descriptor length m (≤ MaxDescriptorLen)
 //	         m   the relay's signed descriptor (§2)
 //	64     signature: Ed25519 by the seed over
@@ -33,11 +34,11 @@ import (
 
 const (
 	// ConsensusLabel is the signature label of a consensus document.
-	ConsensusLabel = "veil consensus v1"
+	ConsensusLabel = "veil consensus v2"
 
-	consensusVersion = 1
+	consensusVersion = 2
 	consensusHeader  = 1 + ed25519.PublicKeySize + 8 + 8 + 8 + 4 // 61
-	entryHeader      = 2 + 2
+	entryHeader      = 2 + 4 + 2
 	minConsensusLen  = consensusHeader + ed25519.SignatureSize // 125
 
 	// MaxRelays bounds the entries of one document: Tor's whole network
@@ -66,7 +67,12 @@ const (
 
 // Entry is one relay in a consensus or a View.
 type Entry struct {
-	Flags      Flags
+	Flags Flags
+	// Weight is the relay's bandwidth as the seed measured it, in KiB/s
+	// (SPEC.md §5.6): 0 means not measured. In a View it is the median of
+	// the counted documents' weights. A relay's own claim (the
+	// descriptor's Bandwidth) only caps it.
+	Weight     uint32
 	Descriptor *Descriptor // signed or parsed
 }
 
@@ -184,6 +190,7 @@ func ParseConsensus(b []byte) (*Consensus, error) {
 	c.Relays = make([]Entry, 0, min(n, (len(signed)-consensusHeader)/(entryHeader+minDescriptorLen)))
 	for i := 0; i < n; i++ {
 		flags := Flags(cur.u16("entry flags"))
+		weight := cur.u32("entry weight")
 		desc := cur.take(int(cur.u16("descriptor length")), "descriptor")
 		if cur.err != nil {
 			return nil, fmt.Errorf("%w (entry %d)", cur.err, i+1)
@@ -192,7 +199,7 @@ func ParseConsensus(b []byte) (*Consensus, error) {
 		if err != nil {
 			return nil, fmt.Errorf("directory: parse consensus: entry %d: %w", i+1, err)
 		}
-		c.Relays = append(c.Relays, Entry{Flags: flags, Descriptor: d})
+		c.Relays = append(c.Relays, Entry{Flags: flags, Weight: weight, Descriptor: d})
 	}
 	copy(c.Signature[:], cur.take(ed25519.SignatureSize, "signature"))
 	if err := cur.end(); err != nil {
@@ -282,6 +289,7 @@ func (c *Consensus) appendBody(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Relays)))
 	for _, e := range c.Relays {
 		b = binary.BigEndian.AppendUint16(b, uint16(e.Flags))
+		b = binary.BigEndian.AppendUint32(b, e.Weight)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(e.Descriptor.raw)))
 		b = append(b, e.Descriptor.raw...)
 	}

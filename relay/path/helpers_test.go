@@ -53,6 +53,10 @@ type relay struct {
 	policy exitpolicy.Policy // set for exits; nil means exitpolicy.Default for Exit flags
 	family []string          // labels of the relays it declares
 	at     time.Time         // when its descriptor is published; zero means t0
+	// measured is the seeds' measurement in bytes a second; 0 means the
+	// same as bw (an honest claim), and unmeasured that there is none.
+	measured   uint64
+	unmeasured bool
 }
 
 // entry signs and parses the descriptor of r, published at r.at for the
@@ -104,7 +108,15 @@ func entry(t testing.TB, r relay) directory.Entry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return directory.Entry{Flags: r.flags, Descriptor: pd}
+	e := directory.Entry{Flags: r.flags, Descriptor: pd}
+	switch {
+	case r.unmeasured:
+	case r.measured != 0:
+		e.Weight = uint32(r.measured >> 10)
+	default:
+		e.Weight = uint32(min(d.Bandwidth>>10, 1<<32-1))
+	}
+	return e
 }
 
 // view returns a View of entries, sorted by node ID as Combine makes them.

@@ -22,14 +22,33 @@ const (
 	// maxWeight bounds every weight so that sums over directory.MaxRelays
 	// relays fit in a uint64 with room to spare (2^40 B/s is 1 TB/s).
 	maxWeight = 1 << 40
+	// UnmeasuredBandwidth is what a relay that no majority of seeds has
+	// measured counts for, in bytes a second, if it claims more: Tor's
+	// 20 KB/s for unmeasured relays. A claim costs nothing to inflate, so
+	// until seeds have timed a relay it gets a small share
+	// (directory/SPEC.md §5.6).
+	UnmeasuredBandwidth = 20 << 10
 )
 
+// bandwidth is what a relay counts for before the cap: the seeds' median
+// measurement (KiB/s), never above the relay's own claim, or the small
+// UnmeasuredBandwidth when it has not been measured.
+func bandwidth(e directory.Entry) uint64 {
+	claimed := e.Descriptor.Bandwidth
+	if e.Weight == 0 {
+		return min(claimed, UnmeasuredBandwidth)
+	}
+	return min(uint64(e.Weight)<<10, claimed)
+}
+
 // weightCap returns the largest weight a relay in view may have: CapFactor
-// times the median bandwidth of its entries (at least 1).
+// times the median bandwidth of its entries (at least 1). With measured
+// weights the cap matters less, but a relay whose seeds were fooled
+// still cannot take more than CapFactor times the median.
 func weightCap(entries []directory.Entry) uint64 {
 	bws := make([]uint64, 0, len(entries))
 	for _, e := range entries {
-		bws = append(bws, e.Descriptor.Bandwidth)
+		bws = append(bws, bandwidth(e))
 	}
 	if len(bws) == 0 {
 		return 1
@@ -42,7 +61,7 @@ func weightCap(entries []directory.Entry) uint64 {
 // weight is a relay's share in a draw: its bandwidth clamped to [1, limit],
 // so a relay that reports nothing is still chosen, rarely.
 func weight(e directory.Entry, limit uint64) uint64 {
-	return min(max(e.Descriptor.Bandwidth, 1), limit)
+	return min(max(bandwidth(e), 1), limit)
 }
 
 // pick draws one of cands with probability proportional to its weight.

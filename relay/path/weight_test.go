@@ -176,3 +176,30 @@ func TestUniform(t *testing.T) {
 		t.Fatalf("empty source: %v", err)
 	}
 }
+
+// TestMeasuredWeightBeatsClaim: a relay that claims a thousand times its
+// rate but was measured like the others is drawn like the others; its
+// claim only caps. A relay nobody measured counts for
+// UnmeasuredBandwidth whatever it claims.
+func TestMeasuredWeightBeatsClaim(t *testing.T) {
+	cands := entries(t,
+		relay{label: "a", addr: "10.1.0.1", flags: middleFlags, bw: 10 << 20},
+		relay{label: "b", addr: "10.2.0.1", flags: middleFlags, bw: 10 << 20},
+		relay{label: "c", addr: "10.3.0.1", flags: middleFlags, bw: 10 << 20},
+		relay{label: "liar", addr: "10.5.0.1", flags: middleFlags, bw: 10000 << 20, measured: 10 << 20},
+		relay{label: "slowclaim", addr: "10.6.0.1", flags: middleFlags, bw: 5 << 20, measured: 10 << 20},
+		relay{label: "new", addr: "10.7.0.1", flags: middleFlags, bw: 10000 << 20, unmeasured: true},
+	)
+	if w := bandwidth(cands[3]); w != 10<<20 {
+		t.Errorf("liar counts for %d, want its measured %d", w, 10<<20)
+	}
+	if w := bandwidth(cands[4]); w != 5<<20 {
+		t.Errorf("a relay measured above its claim counts for %d, want the claim %d", w, 5<<20)
+	}
+	if w := bandwidth(cands[5]); w != UnmeasuredBandwidth {
+		t.Errorf("an unmeasured relay counts for %d, want %d", w, UnmeasuredBandwidth)
+	}
+	got := shares(t, 40000, cands, weightCap(cands))
+	total := 4*float64(10<<20) + float64(5<<20) + UnmeasuredBandwidth
+	checkShares(t, got, map[string]float64{"liar": float64(10<<20) / total, "a": float64(10<<20) / total}, 0.02)
+}
