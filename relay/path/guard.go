@@ -90,7 +90,7 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 		err := errorf(ErrNoGuard, "no usable guard: the view lists no running Guard relay that fits")
 		return directory.Entry{}, joinSave(err, s.save())
 	}
-	g, err := pick(s.rand, cands, weightCap(listed(v, flagsRunning, now)))
+	g, err := pick(s.rand, cands, newDrawWeights(listed(v, flagsRunning, now)), posGuard)
 	if err != nil {
 		return directory.Entry{}, joinSave(err, s.save())
 	}

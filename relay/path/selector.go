@@ -183,7 +183,7 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 		return fail(err)
 	}
 	running := listed(v, flagsRunning, now)
-	limit := weightCap(running)
+	dw := newDrawWeights(running)
 	var exits []directory.Entry
 	for _, e := range running {
 		if has(e, flagsExit, now) && allowedBy(e.Descriptor.ExitPolicy(), dest) {
@@ -211,7 +211,7 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	// Draw an exit, then a middle that fits both; an exit that leaves no
 	// middle is struck and another drawn, so small networks still work.
 	for len(exits) > 0 {
-		exit, err := pick(s.rand, exits, limit)
+		exit, err := pick(s.rand, exits, dw, posExit)
 		if err != nil {
 			return fail(err)
 		}
@@ -220,7 +220,7 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 			exits = strike(exits, exit)
 			continue
 		}
-		middle, err := pick(s.rand, middles, limit)
+		middle, err := pick(s.rand, middles, dw, posMiddle)
 		if err != nil {
 			return fail(err)
 		}
@@ -265,7 +265,7 @@ func (s *Selector) PathTo(v *directory.View, last directory.Entry) ([]directory.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	middle, err := pick(s.rand, middles, weightCap(running))
+	middle, err := pick(s.rand, middles, newDrawWeights(running), posMiddle)
 	if err != nil {
 		return fail(err)
 	}

@@ -64,23 +64,32 @@ func weight(e directory.Entry, limit uint64) uint64 {
 	return min(max(bandwidth(e), 1), limit)
 }
 
-// pick draws one of cands with probability proportional to its weight.
-// cands must not be empty.
-func pick(rand io.Reader, cands []directory.Entry, limit uint64) (directory.Entry, error) {
+// pick draws one of cands for position p with probability proportional to
+// its weight there (position.go). If every candidate weighs 0 at p (all of
+// a kind kept for another position), the draw falls back to bandwidth
+// alone: a path is still better than none. cands must not be empty.
+func pick(rand io.Reader, cands []directory.Entry, dw drawWeights, p position) (directory.Entry, error) {
+	w := func(e directory.Entry) uint64 { return dw.at(e, p) }
 	var total uint64
 	for _, e := range cands {
-		total += weight(e, limit)
+		total += w(e)
+	}
+	if total == 0 {
+		w = func(e directory.Entry) uint64 { return weight(e, dw.limit) }
+		for _, e := range cands {
+			total += w(e)
+		}
 	}
 	r, err := uniform(rand, total)
 	if err != nil {
 		return directory.Entry{}, err
 	}
 	for _, e := range cands {
-		w := weight(e, limit)
-		if r < w {
+		x := w(e)
+		if r < x {
 			return e, nil
 		}
-		r -= w
+		r -= x
 	}
 	panic("path: internal error: weighted draw past the total")
 }

@@ -21,7 +21,7 @@ func shares(t *testing.T, n int, cands []directory.Entry, limit uint64) map[stri
 	rand := shake("draws " + t.Name())
 	count := map[string]int{}
 	for range n {
-		e, err := pick(rand, cands, limit)
+		e, err := pick(rand, cands, flat(limit), posMiddle)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,6 +32,17 @@ func shares(t *testing.T, n int, cands []directory.Entry, limit uint64) map[stri
 		out[l] = float64(c) / float64(n)
 	}
 	return out
+}
+
+// flat is draw weights with the cap limit and no position weighting.
+func flat(limit uint64) drawWeights {
+	dw := drawWeights{limit: limit}
+	for p := range dw.w {
+		for c := range dw.w[p] {
+			dw.w[p][c] = 1
+		}
+	}
+	return dw
 }
 
 func checkShares(t *testing.T, got, want map[string]float64, tol float64) {
