@@ -54,6 +54,15 @@ func (c *Client) LoadCache() (*directory.View, error) {
 		if err == nil && doc.SeedID() != s.ID {
 			err = fmt.Errorf("%w: cached document signed by %s, not by the pinned %s", directory.ErrUnpinned, doc.SeedID(), s.ID)
 		}
+		if err == nil && !errors.Is(doc.CheckTime(now), directory.ErrFromFuture) {
+			// Even expired, the cached document is one this client
+			// accepted once: nothing older may be accepted after it,
+			// or a process started later (a one-shot share or fetch)
+			// could be rolled back by a seed or cache it asks. One from
+			// the future says the clock went back, and must not lock
+			// the client out until it catches up.
+			c.raiseFloor(i, doc)
+		}
 		if err == nil {
 			err = c.accept(i, doc, now)
 		}

@@ -1,12 +1,15 @@
 // Package dirclient is the client's view of the directory: it fetches each
-// pinned seed's signed consensus over HTTP, keeps only what a strict
+// pinned seed's signed consensus over HTTP, from a directory cache (the
+// client's guard) while it holds a usable view and from the seeds
+// themselves only to bootstrap (SPEC.md §5.6), keeps only what a strict
 // majority of the pinned seeds back (directory.Combine, SPEC.md §6), caches
 // the last good documents in the data directory so a client starts fast,
 // and refreshes when fresh-until passes (DESIGN.md G8).
 //
-// Nothing a single seed says is trusted: a document counts only if it is
-// signed by the key pinned for the seed it came from and is valid now, and
-// the view never moves back to an older valid-after (no rollback).
+// Nothing a single seed or cache says is trusted: a document counts only
+// if it is signed by the key pinned for the seed it is for and is valid
+// now, and neither a seed's documents nor the view ever move back to an
+// older valid-after (no rollback), across restarts too.
 // WriteStatus renders a view for `veil status`.
 package dirclient
 
@@ -100,6 +103,15 @@ type Options struct {
 	// RequestTimeout bounds each seed's request; 0 means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// DirCache, when set, reaches a directory cache (SPEC.md §5.6): the
+	// client's guard, over a BEGIN_DIR stream. While the client holds a
+	// usable view, Fetch asks it for every seed's document first, with
+	// GET SeedConsensusPath requests, and asks a seed directly only when
+	// the cache gives no majority view; without a usable view (first
+	// start, or everything expired) it asks the seeds directly, since a
+	// guard is chosen from a view. Whatever the route, every document is
+	// held to the same checks. nil: always the seeds directly.
+	DirCache http.RoundTripper
 }
 
 // Client fetches, checks and caches the consensus. Its methods may be
@@ -114,12 +126,18 @@ type Client struct {
 	now        func() time.Time
 	minRefresh time.Duration
 	timeout    time.Duration
+	dirCache   http.RoundTripper // nil: seeds only
 
 	update sync.Mutex // held by Fetch and LoadCache for their whole run
 
-	mu      sync.Mutex               // guards the following fields
-	view    *directory.View          // the current view, or nil
-	held    []*directory.Consensus   // per seed (index of seeds), the newest document accepted
+	mu   sync.Mutex             // guards the following fields
+	view *directory.View        // the current view, or nil
+	held []*directory.Consensus // per seed (index of seeds), the newest document accepted
+	// floor is, per seed, the latest valid-after of any document accepted
+	// from it or found in the disk cache, expired or not (unix seconds):
+	// nothing older is ever accepted, even once the held document has
+	// expired or been dropped (SPEC.md §6 rule 6).
+	floor   []int64
 	written map[keys.NodeID][32]byte // digest of each seed's document in the cache
 }
 
@@ -140,7 +158,9 @@ func New(opts Options) (*Client, error) {
 		now:        opts.Now,
 		minRefresh: opts.MinRefresh,
 		timeout:    opts.RequestTimeout,
+		dirCache:   opts.DirCache,
 		held:       make([]*directory.Consensus, len(opts.Seeds)),
+		floor:      make([]int64, len(opts.Seeds)),
 		written:    make(map[keys.NodeID][32]byte),
 	}
 	seen := make(map[keys.NodeID]string)
@@ -221,6 +241,16 @@ func (c *Client) View() *directory.View {
 	return v
 }
 
+// Held returns, by index of Seeds, the newest document accepted from each
+// pinned seed that is still held (nil where none is): what a directory
+// cache serves. A seed's entry only ever moves to a newer document, or to
+// nil when the seed equivocates.
+func (c *Client) Held() []*directory.Consensus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.held)
+}
+
 // SeedError is a failure of one seed: it names the seed and its URL.
 type SeedError struct {
 	Seed string // the seed's name
@@ -262,12 +292,18 @@ func (c *Client) seedIndex(pub ed25519.PublicKey) int {
 }
 
 // accept offers doc, from seed i, to the held documents under the rules of
-// SPEC.md §6: valid now, not older than the seed's held one, not a second
-// document for the same valid-after. The caller holds c.mu.
+// SPEC.md §6: not older than any document accepted from the seed or found
+// in the cache (its floor), valid now, not a second document for the same
+// valid-after. The caller holds c.mu.
 func (c *Client) accept(i int, doc *directory.Consensus, now time.Time) error {
+	if floor := c.floor[i]; doc.ValidAfter.Unix() < floor {
+		return fmt.Errorf("%w: served a document valid after %s, but one valid after %s was held",
+			ErrRollback, doc.ValidAfter.UTC().Format(time.RFC3339), time.Unix(floor, 0).UTC().Format(time.RFC3339))
+	}
 	if err := doc.CheckTime(now); err != nil {
 		return err
 	}
+	c.raiseFloor(i, doc)
 	cur := c.held[i]
 	switch {
 	case cur == nil || doc.ValidAfter.Unix() > cur.ValidAfter.Unix():
@@ -281,6 +317,12 @@ func (c *Client) accept(i int, doc *directory.Consensus, now time.Time) error {
 		return fmt.Errorf("%w: two documents valid after %s", directory.ErrEquivocation, doc.ValidAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// raiseFloor makes doc's valid-after the least one seed i may serve from
+// now on, if it is later than the current floor. The caller holds c.mu.
+func (c *Client) raiseFloor(i int, doc *directory.Consensus) {
+	c.floor[i] = max(c.floor[i], doc.ValidAfter.Unix())
 }
 
 // combine applies the majority rule to the held documents valid at now

@@ -9,16 +9,42 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"veil/directory"
 	"veil/directory/dirserve"
 )
 
-// Fetch asks every seed for its newest document in parallel, checks each
+// CacheHost is the Host header of requests to a directory cache: the
+// same for every client, so it tells the cache nothing (SPEC.md §5.6).
+const CacheHost = "veil"
+
+// route is where a seed's document is fetched from.
+type route int
+
+const (
+	direct   route = iota // the seed's own directory URL
+	viaCache              // Options.DirCache
+)
+
+// wrap says that err came through the directory cache; a SeedError
+// already names the seed and its URL.
+func (r route) wrap(err error) error {
+	if r == viaCache {
+		return fmt.Errorf("through the directory cache: %w", err)
+	}
+	return err
+}
+
+// Fetch asks for every seed's newest document in parallel, checks each
 // (size, signature, the seed's pinned key, validity now, no rollback) and
-// combines the documents held with the majority rule. On success the view
+// combines the documents held with the majority rule. While a usable view
+// is held and Options.DirCache is set, the documents come through the
+// directory cache, and only if that gives no majority view are the seeds
+// it could not serve asked directly (SPEC.md §5.6). On success the view
 // becomes current, the counted documents are cached, and Fetch returns
 // it; seeds that failed are logged. If no majority results, the current
 // view is kept and the error names each failing seed and its URL.
@@ -26,34 +52,47 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 	c.update.Lock()
 	defer c.update.Unlock()
 
-	c.mu.Lock()
-	held := append([]*directory.Consensus(nil), c.held...)
-	c.mu.Unlock()
-
-	docs := make([]*directory.Consensus, len(c.seeds))
-	errs := make([]error, len(c.seeds))
-	var wg sync.WaitGroup
-	for i := range c.seeds {
-		wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, held[i]) })
+	pending := make([]bool, len(c.seeds))
+	for i := range pending {
+		pending[i] = true
 	}
-	wg.Wait()
-
-	now := c.now()
-	c.mu.Lock()
-	failed := make([]bool, len(c.seeds))
-	var seedErrs []error
-	for i, doc := range docs {
-		err := errs[i]
-		if err == nil {
-			err = c.accept(i, doc, now)
+	if c.dirCache != nil && c.View() != nil {
+		errs := c.fetchAll(ctx, viaCache, pending)
+		answered := 0
+		for _, e := range errs {
+			if e == nil {
+				answered++
+			}
 		}
-		if err != nil {
-			failed[i] = true
-			seedErrs = append(seedErrs, c.seedErr(i, err))
+		// The held documents alone may still combine into a view; the
+		// cache must also have answered for a majority, or a guard that
+		// is no cache would leave the view to age until it expires.
+		err := fmt.Errorf("the directory cache answered for %d of %d seeds", answered, len(c.seeds))
+		if need := len(c.pinned)/2 + 1; answered >= need {
+			var v *directory.View
+			if v, err = c.combineErrs(errs, "dirclient: no usable consensus from the directory cache"); err == nil {
+				c.log.Debug("dirclient: consensus fetched through the directory cache", "valid_after", v.ValidAfter.UTC().Format(time.RFC3339))
+				c.writeCache(v)
+				return v, nil
+			}
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Only the seeds the cache could not serve are asked: each one
+		// asked sees this client's address.
+		var why []error
+		for i, e := range errs {
+			pending[i] = e != nil
+			if e != nil {
+				why = append(why, c.seedErr(i, e))
+			}
+		}
+		c.log.Info("dirclient: the directory cache gave no majority view; asking the seeds it could not serve",
+			"err", err, "seeds", errors.Join(why...))
 	}
-	v, err := c.combine(now, "dirclient: no usable consensus", seedErrs, failed)
-	c.mu.Unlock()
+	errs := c.fetchAll(ctx, direct, pending)
+	v, err := c.combineErrs(errs, "dirclient: no usable consensus")
 	if err != nil {
 		return nil, err
 	}
@@ -61,14 +100,72 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 	return v, nil
 }
 
-// fetchSeed fetches seed i's newest document. held is the one already
-// held from it: the request names it in If-None-Match, and a 304 returns
-// it.
-func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus) (*directory.Consensus, error) {
+// fetchAll fetches, in parallel by route r, the documents of the seeds
+// marked in which and offers each to accept. It returns each seed's
+// error, nil for the seeds not asked and those whose document was taken.
+func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
+	c.mu.Lock()
+	held := slices.Clone(c.held)
+	c.mu.Unlock()
+
+	docs := make([]*directory.Consensus, len(c.seeds))
+	errs := make([]error, len(c.seeds))
+	var wg sync.WaitGroup
+	for i := range c.seeds {
+		if which[i] {
+			wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, held[i], r) })
+		}
+	}
+	wg.Wait()
+
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, doc := range docs {
+		if !which[i] || errs[i] != nil {
+			continue
+		}
+		if r == viaCache && held[i] != nil && doc.ValidAfter.Unix() < held[i].ValidAfter.Unix() {
+			// A cache refreshes from the seeds a little after clients
+			// may have: one behind the document held is lagging, not
+			// lying. The held document stays and counts; the older one
+			// is never taken.
+			c.log.Debug("dirclient: the directory cache is behind; keeping the document held", "seed", c.seeds[i].Name)
+			doc = held[i]
+		}
+		errs[i] = c.accept(i, doc, now)
+	}
+	return errs
+}
+
+// combineErrs applies the majority rule (combine) to the held documents,
+// with errs (one per seed, nil for none) as the reasons seeds failed.
+func (c *Client) combineErrs(errs []error, what string) (*directory.View, error) {
+	failed := make([]bool, len(c.seeds))
+	var seedErrs []error
+	for i, err := range errs {
+		if err != nil {
+			failed[i] = true
+			seedErrs = append(seedErrs, c.seedErr(i, err))
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.combine(c.now(), what, seedErrs, failed)
+}
+
+// fetchSeed fetches seed i's newest document by route r. held is the one
+// already held from it: the request names it in If-None-Match, and a 304
+// returns it.
+func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus, r route) (*directory.Consensus, error) {
 	s := c.seeds[i]
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.URL, "/")+dirserve.ConsensusPath, nil)
+	target := strings.TrimSuffix(s.URL, "/") + dirserve.ConsensusPath
+	if r == viaCache {
+		target = "http://" + CacheHost + dirserve.SeedConsensusPath(s.ID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -80,20 +177,27 @@ func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus
 		d := held.Digest()
 		req.Header.Set("If-None-Match", `"`+hex.EncodeToString(d[:])+`"`)
 	}
-	resp, err := c.http.Do(req)
+	var resp *http.Response
+	if r == viaCache {
+		// One request a stream, which the cache closes after answering.
+		req.Close = true
+		resp, err = c.dirCache.RoundTrip(req)
+	} else {
+		resp, err = c.http.Do(req)
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is in the SeedError already
 		}
-		return nil, err
+		return nil, r.wrap(err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotModified:
 		if held == nil {
-			return nil, errors.New("304 Not Modified for a request that named no document")
+			return nil, r.wrap(errors.New("304 Not Modified for a request that named no document"))
 		}
 		return held, nil
 	default:
@@ -101,18 +205,18 @@ func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			msg += ", retry after " + ra + " s"
 		}
-		return nil, errors.New(msg)
+		return nil, r.wrap(errors.New(msg))
 	}
 	b, err := readBody(resp)
 	if err != nil {
-		return nil, err
+		return nil, r.wrap(err)
 	}
 	doc, err := directory.ParseConsensus(b)
 	if err != nil {
-		return nil, err
+		return nil, r.wrap(err)
 	}
 	if got := doc.SeedID(); got != s.ID {
-		return nil, fmt.Errorf("%w: document signed by %s, not by the pinned %s", directory.ErrUnpinned, got, s.ID)
+		return nil, r.wrap(fmt.Errorf("%w: document signed by %s, not by the pinned %s", directory.ErrUnpinned, got, s.ID))
 	}
 	return doc, nil
 }

@@ -18,11 +18,20 @@ import (
 	"time"
 
 	"veil/directory"
+	"veil/onion/keys"
 )
 
 // ConsensusPath is where the newest consensus is served; a document by
 // digest is at ConsensusPath + "/" + its lowercase hex digest.
 const ConsensusPath = "/veil/v1/consensus"
+
+// SeedConsensusPath is where a directory cache serves the newest document
+// of the seed with node ID id (SPEC.md §5.6): ConsensusPath, "/" and the
+// node ID's one spelling, 52 characters of a-z and 2-7, which no digest
+// (64 hex digits) can be mistaken for.
+func SeedConsensusPath(id keys.NodeID) string {
+	return ConsensusPath + "/" + id.String()
+}
 
 const (
 	// KeepDocuments is how many of the newest published documents stay
@@ -71,19 +80,51 @@ type Server struct {
 	limiter *limiter // nil: no limit
 
 	mu   sync.RWMutex // guards docs
-	docs []*document  // newest last; at most KeepDocuments
+	docs []*Document  // newest last; at most KeepDocuments
 }
 
-// document is one published consensus with everything a response needs,
-// computed once at Publish.
-type document struct {
+// Document is one signed consensus with everything a response needs,
+// computed once: its digest and its gzip form. A seed's Server makes one
+// at Publish; a directory cache makes one per mirrored document and serves
+// it with ServeDocument (SPEC.md §5.6), so both answer with the same
+// headers.
+type Document struct {
 	raw        []byte
 	gz         []byte // nil when compression does not make it smaller
 	digest     [32]byte
 	hex        string
 	validAfter time.Time
 	freshUntil time.Time
+	validUntil time.Time
 }
+
+// NewDocument prepares c, which must have been parsed or signed (so that
+// c.Bytes() is its signed encoding), for serving.
+func NewDocument(c *directory.Consensus) *Document {
+	return newDocument(c.Bytes(), c)
+}
+
+func newDocument(signed []byte, c *directory.Consensus) *Document {
+	d := &Document{
+		raw:        signed,
+		digest:     sha256.Sum256(signed),
+		validAfter: c.ValidAfter,
+		freshUntil: c.FreshUntil,
+		validUntil: c.ValidUntil,
+	}
+	d.hex = hex.EncodeToString(d.digest[:])
+	d.gz = compress(signed)
+	return d
+}
+
+// ValidAfter returns the document's valid-after.
+func (d *Document) ValidAfter() time.Time { return d.validAfter }
+
+// ValidUntil returns the document's valid-until.
+func (d *Document) ValidUntil() time.Time { return d.validUntil }
+
+// Digest returns the SHA-256 of the signed document.
+func (d *Document) Digest() [32]byte { return d.digest }
 
 // New returns a Server with nothing published: it answers 503 until the
 // first Publish.
@@ -112,17 +153,10 @@ func (s *Server) Publish(signed []byte, c *directory.Consensus) {
 	if b := c.Bytes(); b != nil && !bytes.Equal(b, signed) {
 		panic("dirserve: internal error: Publish with bytes that are not the document's encoding")
 	}
-	d := &document{
-		raw:        signed,
-		digest:     sha256.Sum256(signed),
-		validAfter: c.ValidAfter,
-		freshUntil: c.FreshUntil,
-	}
-	d.hex = hex.EncodeToString(d.digest[:])
-	d.gz = compress(signed)
+	d := newDocument(signed, c)
 
 	s.mu.Lock()
-	docs := make([]*document, 0, KeepDocuments)
+	docs := make([]*Document, 0, KeepDocuments)
 	for _, old := range s.docs {
 		if old.digest != d.digest {
 			docs = append(docs, old)
@@ -153,7 +187,7 @@ func compress(b []byte) []byte {
 }
 
 // newest returns the newest document, or nil.
-func (s *Server) newest() *document {
+func (s *Server) newest() *Document {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if len(s.docs) == 0 {
@@ -163,7 +197,7 @@ func (s *Server) newest() *document {
 }
 
 // byDigest returns the held document whose lowercase hex digest is h.
-func (s *Server) byDigest(h string) *document {
+func (s *Server) byDigest(h string) *Document {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, d := range s.docs {
@@ -206,24 +240,41 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	h := w.Header()
-	var d *document
 	if byDigest {
-		if d = s.byDigest(path[len(ConsensusPath)+1:]); d == nil {
+		d := s.byDigest(path[len(ConsensusPath)+1:])
+		if d == nil {
 			http.NotFound(w, r)
 			return
 		}
-		h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, immutable", int(immutableMaxAge/time.Second)))
-	} else {
-		if d = s.newest(); d == nil {
-			h.Set("Retry-After", strconv.Itoa(ceilSeconds(noConsensusRetry)))
-			http.Error(w, "no consensus yet", http.StatusServiceUnavailable)
-			return
-		}
-		maxAge := max(0, int(d.freshUntil.Sub(now)/time.Second))
-		h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
-		h.Set("Expires", d.freshUntil.UTC().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, immutable", int(immutableMaxAge/time.Second)))
+		writeDocument(w, r, d)
+		return
 	}
+	d := s.newest()
+	if d == nil {
+		w.Header().Set("Retry-After", strconv.Itoa(ceilSeconds(noConsensusRetry)))
+		http.Error(w, "no consensus yet", http.StatusServiceUnavailable)
+		return
+	}
+	ServeDocument(w, r, d, now)
+}
+
+// ServeDocument answers a GET or HEAD r with d as the newest document of
+// its seed (SPEC.md §5.5): a Cache-Control max-age until fresh-until and
+// an Expires header, then writeDocument's. The caller has checked the
+// method.
+func ServeDocument(w http.ResponseWriter, r *http.Request, d *Document, now time.Time) {
+	h := w.Header()
+	maxAge := max(0, int(d.freshUntil.Sub(now)/time.Second))
+	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
+	h.Set("Expires", d.freshUntil.UTC().Format(http.TimeFormat))
+	writeDocument(w, r, d)
+}
+
+// writeDocument writes d's validators and body, gzipped when r allows it,
+// or 304 when r's If-None-Match names d.
+func writeDocument(w http.ResponseWriter, r *http.Request, d *Document) {
+	h := w.Header()
 	h.Set("Vary", "Accept-Encoding")
 	h.Set("Last-Modified", d.validAfter.UTC().Format(http.TimeFormat))
 
