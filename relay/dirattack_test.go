@@ -16,6 +16,8 @@ import (
 	"veil/directory/linkauth"
 	"veil/directory/member"
 	"veil/onion/keys"
+	"veil/relay/client"
+	"veil/relay/path"
 )
 
 // Attacks on the directory by relays: each joins real seeds over real
@@ -312,5 +314,110 @@ func TestAttackIdentitySwapStartsFresh(t *testing.T) {
 			t.Fatal("the new key, under its own name, was never listed")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// measureBandwidth makes every seed of n time its relays as `veil seed`
+// does, until the test ends.
+func (n *testNetwork) measureBandwidth(t *testing.T) {
+	for _, s := range n.seeds {
+		sel, err := path.NewSelector(path.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := client.New(client.Options{Paths: sel})
+		ctx, cancel := context.WithCancel(context.Background())
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer cl.Close()
+			s.MeasureBandwidth(ctx, func(ctx context.Context, e directory.Entry) (float64, error) {
+				return cl.Measure(ctx, e, 256)
+			})
+		}()
+		t.Cleanup(cancel)
+	}
+}
+
+// TestAttackBandwidthLiarGetsMeasuredWeight: one relay claims a thousand
+// times the bandwidth the others claim (each at least what this machine
+// gives a relay, so no honest claim binds). The seed measures every relay
+// and signs what it measured; clients draw middles by it. The liar is
+// drawn at most twice as often as an honest relay; before, its claim,
+// capped at ten times the median, made it about ten times as likely.
+func TestAttackBandwidthLiarGetsMeasuredWeight(t *testing.T) {
+	n := newTestNetwork(t, 1)
+	n.measureBandwidth(t)
+	const honestClaim = 4 << 30 // above what a relay moves on loopback here
+	claim := conf.Size(honestClaim)
+	n.relayEdit = func(c *conf.Relay) { c.BandwidthRate = claim }
+	want := map[keys.NodeID]bool{}
+	want[n.startRelay("exit", true).ID()] = true
+	var honest []keys.NodeID
+	for i := 0; i < 4; i++ {
+		id := n.startRelay(fmt.Sprint("honest", i), false).ID()
+		want[id], honest = true, append(honest, id)
+	}
+	claim = 1000 * honestClaim
+	liar := n.startRelay("liar", false).ID()
+	want[liar] = true
+	c := n.client(t)
+	waitView(t, c, want)
+
+	// Wait until every relay has been measured, then for another round,
+	// so that each weight is a median of more than one run.
+	var v *directory.View
+	deadline := time.Now().Add(hangTimeout)
+	rounds := 0
+	for rounds < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the seed never measured every relay")
+		}
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+		got, err := c.Fetch(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		measured := 0
+		for _, e := range got.Relays {
+			if e.Weight > 0 {
+				measured++
+			}
+		}
+		if measured == len(want) && (v == nil || got.ValidAfter.Sub(v.ValidAfter) > 10*time.Second) {
+			v, rounds = got, rounds+1
+		}
+	}
+	for _, e := range v.Relays {
+		t.Logf("%s: claims %d MB/s, measured %d MB/s", e.Descriptor.Nickname, e.Descriptor.Bandwidth>>20, e.Weight>>10)
+	}
+
+	// Draw paths as new clients do, each with a selector of its own: the
+	// guard a client keeps, and the middle, are what a liar wants.
+	dst := echoTarget(t)
+	guards, middles := map[keys.NodeID]int{}, map[keys.NodeID]int{}
+	for range 3000 {
+		sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := sel.Path(v, path.Destination{Addr: dst.Addr(), Port: dst.Port()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		guards[p[0].Descriptor.NodeID()]++
+		middles[p[1].Descriptor.NodeID()]++
+	}
+	for what, count := range map[string]map[keys.NodeID]int{"guard": guards, "middle": middles} {
+		most := 0
+		for _, id := range honest {
+			most = max(most, count[id])
+		}
+		t.Logf("%s draws: liar %d, the busiest honest relay %d", what, count[liar], most)
+		if count[liar] > 2*most {
+			t.Errorf("the liar was drawn as %s %d times, more than twice the %d of the busiest honest relay", what, count[liar], most)
+		}
 	}
 }

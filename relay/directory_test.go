@@ -50,6 +50,8 @@ type testNetwork struct {
 	// inject, if set, is the injectBackward hook of the relays started
 	// next: they play a relay that speaks for streams it does not end.
 	inject func(forwarded int) []onion.RelayCell
+	// relayEdit, if set, changes the config of the relays started next.
+	relayEdit func(*conf.Relay)
 	// unusedAfter, if set, is how long the relays started next leave an
 	// unused circuit (createLimits.unusedAfter).
 	unusedAfter time.Duration
@@ -124,6 +126,9 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 	cfg.NetworkKey = n.networkKey
 	cfg.MaxMemory = n.maxMemory
 	cfg.MetricsAddr = "127.0.0.1:0"
+	if n.relayEdit != nil {
+		n.relayEdit(&cfg)
+	}
 	if exit {
 		cfg.Exit = true
 		// Port 9 is refused so that a test can watch an exit refuse.

@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"veil/conf"
+	"veil/directory"
 	"veil/directory/seed"
 	"veil/onion"
 	"veil/relay"
 	"veil/relay/client"
+	"veil/relay/path"
 )
 
 // configFlag parses `--config FILE` for a daemon subcommand.
@@ -35,11 +38,11 @@ func configFlag(name string, args []string, stderr io.Writer) (string, error) {
 }
 
 func runSeed(args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("seed", args, stderr)
+	file, err := configFlag("seed", args, stderr)
 	if err != nil {
 		return err
 	}
-	cfg, err := conf.LoadSeed(path)
+	cfg, err := conf.LoadSeed(file)
 	if err != nil {
 		return err
 	}
@@ -48,10 +51,30 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sel, err := path.NewSelector(path.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	// The seed times relays over circuits of its own (directory/SPEC.md
+	// §5.6); the client only ever builds one-hop circuits.
+	measurer := client.New(client.Options{Paths: sel, Logger: log})
+	defer measurer.Close()
 	ctx, stop := signalContext()
 	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		s.MeasureBandwidth(ctx, func(ctx context.Context, e directory.Entry) (float64, error) {
+			return measurer.Measure(ctx, e, measureCells)
+		})
+	})
+	defer stop() // before the wait: the measurements end with the seed
 	return s.Run(ctx)
 }
+
+// measureCells is what a seed sends through a relay to time it: 1 MiB,
+// a second at 1 MB/s and a few milliseconds on a fast relay.
+const measureCells = 256
 
 func runRelay(args []string, stdout, stderr io.Writer) error {
 	path, err := configFlag("relay", args, stderr)

@@ -60,6 +60,7 @@ type relayJSON struct {
 	ORAddr          string   `json:"or_addr"`
 	Flags           []string `json:"flags"`
 	Bandwidth       uint64   `json:"bandwidth"` // bytes per second, the relay's estimate
+	Measured        uint64   `json:"measured"`  // bytes per second, the seeds' median measurement; 0: not measured
 	ExitPolicy      []string `json:"exit_policy"`
 	StorageCapacity uint64   `json:"storage_capacity"`
 	Usable          bool     `json:"usable"` // its descriptor is valid now
@@ -75,7 +76,8 @@ type relayJSON struct {
 //	 "valid_after", "fresh_until", "valid_until": RFC 3339 UTC (absent without a view),
 //	 "seeds": [{"name", "url", "id", "counted": bool}],
 //	 "relays": [{"name": nickname, "id": full node ID, "or_addr": "host:port",
-//	             "flags": ["Exit", ...], "bandwidth": bytes/s, "exit_policy": [rules],
+//	             "flags": ["Exit", ...], "bandwidth": bytes/s claimed,
+//	             "measured": bytes/s measured by the seeds (0: not), "exit_policy": [rules],
 //	             "storage_capacity": bytes, "usable": descriptor valid now}]}
 //
 // Keys are only ever added, so scripts can rely on them.
@@ -107,6 +109,7 @@ func WriteStatus(w io.Writer, v *directory.View, seeds []Seed, now time.Time, as
 			ORAddr:          d.ORAddr.String(),
 			Flags:           e.Flags.Names(),
 			Bandwidth:       d.Bandwidth,
+			Measured:        uint64(e.Weight) << 10,
 			ExitPolicy:      d.ExitPolicy().Lines(),
 			StorageCapacity: d.StorageCapacity,
 			Usable:          d.CheckTime(now) == nil,
@@ -159,7 +162,7 @@ func writeText(w io.Writer, st statusJSON, v *directory.View, seeds []Seed, now 
 	}
 	fmt.Fprintf(tw, "\nrelays: %d (%d with a valid descriptor)\n", len(st.Relays), usable)
 	if len(st.Relays) > 0 {
-		fmt.Fprintf(tw, "  NICKNAME\tID\tOR ADDRESS\tFLAGS\n")
+		fmt.Fprintf(tw, "  NICKNAME\tID\tOR ADDRESS\tMEASURED\tFLAGS\n")
 	}
 	for _, r := range st.Relays {
 		id, _ := keys.ParseNodeID(r.ID)
@@ -170,7 +173,11 @@ func writeText(w io.Writer, st statusJSON, v *directory.View, seeds []Seed, now 
 		if !r.Usable {
 			flags += " (descriptor not valid now)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Name, id.Short(), r.ORAddr, flags)
+		measured := "-"
+		if r.Measured > 0 {
+			measured = fmt.Sprintf("%.1f MB/s", float64(r.Measured)/1e6)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Name, id.Short(), r.ORAddr, measured, flags)
 	}
 	return tw.Flush()
 }

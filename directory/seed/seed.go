@@ -61,6 +61,8 @@ type Seed struct {
 	now    func() time.Time
 	// probe checks a relay's OR port; tests may replace it.
 	probe func(ctx context.Context, addr string, id keys.NodeID) error
+	// bw holds the relays' measured bandwidth (measure.go).
+	bw *bandwidths
 	// lastRefused is how many relays the last signing refused: the
 	// signing loop's own, to log refusals when their number changes.
 	lastRefused int
@@ -101,11 +103,14 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 			adm.Allowlist[id] = true
 		}
 	}
+	bw := &bandwidths{}
+	adm.Weight = bw.weight
 	ln, err := net.Listen("tcp", cfg.DirAddr)
 	if err != nil {
 		return nil, fmt.Errorf("seed: directory address: %w", err)
 	}
 	return &Seed{
+		bw:     bw,
 		cfg:    cfg,
 		log:    log,
 		store:  store,

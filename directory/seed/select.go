@@ -36,6 +36,9 @@ type Admission struct {
 	MaxPerSlash16, MaxPerFamily int
 	// GuardMinUptime is the unbroken membership the Guard flag needs.
 	GuardMinUptime time.Duration
+	// Weight gives a relay's measured bandwidth in KiB/s, 0 if not
+	// measured (measure.go); nil means none is.
+	Weight func(keys.NodeID) uint32
 }
 
 // Refusal says why a relay is listed without Valid.
@@ -102,7 +105,11 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 		if stable && reason == "" && up >= pol.GuardMinUptime {
 			flags |= directory.FlagGuard
 		}
-		entries = append(entries, directory.Entry{Flags: flags, Descriptor: c.Desc})
+		var weight uint32
+		if pol.Weight != nil {
+			weight = pol.Weight(id)
+		}
+		entries = append(entries, directory.Entry{Flags: flags, Weight: weight, Descriptor: c.Desc})
 	}
 	slices.SortFunc(entries, func(a, b directory.Entry) int {
 		ai, bi := a.Descriptor.NodeID(), b.Descriptor.NodeID()

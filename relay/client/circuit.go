@@ -105,6 +105,8 @@ type Circuit struct {
 	// owedSince is when the circuit first sent something after it last
 	// heard anything (unix nanoseconds), 0 when it is owed nothing.
 	owedSince atomic.Int64
+	// pongWait is a measurement's PING waiting for its PONG (measure.go).
+	pongWait atomic.Pointer[pongWaiter]
 	// ctx ends when the circuit fails, so that a send blocked on a full
 	// link towards a hung guard gives up and releases the streams' lock.
 	ctx    context.Context
@@ -464,7 +466,10 @@ func (c *Circuit) handleMessage(origin int, m onion.RelayMessage, tag [onion.Tag
 	case onion.RelayDrop:
 		return nil
 	case onion.RelayPong:
-		_, err := onion.ParsePing(m.Body) // heardFrom took it already
+		p, err := onion.ParsePing(m.Body) // heardFrom took it already
+		if err == nil {
+			c.pongArrived(p.Nonce)
+		}
 		return err
 	}
 	if origin != last {
