@@ -485,3 +485,13 @@ func ParseExtended(b []byte) (Extended, error) {
 	}
 	return Extended{Handshake: bytes.Clone(b[:HandshakeLen])}, nil
 }
+
+// ParseBeginDir checks a BEGIN_DIR body, which is empty (SPEC.md §7.9):
+// the stream goes to the relay's own directory cache, so there is nothing
+// to name.
+func ParseBeginDir(b []byte) error {
+	if len(b) != 0 {
+		return malformedf("onion: parse BEGIN_DIR: %d bytes, want none", len(b))
+	}
+	return nil
+}

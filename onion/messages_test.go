@@ -163,6 +163,20 @@ func TestPing(t *testing.T) {
 	}
 }
 
+func TestBeginDir(t *testing.T) {
+	if err := ParseBeginDir(nil); err != nil {
+		t.Errorf("the empty body: %v", err)
+	}
+	for _, n := range []int{1, 2, MaxRelayData} {
+		if err := ParseBeginDir(make([]byte, n)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseBeginDir of %d bytes: %v, want ErrMalformed", n, err)
+		}
+	}
+	if got := RelayBeginDir.String(); got != "BEGIN_DIR" {
+		t.Errorf("RelayBeginDir prints as %q", got)
+	}
+}
+
 func testExtend(ap string) Extend {
 	m := Extend{AddrPort: netip.MustParseAddrPort(ap), Handshake: testHandshake(3)}
 	for i := range m.NodeID {

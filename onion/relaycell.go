@@ -28,12 +28,16 @@ const (
 	RelayFin RelayCmd = 10
 	// RelayPing asks the last hop to answer with RelayPong (Ping), so a
 	// client can tell a silent path from a quiet one (SPEC.md §7.8).
-	RelayPing    RelayCmd = 11
-	RelayPong    RelayCmd = 12
-	numRelayCmds RelayCmd = 13
+	RelayPing RelayCmd = 11
+	RelayPong RelayCmd = 12
+	// RelayBeginDir opens a stream to the last hop's directory cache
+	// (SPEC.md §7.9, Tor's BEGIN_DIR); HTTP/1.1 requests for the seeds'
+	// signed consensus documents then travel as stream bytes.
+	RelayBeginDir RelayCmd = 13
+	numRelayCmds  RelayCmd = 14
 )
 
-var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE", "FIN", "PING", "PONG"}
+var relayCmdNames = [numRelayCmds]string{"RESERVED", "BEGIN", "DATA", "END", "CONNECTED", "SENDME", "EXTEND", "EXTENDED", "DROP", "BEGIN_STORE", "FIN", "PING", "PONG", "BEGIN_DIR"}
 
 func (c RelayCmd) String() string {
 	if c < numRelayCmds {
