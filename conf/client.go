@@ -101,29 +101,8 @@ func (c *Client) validate() *Error {
 		return keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",
 			"no seeds: a client needs at least one to fetch and check the consensus")
 	}
-	names := map[string]bool{}
-	ids := map[string]bool{}
-	for i, s := range c.Seeds {
-		key := fmt.Sprintf("seed[%d]", i)
-		if err := checkNickname(s.Name); err != nil {
-			err.Key = key + ".name"
-			return err
-		}
-		if names[s.Name] {
-			return keyError(key+".name", "give each seed its own name", "seed name %q is used twice", s.Name)
-		}
-		names[s.Name] = true
-		if err := checkDirURL(key+".dir_url", s.DirURL); err != nil {
-			return err
-		}
-		if err := checkNodeID(key+".identity", s.Identity); err != nil {
-			return err
-		}
-		// A seed listed twice would count twice toward the majority.
-		if ids[s.Identity] {
-			return keyError(key+".identity", "list each seed once", "identity %q is pinned twice", s.Identity)
-		}
-		ids[s.Identity] = true
+	if err := checkSeedPins("seed", c.Seeds); err != nil {
+		return err
 	}
 	return nil
 }

@@ -29,6 +29,11 @@ type Relay struct {
 	MetricsAddr      string   `toml:"metrics_addr"`       // Prometheus listener; "" = off, port 0 = pick a free port
 	MaxMemory        Size     `toml:"max_memory"`         // ceiling for circuit and stream buffers
 	MaxCircuits      int      `toml:"max_circuits"`       // open circuits at once
+	// DirCacheSeeds are the [[dir_cache_seed]] tables: the seeds whose
+	// signed consensus the relay mirrors for clients (directory/SPEC.md
+	// §8). None: the relay is no directory cache.
+	DirCacheSeeds   []SeedPin `toml:"dir_cache_seed"`
+	DirCacheRefresh Duration  `toml:"dir_cache_refresh"` // least time between fetches of the mirrored consensus
 }
 
 // maxContact bounds the contact string, which every descriptor carries.
@@ -79,6 +84,13 @@ func DefaultRelay() Relay {
 		MaxMemory: 256 * MiB,
 		// A few KB each plus buffers in flight stays well inside max_memory.
 		MaxCircuits: 4096,
+		// No pins: which seeds a relay trusts to sign what it mirrors is
+		// the operator's decision, as a client's seeds are the user's.
+		DirCacheSeeds: nil,
+		// A client's consensus_refresh: the cache follows the seeds'
+		// fresh-until, and this floor keeps a seed with a tiny
+		// fresh-until from making every relay poll it.
+		DirCacheRefresh: Duration(30 * time.Second),
 	}
 }
 
@@ -150,6 +162,12 @@ func (r *Relay) validate() *Error {
 	}
 	if r.MaxCircuits < 1 {
 		return keyError("max_circuits", "give a positive number, e.g. 4096", "max_circuits %d must be positive", r.MaxCircuits)
+	}
+	if err := checkSeedPins("dir_cache_seed", r.DirCacheSeeds); err != nil {
+		return err
+	}
+	if err := checkPositive("dir_cache_refresh", r.DirCacheRefresh); err != nil {
+		return err
 	}
 	return nil
 }

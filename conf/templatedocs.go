@@ -120,6 +120,22 @@ circuits rather than fail.`,
 Most circuits open at once; past it new ones are refused. One client
 address may hold an eighth of them and one relay's address half (at least
 64 each), so no single peer can take them all.`,
+	"dir_cache_refresh": `
+A directory cache fetches each seed's consensus again when it stops being
+fresh, but never sooner than this after the last fetch.`,
+	"dir_cache_seed": `
+Seeds whose signed consensus this relay mirrors for clients, one
+[[dir_cache_seed]] table each, as in a client's [[seed]] tables: clients
+then fetch the directory from their guard instead of from the seeds, so the
+seeds do not see them. Documents are checked against the identity given,
+never served older than one served before, and kept in data_dir. None: this
+relay is no directory cache and clients use the seeds.`,
+	"dir_cache_seed.name": `
+A name for the seed in messages: 1 to 19 letters and digits.`,
+	"dir_cache_seed.dir_url": `
+The seed's directory address (its dir_addr), as http://host:port.`,
+	"dir_cache_seed.identity": `
+The seed's node ID: 52 characters of a-z and 2-7, printed when it starts.`,
 }
 
 var clientDocs = map[string]string{
@@ -158,6 +174,11 @@ The seed's node ID: 52 characters of a-z and 2-7, printed when it starts.`,
 // default is empty.
 var templateExamples = map[string]any{
 	"seed": []SeedPin{{
+		Name:     "seed1",
+		DirURL:   "http://127.0.0.1:7080",
+		Identity: "REPLACE-with-the-seed-node-ID",
+	}},
+	"dir_cache_seed": []SeedPin{{
 		Name:     "seed1",
 		DirURL:   "http://127.0.0.1:7080",
 		Identity: "REPLACE-with-the-seed-node-ID",
