@@ -89,6 +89,11 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 			return nil
 		}
 		e.goTracked(func() { e.beginStore(circ, m.StreamID) })
+	case onion.RelayBeginDir:
+		if err := onion.ParseBeginDir(m.Body); err != nil {
+			return err
+		}
+		e.beginDir(circ, m.StreamID)
 	case onion.RelayDrop:
 	default:
 		return fmt.Errorf("relay: unexpected %v", m.Cmd)

@@ -12,6 +12,7 @@ import (
 
 	"veil/conf"
 	"veil/directory"
+	"veil/directory/dircache"
 	"veil/directory/gossip"
 	"veil/directory/linkauth"
 	"veil/directory/member"
@@ -46,6 +47,9 @@ type Relay struct {
 	metricsLn net.Listener
 	// creates holds the per-peer CREATE limits (createlimits.go).
 	creates createLimits
+	// dirCache mirrors and serves the seeds' consensus when the config
+	// pins seeds for it (dir_cache_seed), else nil (dirstream.go).
+	dirCache *dircache.Cache
 	// tamperForward and injectBackward are test hooks: see engine.tamper
 	// and engine.inject.
 	tamperForward  func(*onion.Cell)
@@ -98,6 +102,10 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 			ln.Close()
 			return nil, fmt.Errorf("relay: shard store: %w", err)
 		}
+	}
+	if r.dirCache, err = newDirCache(cfg, log); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	if cfg.MetricsAddr != "" {
 		if r.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
@@ -201,6 +209,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			eng.serveMetrics(ctx, r.metricsLn)
+		}()
+	}
+	if r.dirCache != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.dirCache.Run(ctx)
 		}()
 	}
 	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
