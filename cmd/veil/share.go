@@ -39,23 +39,34 @@ func openNetwork(ctx context.Context, configPath string, stderr io.Writer) (*net
 		return nil, err
 	}
 	log := newLogger(stderr, cfg.SlogLevel())
-	dc, err := dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dc.Fetch(ctx); err != nil {
-		if _, cerr := dc.LoadCache(); cerr != nil {
-			dc.Close()
-			return nil, &cliError{msg: "no usable consensus", err: err, hint: "check that the seeds in " + configPath + " are running"}
-		}
-	}
 	sel, err := path.NewSelector(path.Options{DataDir: cfg.DataDir, GuardLifetime: cfg.GuardLifetime.D(), AllowSameSubnet: cfg.LocalTestnet, Logger: log})
 	if err != nil {
-		dc.Close()
 		return nil, err
 	}
-	cl := client.New(client.Options{View: dc.View, Paths: sel, CircuitLifetime: cfg.CircuitLifetime.D(), Logger: log})
-	return &network{dc: dc, cl: cl, net: &transfer.Net{Client: cl, Paths: sel, View: dc.View, Log: log}}, nil
+	// The directory comes through the guard's cache, and the guard from
+	// the directory's view: dc is set below, before any circuit is built.
+	var dc *dirclient.Client
+	cl := client.New(client.Options{View: func() *directory.View { return dc.View() }, Paths: sel,
+		CircuitLifetime: cfg.CircuitLifetime.D(), Logger: log})
+	dc, err = dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log, DirCache: cl.DirTransport()})
+	if err != nil {
+		return nil, err
+	}
+	n := &network{dc: dc, cl: cl, net: &transfer.Net{Client: cl, Paths: sel, View: dc.View, Log: log}}
+	// The cache first: its view lets the fetch go through the guard, with
+	// If-None-Match, and its documents are the floor no seed or cache may
+	// roll back (directory/SPEC.md §8).
+	if _, err := dc.LoadCache(); err != nil && !errors.Is(err, dirclient.ErrNoCache) {
+		log.Info("not using the cached consensus", "err", err)
+	}
+	if _, err := dc.Fetch(ctx); err != nil {
+		if dc.View() == nil {
+			n.close()
+			return nil, &cliError{msg: "no usable consensus", err: err, hint: "check that the seeds in " + configPath + " are running"}
+		}
+		log.Warn("using the cached consensus; it could not be refreshed", "err", err)
+	}
+	return n, nil
 }
 
 func (n *network) close() {

@@ -40,16 +40,21 @@ func NewProxy(cfg *conf.Client, log *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	dc, err := dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log, MinRefresh: cfg.ConsensusRefresh.D()})
-	if err != nil {
-		return nil, err
-	}
 	sel, err := path.NewSelector(path.Options{DataDir: cfg.DataDir, GuardLifetime: cfg.GuardLifetime.D(),
 		AllowSameSubnet: cfg.LocalTestnet, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	cl := New(Options{View: dc.View, Paths: sel, CircuitLifetime: cfg.CircuitLifetime.D(), Logger: log})
+	// The directory client fetches through the circuit client's guard, and
+	// the circuit client chooses paths from the directory client's view:
+	// dc is set below, before anything runs.
+	var dc *dirclient.Client
+	cl := New(Options{View: func() *directory.View { return dc.View() }, Paths: sel, CircuitLifetime: cfg.CircuitLifetime.D(), Logger: log})
+	dc, err = dirclient.New(dirclient.Options{Seeds: seeds, CacheDir: cfg.DataDir, Logger: log, MinRefresh: cfg.ConsensusRefresh.D(),
+		DirCache: cl.DirTransport()})
+	if err != nil {
+		return nil, err
+	}
 	opts := socks.DefaultOptions()
 	opts.Connector, opts.Logger = cl, log
 	srv, err := socks.NewServer(opts)

@@ -290,6 +290,11 @@ func (n *Network) writeConfigs() error {
 		}
 		cfg.Seeds = gossips
 		cfg.GossipTiming = conf.GossipLocal
+		// Every relay is a directory cache of the seeds the client pins
+		// (directory/SPEC.md §8), so clients fetch through their guard;
+		// it follows the seeds' short interval as the client does.
+		cfg.DirCacheSeeds = client.Seeds
+		cfg.DirCacheRefresh = client.ConsensusRefresh
 		// Every other relay exits, to loopback only (G6: testnets opt in
 		// to loopback and nothing else); all but the first store shards.
 		cfg.Exit = i%2 == 1
