@@ -1,15 +1,18 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"veil/conf/exitpolicy"
 	"veil/directory"
 	"veil/directory/dirclient"
+	"veil/directory/dirserve"
 	"veil/directory/seed"
 	"veil/onion"
 	"veil/onion/keys"
@@ -55,6 +59,8 @@ type testNetwork struct {
 	// unusedAfter, if set, is how long the relays started next leave an
 	// unused circuit (createLimits.unusedAfter).
 	unusedAfter time.Duration
+	// log, if set, is the logger of the relays started next (nil: silent).
+	log *slog.Logger
 }
 
 type runningRelay struct {
@@ -135,7 +141,7 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 		cfg.ExitPolicy = []string{"reject 127.0.0.1:9", "accept 127.0.0.1:*", "reject *:*"}
 		cfg.Storage = true
 	}
-	r, err := New(&cfg, nil)
+	r, err := New(&cfg, n.log)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -260,27 +266,61 @@ func TestDirectoryConvergesAndDropsLeavers(t *testing.T) {
 }
 
 // liar is a seed that signs whatever it likes: it serves an honest seed's
-// latest consensus, changed by lie and signed with its own key.
+// latest consensus, changed by lie and signed with its own key. It serves
+// nothing but lies, and counts the requests and the lies: a test that the
+// client resists a lie must also see that the lie reached the client.
 type liar struct {
 	id     *keys.Identity
 	honest *seed.Seed
 	lie    func([]directory.Entry) []directory.Entry
+
+	mu    sync.Mutex // guards the following fields
+	asked int        // requests for dirserve.ConsensusPath
+	lies  int        // lying documents served there
 }
 
 func (l *liar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Only the path a client fetches counts as a fetch: a client sent
+	// elsewhere must not look as if it heard the lie.
+	if r.URL.Path != dirserve.ConsensusPath {
+		http.NotFound(w, r)
+		return
+	}
+	l.mu.Lock()
+	l.asked++
+	l.mu.Unlock()
 	c := l.honest.Latest()
 	if c == nil {
 		http.Error(w, "not yet", http.StatusServiceUnavailable)
 		return
 	}
-	forged := &directory.Consensus{ValidAfter: c.ValidAfter, FreshUntil: c.FreshUntil, ValidUntil: c.ValidUntil,
-		Relays: l.lie(slices.Clone(c.Relays))}
-	b, err := forged.Sign(l.id)
+	sign := func(relays []directory.Entry) ([]byte, error) {
+		doc := &directory.Consensus{ValidAfter: c.ValidAfter, FreshUntil: c.FreshUntil, ValidUntil: c.ValidUntil, Relays: relays}
+		return doc.Sign(l.id)
+	}
+	forged, err := sign(l.lie(slices.Clone(c.Relays)))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Write(b)
+	// Signing is deterministic, so the honest list under the liar's key
+	// gives the same bytes exactly when lie changed nothing.
+	if same, err := sign(slices.Clone(c.Relays)); err != nil || bytes.Equal(forged, same) {
+		http.Error(w, "nothing to lie about yet", http.StatusServiceUnavailable)
+		return
+	}
+	l.mu.Lock()
+	l.lies++
+	l.mu.Unlock()
+	w.Write(forged)
+}
+
+// counts returns how many times the liar was asked for its consensus and
+// how many lying documents it served.
+func (l *liar) counts() (asked, lies int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.asked, l.lies
 }
 
 // phantomRelay is a validly self-signed descriptor of a relay that does not
@@ -340,7 +380,19 @@ func TestOneLyingSeedOfThree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	v := waitView(t, c, want)
+	waitView(t, c, want)
+	// The honest view alone would also come from a client that never
+	// reached the liar. This client has no directory cache, so each Fetch
+	// asks every seed, the liar included, before it returns.
+	if asked, _ := l.counts(); asked == 0 {
+		t.Fatal("the client never asked the liar for its consensus")
+	}
+	// The liar serves only lies, so a view its key backs is one in which
+	// a lying document was counted, and still came out honest.
+	v := waitViewBackedBy(t, c, want, 3)
+	if asked, lies := l.counts(); lies == 0 {
+		t.Fatalf("the liar was asked %d times and served no lie", asked)
+	}
 	if _, ok := v.ByID(phantom.Descriptor.NodeID()); ok {
 		t.Fatal("the liar added a relay")
 	}
@@ -367,7 +419,9 @@ func TestThreeSeedsTenRelays(t *testing.T) {
 }
 
 // TestNetworkKeyKeepsStrangersOut: with a network key, a relay that does
-// not have it never joins, while one that has it does.
+// not have it tries to join, is refused, and is still missing from a
+// consensus signed a full interval after the refusal; a relay that has the
+// key joins.
 func TestNetworkKeyKeepsStrangersOut(t *testing.T) {
 	n := newTestNetwork(t, 0)
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
@@ -382,7 +436,9 @@ func TestNetworkKeyKeepsStrangersOut(t *testing.T) {
 	cfg.RateLimitPerMinute = 0
 	cfg.GossipTiming = conf.GossipLocal
 	cfg.NetworkKey = key
-	s, err := seed.New(&cfg, nil)
+	// The seed's log and the stranger's are where a refused join shows.
+	seedLog, strangerLog := &logBuffer{}, &logBuffer{}
+	s, err := seed.New(&cfg, slog.New(slog.NewTextHandler(seedLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,11 +451,79 @@ func TestNetworkKeyKeepsStrangersOut(t *testing.T) {
 	n.networkKey = key
 	insider := n.startRelay("insider", false)
 	n.networkKey = ""
-	n.startRelay("stranger", false)
-	only := map[keys.NodeID]bool{insider.ID(): true}
-	waitView(t, n.client(t), only)
-	// Give the stranger the time it would need to join, then look again:
-	// waitView fails if the view holds anything but the insider.
-	time.Sleep(2 * time.Second)
-	waitView(t, n.client(t), only)
+	n.log = slog.New(slog.NewTextHandler(strangerLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	stranger := n.startRelay("stranger", false)
+	n.log = nil
+	c := n.client(t)
+
+	// fetch returns the client's newest view (nil if no majority yet),
+	// failing the test at once if the stranger is in it: with the key
+	// check off it joins instead of being refused.
+	fetch := func() *directory.View {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+		defer cancel()
+		v, err := c.Fetch(ctx)
+		if err != nil {
+			return nil
+		}
+		if _, ok := v.ByID(stranger.ID()); ok {
+			t.Fatalf("the stranger joined: it is in the consensus valid after %v", v.ValidAfter)
+		}
+		return v
+	}
+
+	// Evidence that the stranger tried and was refused, in memberlist's
+	// words: the seed refuses a join that is not encrypted with the key
+	// (it is the only keyless node), and answers with an error encrypted
+	// with it, which the stranger cannot read.
+	seedRefused := "failed to receive: encryption is configured but remote state is not encrypted"
+	strangerRefused := "failed to join " + n.gossip[0] + ": remote state is encrypted and encryption is not configured"
+	deadline := time.Now().Add(hangTimeout)
+	for !strings.Contains(seedLog.String(), seedRefused) || !strings.Contains(strangerLog.String(), strangerRefused) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no evidence of the stranger's refused join: the seed logged %q: %v, the stranger %q: %v",
+				seedRefused, strings.Contains(seedLog.String(), seedRefused),
+				strangerRefused, strings.Contains(strangerLog.String(), strangerRefused))
+		}
+		fetch()
+		time.Sleep(50 * time.Millisecond)
+	}
+	refused := time.Now()
+
+	// A consensus whose membership was read a full interval after the
+	// refusal (a seed's valid-after is when it read it) holds the insider
+	// and, fetch checks, not the stranger: it was not merely slow.
+	after := refused.Add(cfg.ConsensusInterval.D())
+	for {
+		v := fetch()
+		if v != nil && !v.ValidAfter.Before(after) && len(v.Relays) == 1 && v.Relays[0].Descriptor.NodeID() == insider.ID() {
+			t.Logf("the consensus valid after %v, %v after the refusal was seen, holds the insider alone",
+				v.ValidAfter.Format(time.TimeOnly), v.ValidAfter.Sub(refused).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no consensus valid after %v, one interval after the stranger was refused, holds the insider alone", after)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// logBuffer keeps what a slog.TextHandler writes, for a test to read while
+// the logging goroutines go on.
+type logBuffer struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
