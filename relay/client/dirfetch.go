@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"veil/directory"
 	"veil/onion"
@@ -19,6 +20,18 @@ import (
 // dirclient caps the body itself; this keeps endless header lines from a
 // hostile guard from growing memory before that (G9).
 const maxDirResponse = directory.MaxConsensusLen + 64<<10
+
+// dirAnswerTimeout bounds the wait for the guard's answer to a directory
+// request: the one-hop circuit (when one is built), the stream and the
+// response's headers; the body then has the request's whole deadline. A
+// guard that hangs with its connections open would otherwise hold the
+// client's view until the circuit's hung detection (hungAfter) closes the
+// link, and the view is how the client learns that the guard is gone:
+// past this the request fails, and dirclient asks the seeds. It is about
+// when the client takes a circuit for suspect (silentAfter + pongTimeout),
+// with room for a loaded machine, on which a late answer only costs a
+// request to the seeds.
+const dirAnswerTimeout = silentAfter + pongTimeout + time.Second
 
 // DialDir opens a stream to the directory cache of the circuit's last hop
 // (BEGIN_DIR, onion/SPEC.md §7.9), on which HTTP/1.1 requests for the
@@ -79,33 +92,60 @@ func (t *DirTransport) circuit(ctx context.Context) (*Circuit, error) {
 // whole exchange, the body's reading included.
 func (t *DirTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	c, err := t.circuit(ctx)
+	actx, cancel := context.WithTimeout(ctx, dirAnswerTimeout)
+	defer cancel()
+	c, err := t.circuit(actx)
 	if err != nil {
 		return nil, fmt.Errorf("client: directory circuit to the guard: %w", err)
 	}
 	guard := c.hops[0].Descriptor.Nickname
-	s, err := c.DialDir(ctx)
+	s, err := c.DialDir(actx)
 	if err != nil {
+		t.drop(c, actx)
 		return nil, fmt.Errorf("client: directory stream to guard %s: %w", guard, err)
 	}
-	// A guard that stops answering must not hold the fetch: the context
-	// ending closes the stream, which ends any Read or Write on it.
+	// A guard that stops answering must not hold the fetch: a context
+	// ending closes the stream, which ends any Read or Write on it; until
+	// the headers are in, the shorter one.
 	stop := context.AfterFunc(ctx, func() { s.CloseWith(onion.EndTimeout) })
+	stopAnswer := context.AfterFunc(actx, func() { s.CloseWith(onion.EndTimeout) })
 	end := func() {
 		stop()
 		s.Close()
 	}
 	if err := req.Write(s); err != nil {
+		stopAnswer()
 		end()
 		return nil, fmt.Errorf("client: directory request to guard %s: %w", guard, err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(s, maxDirResponse)), req)
+	if !stopAnswer() && err == nil {
+		// The answer's deadline passed as the headers came: the stream
+		// is closed under the body.
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
 		end()
+		t.drop(c, actx)
 		return nil, fmt.Errorf("client: directory answer from guard %s: %w", guard, err)
 	}
 	resp.Body = &dirBody{ReadCloser: resp.Body, end: sync.OnceFunc(end)}
 	return resp, nil
+}
+
+// drop forgets c, the circuit a request failed on in time limited by
+// actx, when the guard did not answer in time: the next request builds
+// a new one, to the guard the view then gives.
+func (t *DirTransport) drop(c *Circuit, actx context.Context) {
+	if actx.Err() == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.circ == c {
+		t.circ = nil
+		c.Close()
+	}
 }
 
 // dirBody is a response body whose Close also ends its stream.
