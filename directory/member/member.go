@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"veil/conf"
@@ -132,17 +133,58 @@ type Known struct {
 // Relays returns the members that are relays, with descriptors valid at
 // now. Seeds' own descriptors are left out.
 func Relays(n *gossip.Node, now time.Time) []Known {
+	return relays(n.Members(), now, func(m gossip.Member) *directory.Descriptor {
+		d, _ := directory.ParseDescriptorAnyTime(m.Descriptor)
+		return d
+	})
+}
+
+func relays(members []gossip.Member, now time.Time, parse func(gossip.Member) *directory.Descriptor) []Known {
 	var out []Known
-	for _, m := range n.Members() {
+	for _, m := range members {
 		if m.Descriptor == nil {
 			continue
 		}
-		d, err := directory.ParseDescriptor(m.Descriptor, now)
-		if err != nil || d.Roles&directory.RoleSeed != 0 {
+		d := parse(m)
+		if d == nil || d.CheckTime(now) != nil || d.Roles&directory.RoleSeed != 0 {
 			continue
 		}
 		out = append(out, Known{Desc: d, Since: m.Since})
 	}
+	return out
+}
+
+// A Cache is Relays that parses each descriptor once. A seed lists its
+// members at every signing and for its prober several times a second, and
+// each parse checks two signatures: with a thousand members that would be
+// a busy core. Entries are kept by the digest the member's pointer names,
+// which the gossip layer checked the descriptor against, and dropped when
+// no member names them. Safe for concurrent use; the zero value is ready.
+type Cache struct {
+	mu sync.Mutex // guards m
+	m  map[[gossip.DigestSize]byte]*directory.Descriptor
+}
+
+// Relays is Relays with parsed descriptors kept for the next call.
+func (c *Cache) Relays(n *gossip.Node, now time.Time) []Known {
+	return c.relays(n.Members(), now)
+}
+
+func (c *Cache) relays(members []gossip.Member, now time.Time) []Known {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[[gossip.DigestSize]byte]*directory.Descriptor, len(members))
+	out := relays(members, now, func(m gossip.Member) *directory.Descriptor {
+		d, ok := c.m[m.Pointer.Digest]
+		if !ok {
+			// A descriptor that does not parse is remembered as nil, so
+			// a member gossiping junk costs one parse, not one a call.
+			d, _ = directory.ParseDescriptorAnyTime(m.Descriptor)
+		}
+		next[m.Pointer.Digest] = d
+		return d
+	})
+	c.m = next
 	return out
 }
 
