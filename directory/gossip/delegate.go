@@ -127,12 +127,62 @@ func (c *callbacks) NotifyAlive(nd *memberlist.Node) error {
 	defer n.mu.Unlock()
 	p := n.peers[nd.Name]
 	if p == nil {
-		if len(n.peers) >= MaxMembers && !n.evictLocked() {
-			return errors.New("gossip: member table full")
-		}
-		return nil
+		return n.admitLocked(addr)
 	}
 	return checkSeq(p.info, info)
+}
+
+// admitLocked makes room for a new member at addr, or says why there is
+// none: the table holds at most MaxMembers, and at most MaxMembersPerAddr
+// at one address. Room is made by forgetting members that are not alive,
+// the longest gone first; an alive member is never pushed out by a
+// newcomer, so a flood from one host is refused rather than displacing
+// anyone.
+func (n *Node) admitLocked(addr netip.AddrPort) error {
+	if !(n.addr.Addr().IsLoopback() && addr.Addr().IsLoopback()) {
+		key := hostOf(addr.Addr())
+		var same []*peer
+		for _, p := range n.peers {
+			if hostOf(p.addr.Addr()) == key {
+				same = append(same, p)
+			}
+		}
+		if len(same) >= MaxMembersPerAddr {
+			victim := longestGone(same)
+			if victim == nil {
+				return fmt.Errorf("gossip: %d members at %s already", len(same), key)
+			}
+			delete(n.peers, victim.name)
+		}
+	}
+	if len(n.peers) >= MaxMembers && !n.evictLocked() {
+		return errors.New("gossip: member table full")
+	}
+	return nil
+}
+
+// hostOf is what MaxMembersPerAddr counts by: an IPv4 address, or an
+// IPv6 /64.
+func hostOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// longestGone returns the member of ps that has not been alive for the
+// longest, or nil if all are alive.
+func longestGone(ps []*peer) *peer {
+	var victim *peer
+	for _, p := range ps {
+		if !p.alive && (victim == nil || p.gone.Before(victim.gone)) {
+			victim = p
+		}
+	}
+	return victim
 }
 
 // evictLocked forgets the member that has been gone longest, if any.

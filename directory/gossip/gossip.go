@@ -26,6 +26,16 @@ const (
 	// member that is not alive can be forgotten to make room.
 	MaxMembers = 4096
 
+	// MaxMembersPerAddr bounds the members at one address, any port: one
+	// IPv4 address or IPv6 /64 (what one host is given). Without it one
+	// host with many ports could fill the table (and a seed's list of
+	// relays to check). Tor lists at most two relays per address; eight
+	// leaves room for a seed and some relays on one host, or a few behind
+	// one NAT. It does not apply between loopback nodes: a node bound to
+	// loopback can only reach its own machine, where a testnet puts every
+	// node on 127.0.0.1.
+	MaxMembersPerAddr = 8
+
 	// EventQueueSize is the capacity of the Events channel; when it is
 	// full the oldest event is dropped (see Node.Events).
 	EventQueueSize = 256
