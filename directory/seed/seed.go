@@ -30,18 +30,6 @@ const (
 	consensusFile = "consensus.bin"
 	// consensusPerm is consensusFile's mode.
 	consensusPerm = 0o600
-	// probeTimeout bounds one check of a relay's OR port, retries
-	// included: a TLS handshake takes milliseconds, and a port that does
-	// not answer at all should hold up the signing for no longer than this.
-	probeTimeout = 5 * time.Second
-	// probeAttempts and probeRetryDelay: a check that fails early is tried
-	// again, so a relay is not dropped from the consensus for a whole
-	// interval because one connection was lost or shed (a port flooded with
-	// junk may close some connections while it serves the next).
-	probeAttempts   = 3
-	probeRetryDelay = 250 * time.Millisecond
-	// maxProbes bounds OR-port checks running at once (G9).
-	maxProbes = 16
 	// resignDelay gathers a burst of membership changes into one new
 	// consensus, so a relay that joins or leaves shows up within a second
 	// rather than at the next interval, without signing per event.
@@ -63,19 +51,21 @@ type Seed struct {
 	probe func(ctx context.Context, addr string, id keys.NodeID) error
 	// bw holds the relays' measured bandwidth (measure.go).
 	bw *bandwidths
-	// lastRefused is how many relays the last signing refused: the
-	// signing loop's own, to log refusals when their number changes.
+	// relays lists the gossip members that are relays (through members,
+	// which parses each descriptor once); set by Run, tests may replace it.
+	relays  func(now time.Time) []member.Known
+	members member.Cache
+	// prober checks OR ports in the background (probe.go); made by Run.
+	prober *prober
+
+	// The signing loop's own fields, used by it alone (and by Run after
+	// it returns):
+	// lastRefused is how many relays the last signing refused, to log
+	// refusals when their number changes.
 	lastRefused int
 
 	mu     sync.Mutex // guards the fields below
-	probed map[keys.NodeID]probeResult
 	latest *directory.Consensus
-}
-
-type probeResult struct {
-	addr netip.AddrPort
-	at   time.Time
-	ok   bool
 }
 
 // New opens the seed's keys and binds its directory address; nothing runs
@@ -119,7 +109,6 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 		adm:    adm,
 		now:    time.Now,
 		probe:  linkauth.Probe,
-		probed: map[keys.NodeID]probeResult{},
 	}, nil
 }
 
@@ -145,6 +134,7 @@ func (s *Seed) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	restored := s.restore()
+	s.prober = newProber(s.probe, s.log, s.now, s.cfg.ConsensusInterval.D())
 
 	// After a restart, join the relays the saved consensus lists as well as
 	// the peer seeds: membership comes back in one round instead of when
@@ -160,14 +150,24 @@ func (s *Seed) Run(ctx context.Context) error {
 		s.dirLn.Close()
 		return err
 	}
+	if s.relays == nil {
+		s.relays = func(now time.Time) []member.Known { return s.members.Relays(node, now) }
+	}
+	// Stop order: ctx ends the loop below, the prober and the server; the
+	// node leaves and closes; then Run waits for the prober (whose checks
+	// end with ctx) and the server.
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := s.server.Serve(ctx, s.dirLn); err != nil {
 			s.log.Error("directory server stopped", "err", err)
 			cancel()
 		}
+	}()
+	go func() {
+		defer wg.Done()
+		s.prober.run(ctx, s.targets)
 	}()
 	s.log.Info("seed running", "node", s.ID().Short(), "id", s.ID().String(),
 		"dir", s.dirLn.Addr().String(), "gossip", node.Addr().String())
@@ -179,7 +179,7 @@ func (s *Seed) Run(ctx context.Context) error {
 	if restored != nil {
 		first = s.cfg.ConsensusInterval.D()
 	}
-	s.loop(ctx, node, first)
+	s.loop(ctx, node.Events(), first)
 
 	if err := node.Leave(leaveTimeout); err != nil {
 		s.log.Warn("leaving the cluster", "err", err)
@@ -226,7 +226,7 @@ func (s *Seed) join(ctx context.Context, join []string) (*gossip.Node, error) {
 
 // loop signs a consensus after first, every interval, and shortly after
 // membership changes, until ctx ends.
-func (s *Seed) loop(ctx context.Context, node *gossip.Node, first time.Duration) {
+func (s *Seed) loop(ctx context.Context, events <-chan gossip.Event, first time.Duration) {
 	interval := s.cfg.ConsensusInterval.D()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -238,8 +238,8 @@ func (s *Seed) loop(ctx context.Context, node *gossip.Node, first time.Duration)
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.sign(ctx, node)
-		case ev := <-node.Events():
+			s.sign(ctx)
+		case ev := <-events:
 			s.log.Debug("membership", "event", ev.Type.String(), "node", ev.Name)
 			if !pending {
 				soon.Reset(resignDelay)
@@ -247,25 +247,24 @@ func (s *Seed) loop(ctx context.Context, node *gossip.Node, first time.Duration)
 			}
 		case <-soon.C:
 			pending = false
-			s.sign(ctx, node)
+			s.sign(ctx)
 		}
 	}
 }
 
-// sign checks the relays it knows, decides the entries and publishes a
-// new signed consensus.
-func (s *Seed) sign(ctx context.Context, node *gossip.Node) {
+// sign decides the entries from the membership and the latest OR-port
+// checks, and publishes a new signed consensus. It waits on no network:
+// the checks run in the background (probe.go).
+func (s *Seed) sign(ctx context.Context) {
+	start := time.Now()
 	now := s.now()
-	known := member.Relays(node, now)
-	s.probeAll(ctx, known, now)
+	known := s.relays(now)
 
-	s.mu.Lock()
 	cands := make([]Candidate, 0, len(known))
 	for _, k := range known {
-		r := s.probed[k.Desc.NodeID()]
-		cands = append(cands, Candidate{Desc: k.Desc, Since: k.Since, ProbedOK: r.ok && r.addr == k.Desc.ORAddr})
+		ok, _ := s.prober.reachable(k.Desc.NodeID(), k.Desc.ORAddr, now)
+		cands = append(cands, Candidate{Desc: k.Desc, Since: k.Since, ProbedOK: ok})
 	}
-	s.mu.Unlock()
 
 	entries, refused := Select(cands, s.adm, now)
 	for _, r := range refused {
@@ -301,71 +300,32 @@ func (s *Seed) sign(ctx context.Context, node *gossip.Node) {
 	if changed {
 		level = slog.LevelInfo
 	}
-	s.log.Log(ctx, level, "consensus signed", "relays", len(entries), "refused", len(refused), "valid_after", va.UTC())
+	guards := 0
+	for _, e := range entries {
+		if e.Flags&directory.FlagGuard != 0 {
+			guards++
+		}
+	}
+	s.log.Log(ctx, level, "consensus signed", "relays", len(entries), "guards", guards, "refused", len(refused),
+		"members", len(known), "valid_after", va.UTC(), "took", time.Since(start).Round(time.Microsecond))
 }
 
-// probeAll checks the OR port of every relay not checked within the last
-// interval (or whose address changed), a few at a time.
-func (s *Seed) probeAll(ctx context.Context, known []member.Known, now time.Time) {
-	interval := s.cfg.ConsensusInterval.D()
-	sema := make(chan struct{}, maxProbes)
-	var wg sync.WaitGroup
+// targets lists the relays the prober should check: one per node ID, at
+// the address of the descriptor the consensus would list (the newest).
+func (s *Seed) targets() []target {
+	known := s.relays(s.now())
+	newest := make(map[keys.NodeID]*directory.Descriptor, len(known))
 	for _, k := range known {
-		id, addr := k.Desc.NodeID(), k.Desc.ORAddr
-		s.mu.Lock()
-		r, seen := s.probed[id]
-		s.mu.Unlock()
-		if seen && r.addr == addr && now.Sub(r.at) < interval {
-			continue
-		}
-		wg.Add(1)
-		sema <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sema }()
-			err := s.probeRelay(ctx, addr.String(), id)
-			if err != nil {
-				s.log.Info("relay OR port check failed", "node", id.Short(), "addr", addr.String(), "err", err)
-			}
-			s.mu.Lock()
-			s.probed[id] = probeResult{addr: addr, at: now, ok: err == nil}
-			s.mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	// Forget relays that are gone, so the table stays bounded by the
-	// membership (G9).
-	present := make(map[keys.NodeID]bool, len(known))
-	for _, k := range known {
-		present[k.Desc.NodeID()] = true
-	}
-	s.mu.Lock()
-	for id := range s.probed {
-		if !present[id] {
-			delete(s.probed, id)
+		id := k.Desc.NodeID()
+		if d, ok := newest[id]; !ok || newer(k.Desc, d) {
+			newest[id] = k.Desc
 		}
 	}
-	s.mu.Unlock()
-}
-
-// probeRelay checks one relay's OR port within probeTimeout, in up to
-// probeAttempts tries, and returns the last error.
-func (s *Seed) probeRelay(ctx context.Context, addr string, id keys.NodeID) error {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		err := s.probe(ctx, addr, id)
-		if err == nil || attempt == probeAttempts {
-			return err
-		}
-		t := time.NewTimer(probeRetryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
+	out := make([]target, 0, len(newest))
+	for id, d := range newest {
+		out = append(out, target{id: id, addr: d.ORAddr})
 	}
+	return out
 }
 
 // restore serves the last saved consensus while it is still valid, and
