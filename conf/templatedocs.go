@@ -67,8 +67,15 @@ attacker can add. 0 means no limit (loopback testnets need that).`,
 	"max_relays_per_family": `
 Most relays admitted from one declared family. 0 means no limit.`,
 	"guard_min_uptime": `
-How long a relay must have been up before it gets the Guard flag. "0s" gives
-it at once (for testnets).`,
+How long this seed must have known a relay before it gets the Guard flag,
+counted as Tor counts it: time watched, up or down, with each 12 hours
+weighing 5% less, so 96h takes about 5 days. The seed remembers it across
+restarts. "0s" gives Guard at once and skips guard_min_uptime_percent (for
+testnets).`,
+	"guard_min_uptime_percent": `
+The share of that time, in percent and weighted the same way, that a relay
+must have been up (listed Running) to get the Guard flag. 0 means no
+minimum.`,
 	"rate_limit_per_minute": `
 Directory requests served per client IP address per minute. 0 means no
 limit.`,

@@ -63,6 +63,10 @@ type Seed struct {
 	// lastRefused is how many relays the last signing refused, to log
 	// refusals when their number changes.
 	lastRefused int
+	// hist is the relays' history (history.go), saved to historyFileName
+	// at most every interval (lastSave) and when the seed stops.
+	hist     *History
+	lastSave time.Time
 
 	mu     sync.Mutex // guards the fields below
 	latest *directory.Consensus
@@ -82,6 +86,9 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 		MaxPerSlash16:  cfg.MaxRelaysPerSlash16,
 		MaxPerFamily:   cfg.MaxRelaysPerFamily,
 		GuardMinUptime: cfg.GuardMinUptime.D(),
+		// A percentage in the config: TOML floats are easy to get subtly
+		// wrong (0.98 against 98).
+		GuardMinFraction: float64(cfg.GuardMinUptimePct) / 100,
 	}
 	if cfg.Admission == "allowlist" {
 		adm.Allowlist = map[keys.NodeID]bool{}
@@ -109,6 +116,7 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 		adm:    adm,
 		now:    time.Now,
 		probe:  linkauth.Probe,
+		hist:   NewHistory(probeGrace(cfg.ConsensusInterval.D())),
 	}, nil
 }
 
@@ -135,14 +143,21 @@ func (s *Seed) Run(ctx context.Context) error {
 	defer cancel()
 	restored := s.restore()
 	s.prober = newProber(s.probe, s.log, s.now, s.cfg.ConsensusInterval.D())
+	s.loadHistory()
 
-	// After a restart, join the relays the saved consensus lists as well as
-	// the peer seeds: membership comes back in one round instead of when
-	// each relay notices the seed is gone.
+	// After a restart, join the relays the saved consensus lists, and
+	// those the history last saw up, as well as the peer seeds: membership
+	// comes back in one round instead of when each relay notices the seed
+	// is gone.
 	join := slices.Clone(s.cfg.PeerSeeds)
 	if restored != nil {
 		for _, e := range restored.Relays {
 			join = append(join, e.Descriptor.GossipAddr.String())
+		}
+	}
+	for _, a := range s.hist.upGossipAddrs() {
+		if !slices.Contains(join, a) {
+			join = append(join, a)
 		}
 	}
 	node, err := s.join(ctx, join)
@@ -153,9 +168,10 @@ func (s *Seed) Run(ctx context.Context) error {
 	if s.relays == nil {
 		s.relays = func(now time.Time) []member.Known { return s.members.Relays(node, now) }
 	}
-	// Stop order: ctx ends the loop below, the prober and the server; the
-	// node leaves and closes; then Run waits for the prober (whose checks
-	// end with ctx) and the server.
+	// Stop order: ctx ends the loop below, the prober and the server;
+	// the history is saved once the loop, its only writer, has returned;
+	// the node leaves and closes; then Run waits for the prober (whose
+	// checks end with ctx) and the server.
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -172,14 +188,15 @@ func (s *Seed) Run(ctx context.Context) error {
 	s.log.Info("seed running", "node", s.ID().Short(), "id", s.ID().String(),
 		"dir", s.dirLn.Addr().String(), "gossip", node.Addr().String())
 
-	// With a saved consensus to serve, wait an interval before signing
-	// the first new one, so that it is not signed from a membership that
-	// has not come back yet.
+	// With a saved consensus to serve, or relays to remember, wait an
+	// interval before signing the first new one, so that it is not signed
+	// from a membership that has not come back yet.
 	first := time.Duration(0)
-	if restored != nil {
+	if restored != nil || s.hist.Len() > 0 {
 		first = s.cfg.ConsensusInterval.D()
 	}
 	s.loop(ctx, node.Events(), first)
+	s.saveHistory()
 
 	if err := node.Leave(leaveTimeout); err != nil {
 		s.log.Warn("leaving the cluster", "err", err)
@@ -252,18 +269,33 @@ func (s *Seed) loop(ctx context.Context, events <-chan gossip.Event, first time.
 	}
 }
 
-// sign decides the entries from the membership and the latest OR-port
-// checks, and publishes a new signed consensus. It waits on no network:
-// the checks run in the background (probe.go).
+// sign decides the entries from the membership, the latest OR-port
+// checks and the history, and publishes a new signed consensus. It waits
+// on no network: the checks run in the background (probe.go).
 func (s *Seed) sign(ctx context.Context) {
 	start := time.Now()
 	now := s.now()
 	known := s.relays(now)
 
+	// Running, as far as the seed can tell before the admission rules:
+	// alive in gossip with a descriptor valid now (Relays), and answering
+	// on its OR port. The history records exactly these as up.
 	cands := make([]Candidate, 0, len(known))
+	up := make(map[keys.NodeID]Sighting, len(known))
 	for _, k := range known {
-		ok, _ := s.prober.reachable(k.Desc.NodeID(), k.Desc.ORAddr, now)
-		cands = append(cands, Candidate{Desc: k.Desc, Since: k.Since, ProbedOK: ok})
+		id := k.Desc.NodeID()
+		ok, okAt := s.prober.reachable(id, k.Desc.ORAddr, now)
+		cands = append(cands, Candidate{Desc: k.Desc, ProbedOK: ok})
+		if prev, dup := up[id]; ok && (!dup || newer(k.Desc, prev.Desc)) {
+			up[id] = Sighting{Desc: k.Desc, OKAt: okAt}
+		}
+	}
+	s.hist.Observe(now, up)
+	for i := range cands {
+		cands[i].History, _ = s.hist.Stats(cands[i].Desc.NodeID())
+	}
+	if interval := s.cfg.ConsensusInterval.D(); now.Sub(s.lastSave) >= interval {
+		s.saveHistory()
 	}
 
 	entries, refused := Select(cands, s.adm, now)
@@ -326,6 +358,52 @@ func (s *Seed) targets() []target {
 		out = append(out, target{id: id, addr: d.ORAddr})
 	}
 	return out
+}
+
+// loadHistory reads the saved history, if any, and resumes it: the time
+// the seed was stopped is not counted, and what it last knew of each OR
+// port seeds the prober. A file that does not parse is set aside (kept as
+// history.json.bad for its operator) and the seed starts afresh: the
+// history only delays Guard, it never admits anyone.
+func (s *Seed) loadHistory() {
+	path := filepath.Join(s.cfg.DataDir, historyFileName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("reading the relay history; starting afresh", "err", err)
+		return
+	}
+	interval := s.cfg.ConsensusInterval.D()
+	h, err := ParseHistory(b, probeGrace(interval))
+	if err != nil {
+		s.log.Warn("refusing the saved relay history; starting afresh", "err", err, "kept_as", path+".bad")
+		if err := os.Rename(path, path+".bad"); err != nil {
+			s.log.Warn("setting the refused history aside", "err", err)
+		}
+		return
+	}
+	h.Resume(s.now(), probeGrace(interval))
+	for id := range h.recs {
+		if addr, at, ok := h.lastCheck(id); ok {
+			s.prober.restore(id, addr, at)
+		}
+	}
+	s.hist = h
+	s.log.Info("relay history restored", "relays", h.Len())
+}
+
+// saveHistory writes the history to disk, durably.
+func (s *Seed) saveHistory() {
+	s.lastSave = s.now()
+	b, err := s.hist.Marshal()
+	if err == nil {
+		err = durable.WriteFile(filepath.Join(s.cfg.DataDir, historyFileName), b, historyPerm)
+	}
+	if err != nil {
+		s.log.Warn("saving the relay history", "err", err)
+	}
 }
 
 // restore serves the last saved consensus while it is still valid, and

@@ -12,7 +12,7 @@ import (
 	"veil/onion/keys"
 )
 
-// stableCap is the longest unbroken membership Stable asks for
+// stableCap is the longest weighted MTBF Stable asks for
 // (directory/SPEC.md §5.3: min(1 h, guard_min_uptime)).
 const stableCap = time.Hour
 
@@ -20,11 +20,13 @@ const stableCap = time.Hour
 // observed about it.
 type Candidate struct {
 	Desc *directory.Descriptor
-	// Since is when the relay's current unbroken membership began.
-	Since time.Time
-	// ProbedOK says its OR port answered with its identity at the last
-	// check.
+	// ProbedOK says its OR port answered with its identity at its
+	// current address, and has not failed its checks past the grace
+	// since (probe.go).
 	ProbedOK bool
+	// History is what the seed remembers of the relay (history.go),
+	// kept across restarts by node ID.
+	History Stats
 }
 
 // Admission is the seed operator's policy.
@@ -34,8 +36,12 @@ type Admission struct {
 	// MaxPerSlash16 and MaxPerFamily cap how many relays from one IPv4 /16
 	// (IPv6 /32) or one declared family are admitted; 0 means no cap.
 	MaxPerSlash16, MaxPerFamily int
-	// GuardMinUptime is the unbroken membership the Guard flag needs.
+	// GuardMinUptime is the weighted time known the Guard flag needs,
+	// and caps the weighted MTBF Stable needs; 0 gives both at once.
 	GuardMinUptime time.Duration
+	// GuardMinFraction is the weighted fractional uptime, 0..1, the
+	// Guard flag needs when GuardMinUptime is not 0.
+	GuardMinFraction float64
 	// Weight gives a relay's measured bandwidth in KiB/s, 0 if not
 	// measured (measure.go); nil means none is.
 	Weight func(keys.NodeID) uint32
@@ -50,8 +56,8 @@ type Refusal struct {
 // Select decides the entries of a consensus. Every candidate whose
 // descriptor is valid at now and whose OR port answered is listed; Valid
 // marks those the admission policy lets in, so clients see why a relay is
-// not used. Caps keep the relays with the longest unbroken membership,
-// which a newcomer cannot fake.
+// not used. Caps keep the relays the seed has known longest, which a
+// newcomer cannot fake and a seed restart does not change.
 func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry, []Refusal) {
 	var listed []Candidate
 	for _, c := range cands {
@@ -61,10 +67,10 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 		listed = append(listed, c)
 	}
 	listed, refused := oneByIdentity(listed)
-	// Longest membership first, then by node ID, so the caps are
+	// Known longest first, then by node ID, so the caps are
 	// deterministic and favour relays that have been around.
 	slices.SortFunc(listed, func(a, b Candidate) int {
-		if c := a.Since.Compare(b.Since); c != 0 {
+		if c := a.History.FirstSeen.Compare(b.History.FirstSeen); c != 0 {
 			return c
 		}
 		ai, bi := a.Desc.NodeID(), b.Desc.NodeID()
@@ -97,12 +103,11 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 			refused = append(refused, Refusal{ID: id, Reason: reason})
 		}
 		flags |= roleFlags(c.Desc)
-		up := now.Sub(c.Since)
-		stable := up >= min(stableCap, pol.GuardMinUptime)
+		stable := c.History.MTBF >= min(stableCap, pol.GuardMinUptime)
 		if stable {
 			flags |= directory.FlagStable
 		}
-		if stable && reason == "" && up >= pol.GuardMinUptime {
+		if stable && reason == "" && familiar(c.History, pol) {
 			flags |= directory.FlagGuard
 		}
 		var weight uint32
@@ -117,6 +122,18 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 	})
 	entries, dropped := signable(entries)
 	return entries, append(refused, dropped...)
+}
+
+// familiar is the Guard rule's history half (directory/SPEC.md §5.3, after
+// Tor's): known for GuardMinUptime (weighted) and up for GuardMinFraction of
+// it. With GuardMinUptime 0 (testnets) the fraction is not asked either:
+// over seconds of history it is noise, and a relay restarted in a testnet
+// would lose Guard for minutes over a few seconds down.
+func familiar(h Stats, pol Admission) bool {
+	if pol.GuardMinUptime == 0 {
+		return true
+	}
+	return h.Known >= pol.GuardMinUptime && h.Fraction >= pol.GuardMinFraction
 }
 
 // signable drops, from entries sorted by node ID, each entry a consensus
@@ -146,8 +163,7 @@ func signable(entries []directory.Entry) (kept []directory.Entry, dropped []Refu
 // carry one identity (a relay can sign descriptors for as many names as it
 // likes), and a consensus lists each node ID once, so the seed must choose:
 // the newest descriptor (highest sequence, then latest published, then the
-// lowest digest, so that every seed picks the same one), with the
-// membership time of the member that carries it. Each candidate left out is
+// lowest digest, so that every seed picks the same one). Each candidate left out is
 // refused, with the reason (directory/SPEC.md §5.2).
 func oneByIdentity(cands []Candidate) (kept []Candidate, refused []Refusal) {
 	best := map[keys.NodeID]int{}

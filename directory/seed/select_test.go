@@ -38,6 +38,12 @@ func testRelay(t testing.TB, label, addr string, roles directory.Roles, family .
 	return id, parsed
 }
 
+// since is the history of a relay up without a break from start to t0.
+func since(start time.Time) Stats {
+	up := t0.Sub(start)
+	return Stats{FirstSeen: start, Known: up, Fraction: 1, MTBF: up}
+}
+
 func flagsOf(entries []directory.Entry) map[keys.NodeID]directory.Flags {
 	m := map[keys.NodeID]directory.Flags{}
 	for _, e := range entries {
@@ -53,10 +59,10 @@ func TestSelectFlags(t *testing.T) {
 	_, down := testRelay(t, "down", "10.3.0.1:9001", 0)
 	pol := Admission{GuardMinUptime: 24 * time.Hour}
 	entries, refused := Select([]Candidate{
-		{Desc: exit, Since: t0.Add(-48 * time.Hour), ProbedOK: true},
-		{Desc: mid, Since: t0.Add(-2 * time.Hour), ProbedOK: true},
-		{Desc: fresh, Since: t0.Add(-time.Minute), ProbedOK: true},
-		{Desc: down, Since: t0.Add(-48 * time.Hour), ProbedOK: false},
+		{Desc: exit, History: since(t0.Add(-48 * time.Hour)), ProbedOK: true},
+		{Desc: mid, History: since(t0.Add(-2 * time.Hour)), ProbedOK: true},
+		{Desc: fresh, History: since(t0.Add(-time.Minute)), ProbedOK: true},
+		{Desc: down, History: since(t0.Add(-48 * time.Hour)), ProbedOK: false},
 	}, pol, t0)
 	if len(refused) != 0 {
 		t.Fatalf("refused %v", refused)
@@ -75,16 +81,47 @@ func TestSelectFlags(t *testing.T) {
 			t.Errorf("%s: flags %v, want %v", id.Short(), f[id], w)
 		}
 	}
-	// A testnet gives Guard at once.
-	entries, _ = Select([]Candidate{{Desc: fresh, Since: t0, ProbedOK: true}}, Admission{}, t0)
+	// A testnet gives Guard at once, and asks no fraction of uptime.
+	flaky := Stats{FirstSeen: t0, Fraction: 0.5}
+	entries, _ = Select([]Candidate{{Desc: fresh, History: flaky, ProbedOK: true}}, Admission{GuardMinFraction: 0.98}, t0)
 	if entries[0].Flags&directory.FlagGuard == 0 {
 		t.Fatal("guard_min_uptime 0 did not give Guard at once")
 	}
 }
 
+// TestSelectGuardNeedsHistory: Guard follows Tor's rule on the seed's
+// history, whatever the current membership: known (weighted) for
+// GuardMinUptime, up for GuardMinFraction of it, and Stable (weighted
+// MTBF) too.
+func TestSelectGuardNeedsHistory(t *testing.T) {
+	_, d := testRelay(t, "r", "10.0.0.1:9001", 0)
+	pol := Admission{GuardMinUptime: 96 * time.Hour, GuardMinFraction: 0.98}
+	for _, tc := range []struct {
+		name   string
+		h      Stats
+		guard  bool
+		stable bool
+	}{
+		{"known long, always up", Stats{Known: 100 * time.Hour, Fraction: 1, MTBF: 100 * time.Hour}, true, true},
+		{"known long, up 98%", Stats{Known: 100 * time.Hour, Fraction: 0.98, MTBF: 10 * time.Hour}, true, true},
+		{"known long, up 90%", Stats{Known: 100 * time.Hour, Fraction: 0.90, MTBF: 10 * time.Hour}, false, true},
+		{"known too briefly", Stats{Known: 95 * time.Hour, Fraction: 1, MTBF: 95 * time.Hour}, false, true},
+		{"fails often", Stats{Known: 100 * time.Hour, Fraction: 0.99, MTBF: 30 * time.Minute}, false, false},
+	} {
+		entries, _ := Select([]Candidate{{Desc: d, History: tc.h, ProbedOK: true}}, pol, t0)
+		f := entries[0].Flags
+		if got := f&directory.FlagGuard != 0; got != tc.guard {
+			t.Errorf("%s: Guard %v, want %v", tc.name, got, tc.guard)
+		}
+		if got := f&directory.FlagStable != 0; got != tc.stable {
+			t.Errorf("%s: Stable %v, want %v", tc.name, got, tc.stable)
+		}
+	}
+}
+
 func TestSelectExpiredDescriptorNotListed(t *testing.T) {
 	_, d := testRelay(t, "old", "10.0.0.1:9001", 0)
-	entries, _ := Select([]Candidate{{Desc: d, Since: t0, ProbedOK: true}}, Admission{}, d.Expires.Add(time.Second))
+	entries, _ := Select([]Candidate{{Desc: d, History: since(t0), ProbedOK: true}}, Admission{}, d.Expires.Add(time.Second))
 	if len(entries) != 0 {
 		t.Fatal("an expired descriptor was listed")
 	}
@@ -94,7 +131,7 @@ func TestSelectCaps(t *testing.T) {
 	var cands []Candidate
 	for i := 0; i < 5; i++ {
 		_, d := testRelay(t, fmt.Sprint("net", i), fmt.Sprintf("10.7.%d.1:9001", i), 0)
-		cands = append(cands, Candidate{Desc: d, Since: t0.Add(-time.Duration(i+1) * time.Hour), ProbedOK: true})
+		cands = append(cands, Candidate{Desc: d, History: since(t0.Add(-time.Duration(i+1) * time.Hour)), ProbedOK: true})
 	}
 	entries, refused := Select(cands, Admission{MaxPerSlash16: 3}, t0)
 	f := flagsOf(entries)
@@ -124,9 +161,9 @@ func TestSelectFamilyNeedsMutualDeclaration(t *testing.T) {
 	// C does not name A: naming C does not pull it into A's family.
 	_, c := testRelay(t, "c", "10.3.0.1:9001", 0)
 	cands := []Candidate{
-		{Desc: a, Since: t0.Add(-3 * time.Hour), ProbedOK: true},
-		{Desc: b, Since: t0.Add(-2 * time.Hour), ProbedOK: true},
-		{Desc: c, Since: t0.Add(-1 * time.Hour), ProbedOK: true},
+		{Desc: a, History: since(t0.Add(-3 * time.Hour)), ProbedOK: true},
+		{Desc: b, History: since(t0.Add(-2 * time.Hour)), ProbedOK: true},
+		{Desc: c, History: since(t0.Add(-1 * time.Hour)), ProbedOK: true},
 	}
 	entries, refused := Select(cands, Admission{MaxPerFamily: 1}, t0)
 	f := flagsOf(entries)
@@ -138,7 +175,7 @@ func TestSelectFamilyNeedsMutualDeclaration(t *testing.T) {
 func TestSelectAllowlist(t *testing.T) {
 	idA, a := testRelay(t, "a", "10.1.0.1:9001", 0)
 	_, b := testRelay(t, "b", "10.2.0.1:9001", 0)
-	entries, refused := Select([]Candidate{{Desc: a, Since: t0, ProbedOK: true}, {Desc: b, Since: t0, ProbedOK: true}},
+	entries, refused := Select([]Candidate{{Desc: a, History: since(t0), ProbedOK: true}, {Desc: b, History: since(t0), ProbedOK: true}},
 		Admission{Allowlist: map[keys.NodeID]bool{idA.ID(): true}}, t0)
 	f := flagsOf(entries)
 	if f[a.NodeID()]&directory.FlagValid == 0 || f[b.NodeID()]&directory.FlagValid != 0 || len(refused) != 1 {
@@ -163,9 +200,9 @@ func TestSelectKeepsOneEntryPerIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, order := range [][]*directory.Descriptor{{a, b}, {b, a}} {
-		cands := []Candidate{{Desc: other, Since: t0.Add(-time.Hour), ProbedOK: true}}
+		cands := []Candidate{{Desc: other, History: since(t0.Add(-time.Hour)), ProbedOK: true}}
 		for _, d := range order {
-			cands = append(cands, Candidate{Desc: d, Since: t0.Add(-time.Hour), ProbedOK: true})
+			cands = append(cands, Candidate{Desc: d, History: since(t0.Add(-time.Hour)), ProbedOK: true})
 		}
 		entries, refused := Select(cands, Admission{}, t0)
 		if len(entries) != 2 {
