@@ -15,9 +15,9 @@ type Flags uint16
 const (
 	FlagExit    Flags = 1 << 0 // exits under its exit policy; only if the descriptor has RoleExit
 	FlagStorage Flags = 1 << 1 // stores shards; only if the descriptor has RoleStorage
-	FlagGuard   Flags = 1 << 2 // Running, Valid, Stable, and a member without a break for guard_min_uptime
-	FlagStable  Flags = 1 << 3 // a member without a break for min(1 h, guard_min_uptime)
-	FlagRunning Flags = 1 << 4 // alive in the seed's memberlist; its OR port answered with its identity
+	FlagGuard   Flags = 1 << 2 // Running, Valid, Stable, and known and up long enough in the seed's history (SPEC.md §5.3.1)
+	FlagStable  Flags = 1 << 3 // weighted MTBF in the seed's history of min(1 h, guard_min_uptime) (SPEC.md §5.3.1)
+	FlagRunning Flags = 1 << 4 // alive in the seed's memberlist; its OR port answers with its identity (SPEC.md §5.3.2)
 	FlagValid   Flags = 1 << 5 // admitted: allowlist, /16 and family caps passed (SPEC.md §5.3)
 
 	knownFlags = FlagExit | FlagStorage | FlagGuard | FlagStable | FlagRunning | FlagValid
