@@ -491,10 +491,20 @@ func (cl *Client) watch(c *Circuit) {
 // at once and unblocks any send waiting for room on it.
 func (cl *Client) hopSilent(c *Circuit, hop int, hung bool) {
 	if !hung {
-		// Suspect only: the circuit takes no new stream, and nothing
-		// more. Passing the relay over already would let a loaded
-		// machine, whose honest PONGs come late, mark relay after relay
-		// until no path is left (seen under two make test runs at once).
+		// Suspect only: the circuit takes no new stream. Passing a
+		// middle or exit over already would let a loaded machine, whose
+		// honest PONGs come late, mark relay after relay until no path
+		// is left (seen under two make test runs at once). A guard is
+		// different: checkAlive calls it silent only when its whole
+		// link has been quiet since the PING, and new circuits, the
+		// directory fetched through the guard included, would wait on
+		// it until hungAfter. So it is passed over for new circuits
+		// (the next kept guard takes them), and nothing is torn down.
+		if hop == 0 {
+			h := c.hops[0]
+			cl.log.Info("the guard is not answering; new circuits use the next kept guard", "guard", h.Descriptor.Nickname)
+			cl.opts.Paths.Unreachable(h.Descriptor.NodeID())
+		}
 		return
 	}
 	h := c.hops[hop]
