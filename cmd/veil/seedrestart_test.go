@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"veil/directory"
 	"veil/onion/keys"
+	"veil/relay/testnet"
 )
 
 // restartGuardAfter is the seed's guard_min_uptime in
@@ -29,7 +35,9 @@ const restartGuardAfter = 4 * time.Second
 // directory; the first consensus it signs after the restart lists every
 // relay with Guard still set. Before, Guard rested on the current gossip
 // membership, which a restart begins anew: the first consensus after it
-// had no Guard at all.
+// had no Guard at all. A proxy carries a fetch before the stop, while the
+// seed is down and after the restart: clients ride out a seed's restart
+// on the documents they hold.
 func TestSeedRestartKeepsFlags(t *testing.T) {
 	n := newLocalNet(t)
 	setConfigLine(t, n.seedCfg, "guard_min_uptime", fmt.Sprintf("%q", restartGuardAfter.String()))
@@ -58,7 +66,22 @@ func TestSeedRestartKeepsFlags(t *testing.T) {
 	}
 	t.Logf("%d relays with Guard", guards(before))
 
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "carried") }))
+	defer web.Close()
+	socks := freePort(t)
+	setConfigLine(t, n.client, "socks_addr", quote(socks))
+	setConfigLine(t, n.client, "local_testnet", "true")
+	startProc(t, "proxy", "--config", n.client)
+	carries := func(when string) {
+		t.Helper()
+		if err := fetchThrough(socks, netip.MustParseAddrPort(strings.TrimPrefix(web.URL, "http://"))); err != nil {
+			t.Fatalf("a fetch through the proxy %s: %v", when, err)
+		}
+	}
+	carries("before the seed stops")
+
 	seed.signal(t, syscall.SIGTERM)
+	carries("while the seed is down")
 	// What the restarted seed serves until it signs anew: its own last
 	// document, read back from disk.
 	saved, err := os.ReadFile(filepath.Join(n.dir, "seed", "consensus.bin"))
@@ -77,6 +100,7 @@ func TestSeedRestartKeepsFlags(t *testing.T) {
 		if err == nil && !bytes.Equal(raw, saved) {
 			t.Logf("first consensus after the restart: signed %v after it, %d relays, %d with Guard",
 				time.Since(restarted).Round(time.Millisecond), len(c.Relays), guards(c))
+			carries("after the restart")
 			for _, want := range before.Relays {
 				id := want.Descriptor.NodeID()
 				got, ok := entryOf(c, id)
@@ -139,4 +163,41 @@ func entryOf(c *directory.Consensus, id keys.NodeID) (directory.Entry, bool) {
 		}
 	}
 	return directory.Entry{}, false
+}
+
+// fetchThrough GETs / from web through the SOCKS proxy, retrying while the
+// proxy starts, within hangTimeout; the body must be what the server sent.
+func fetchThrough(socks string, web netip.AddrPort) error {
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil {
+		if err = fetchOnce(ctx, socks, web); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+func fetchOnce(ctx context.Context, socks string, web netip.AddrPort) error {
+	c, err := testnet.DialSOCKS(ctx, socks, web, "", "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", web)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if string(body) != "carried" {
+		return fmt.Errorf("body %q", body)
+	}
+	return nil
 }
