@@ -532,7 +532,13 @@ func exitAllows(c *Circuit, dest path.Destination) bool {
 // circuit of the client's isolation key (its SOCKS credentials), retrying on
 // another circuit when an exit refuses or a circuit breaks.
 func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Credentials) (io.ReadWriteCloser, socks.Reply, error) {
-	key := cred.Username + "\x00" + cred.Password
+	if req.Host != "" {
+		if err := checkName(req.Host); err != nil {
+			cl.log.Info("refused a CONNECT", "err", err)
+			return nil, socks.Reply{Code: socks.ReplyNotAllowed}, err
+		}
+	}
+	key := isolationKey(cred)
 	dest := path.Destination{Addr: req.Addr, Host: req.Host, Port: req.Port}
 	begin := onion.Begin{Addr: req.Addr, Hostname: req.Host, Port: req.Port}
 	var last error
