@@ -86,3 +86,22 @@ func dialEndReason(err error) onion.EndReason {
 	}
 	return onion.EndMisc
 }
+
+// ownAddrs are the addresses an exit refuses to reach whatever its policy
+// says (exitpolicy.Policy.RejectOwn): every address of every interface of
+// the host, and the relay's own OR address, which behind NAT is on none
+// of them. Interfaces are read once, at start.
+func (r *Relay) ownAddrs() []netip.Addr {
+	own := []netip.Addr{r.orAddr.Addr()}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		r.log.Warn("exit: cannot list this host's addresses; refusing only the OR address", "err", err)
+		return own
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own = append(own, p.Addr())
+		}
+	}
+	return own
+}

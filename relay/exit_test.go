@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -87,4 +88,22 @@ func TestDefaultPolicyRefusesPrivate(t *testing.T) {
 			t.Errorf("%s: reason %v, want exit policy", a, r)
 		}
 	}
+}
+
+// TestExitRefusesItsOwnAddresses: an exit with the default policy refuses
+// every address of its host and its published OR address.
+func TestExitRefusesItsOwnAddresses(t *testing.T) {
+	r := &Relay{orAddr: netip.MustParseAddrPort("192.0.2.7:9001"), log: slog.New(slog.DiscardHandler)}
+	own := r.ownAddrs()
+	if len(own) < 2 {
+		t.Fatalf("own addresses %v: want the OR address and the host's interfaces", own)
+	}
+	e := newExiter(exitpolicy.Default().RejectOwn(own))
+	for _, a := range own {
+		if e.policy.Allows(a, 80) {
+			t.Errorf("the exit's policy allows its own address %s", a)
+		}
+	}
+	// (No stream is tried: were the rule missing, the exit would dial a
+	// host address, and tests reach nothing but 127.0.0.1.)
 }

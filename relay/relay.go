@@ -165,6 +165,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	eng := newEngine(ctx, r)
+	if eng.exiter != nil {
+		eng.exiter.policy = eng.exiter.policy.RejectOwn(r.ownAddrs())
+	}
 	or := newORListener(r.orLn, tlsCfg, eng, r.log)
 	d, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
 	if err != nil {

@@ -183,3 +183,34 @@ func LoopbackOnly() Policy {
 func RejectAll() Policy {
 	return Policy{{Action: Reject, Kind: AnyAddr, PortLo: 1, PortHi: 65535}}
 }
+
+// RejectOwn returns p with a rule refusing each of own, the exit's own
+// addresses, put first, as Tor's ExitPolicyRejectPrivate does: a stranger
+// must not reach through an exit the services bound to the exit's own
+// interfaces or its published address (an admin page, a database on the
+// public address). An address that an accept rule of p names by prefix is
+// left alone: an operator who writes "accept 127.0.0.1:*", as a testnet
+// does, means it; "accept *:*" names nothing.
+func (p Policy) RejectOwn(own []netip.Addr) Policy {
+	var out Policy
+	seen := map[netip.Addr]bool{}
+	for _, a := range own {
+		a = a.Unmap().WithZone("")
+		if !a.IsValid() || a.IsUnspecified() || seen[a] || p.names(a) {
+			continue
+		}
+		seen[a] = true
+		out = append(out, Rule{Action: Reject, Kind: PrefixAddr, Prefix: netip.PrefixFrom(a, a.BitLen()), PortLo: 1, PortHi: 65535})
+	}
+	return append(out, p...)
+}
+
+// names reports whether an accept rule of p covers a by an explicit prefix.
+func (p Policy) names(a netip.Addr) bool {
+	for _, r := range p {
+		if r.Action == Accept && r.Kind == PrefixAddr && r.Prefix.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

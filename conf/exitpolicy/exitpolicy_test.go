@@ -181,3 +181,31 @@ func TestAllows(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectOwn: the exit's own addresses are refused first, under any
+// policy that does not name them; one it names stays reachable.
+func TestRejectOwn(t *testing.T) {
+	own := []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::ffff:192.0.2.10")}
+	p := Default().RejectOwn(own)
+	for _, a := range own {
+		if p.Allows(a, 443) {
+			t.Errorf("the default policy with the exit's own addresses allows %s", a)
+		}
+	}
+	if !p.Allows(netip.MustParseAddr("192.0.2.11"), 443) {
+		t.Error("a neighbour of the exit's address is refused")
+	}
+	open, err := Parse([]string{"accept *:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if open.RejectOwn(own).Allows(netip.MustParseAddr("192.0.2.10"), 80) {
+		t.Error("accept *:* reaches the exit's own address")
+	}
+	if !LoopbackOnly().RejectOwn(own).Allows(netip.MustParseAddr("127.0.0.1"), 80) {
+		t.Error("a policy that names 127.0.0.1 lost it")
+	}
+	if n := len(Default().RejectOwn(own)) - len(Default()); n != 3 {
+		t.Errorf("%d rules added, want 3 (the mapped address is the IPv4 one; 127.0.0.1 is private anyway but still listed)", n)
+	}
+}
