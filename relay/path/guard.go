@@ -94,7 +94,16 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 	if err != nil {
 		return directory.Entry{}, joinSave(err, s.save())
 	}
-	s.guards = append(s.guards, guardRecord{ID: g.Descriptor.NodeID(), Chosen: now})
+	// The record's time is put back by a random part of a tenth of the
+	// lifetime, as Tor does with a guard's sampled-on date: a guard then
+	// lives 90–100 % of the lifetime, so the day a client changes guards
+	// does not follow from the day it chose one (an observer who saw one
+	// change cannot predict the next to the hour).
+	back, err := uniform(s.rand, uint64(s.lifetime/10)+1)
+	if err != nil {
+		return directory.Entry{}, joinSave(err, s.save())
+	}
+	s.guards = append(s.guards, guardRecord{ID: g.Descriptor.NodeID(), Chosen: now.Add(-time.Duration(back))})
 	s.dirty = true
 	s.log.Info("path: chose a new guard", "guard", name(g), "kept", len(s.guards))
 	if err := s.save(); err != nil {
