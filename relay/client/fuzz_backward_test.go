@@ -32,19 +32,17 @@ import (
 //   - every byte a stream delivers came from the exit (issue 13 item 1: a
 //     guard's DATA fragment completed by the exit's DATA was delivered as the
 //     exit's), and no more than the exit sent on it;
-//   - a whole message from the guard or middle other than DROP or PONG
-//     (a DATA, END, CONNECTED, FIN or SENDME for a stream above all), a
-//     fragment that breaks its hop's reassembly, a malformed relay cell, a
-//     RELAY_EARLY cell (relays send RELAY towards the client) and a cell no
-//     hop sealed each destroy the circuit;
+//   - a cell for a stream from the guard or middle, a fragment as much as a
+//     whole message, destroys the circuit at once, and so do a whole message
+//     from them other than DROP or PONG, a fragment that breaks its hop's
+//     reassembly, a malformed relay cell, a RELAY_EARLY cell (relays send
+//     RELAY towards the client) and a cell no hop sealed;
 //   - only a whole CONNECTED or END from the exit answers a BEGIN;
 //   - a one-cell DATA from the exit on an open stream of a live circuit is
 //     delivered whole (so the properties above are not met by dropping
 //     everything).
 //
-// Whole messages are judged by one reassembler per hop (onion/SPEC.md §8):
-// a guard fragment still waiting for its end, with the circuit up, is no
-// failure as long as none of its bytes reach a stream.
+// Whole messages are judged by one reassembler per hop (onion/SPEC.md §8).
 func FuzzBackwardCells(f *testing.F) {
 	endDone, _ := (&onion.End{Reason: onion.EndDone}).Marshal()
 	connected, _ := (&onion.Connected{}).Marshal()
@@ -367,6 +365,9 @@ func (h *backwardHarness) run(t *testing.T, cells []backwardCell) {
 			switch {
 			case err != nil:
 				mustDestroy = err.Error()
+			case bc.hop != exitHop && bc.rc.StreamID != 0:
+				mustDestroy = fmt.Sprintf("a cell for stream %d from the %s, fragment or whole: only the exit speaks for a stream (issue 13 item 1)",
+					bc.rc.StreamID, hopName[bc.hop])
 			case complete && bc.hop != exitHop && msg.Cmd != onion.RelayDrop && msg.Cmd != onion.RelayPong:
 				mustDestroy = fmt.Sprintf("a whole %v on stream %d from the %s: only the exit speaks for a stream (issue 13 item 1)",
 					msg.Cmd, msg.StreamID, hopName[bc.hop])
