@@ -150,7 +150,9 @@ func NewRelayLayer(k *HopKeys) (*RelayLayer, error) {
 // from the client side; the cell goes on with the same command.
 // If the cell is this relay's, recognized is true and RelayBody(p) holds its
 // body; otherwise p is ready to forward to the next hop. tag is the cell's
-// tag at this layer, which flow control acknowledges. On error p is zeroed.
+// tag at this layer, which flow control acknowledges. When the cell fails authentication
+// (ErrTampered) p is zeroed; other errors come before any decryption and
+// leave p as it was.
 func (r *RelayLayer) DecryptForward(cmd CellCmd, p []byte) (recognized bool, tag [TagLen]byte, err error) {
 	if err := checkLayered(cmd, p); err != nil {
 		return false, tag, err
@@ -305,10 +307,12 @@ func (c *ClientCrypto) EncryptForward(cmd CellCmd, p []byte, target int) (tag [T
 }
 
 // DecryptBackward removes the layers of a cell with command cmd coming
-// back to the client, in place. It finds the hop that sent it, checks every layer's tag over
-// the whole cell that layer covered, and leaves the body at RelayBody(p).
-// On error p is zeroed.
-// Any failure means the circuit must be destroyed.
+// back to the client, in place. It finds the hop that sent it, checks
+// every layer's tag over the whole cell that layer covered, and leaves the
+// body at RelayBody(p). When a layer fails authentication (ErrTampered) p
+// is zeroed; other errors (ErrUnrecognized, ErrCellLimit, a bad size or
+// command) come before any layer is removed and leave p as it was. Any
+// failure means the circuit must be destroyed.
 func (c *ClientCrypto) DecryptBackward(cmd CellCmd, p []byte) (origin int, tag [TagLen]byte, err error) {
 	if err := checkLayered(cmd, p); err != nil {
 		return 0, tag, err
