@@ -12,19 +12,58 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// countingTransport counts the bytes memberlist hands to the network:
-// UDP payloads and TCP stream bytes written, in both directions of a
-// stream (push/pull answers and fetch requests ride on accepted streams
-// too). IP, UDP and TCP headers are not counted.
+// traffic counts what a set of nodes hands to the network: UDP payloads
+// and TCP stream bytes written, in both directions of a stream (push/pull
+// answers and fetch requests ride on accepted streams too), sorted by
+// memberlist's message type, and the push/pulls dialled. IP, UDP and TCP
+// headers are not counted.
+type traffic struct {
+	udp      atomic.Int64 // probes, acks and gossip (memberlist messages)
+	udpUser  atomic.Int64 // this package's messages: first fetch requests, leaving notices
+	pushPull atomic.Int64 // push/pull and join streams, both sides
+	tcpUser  atomic.Int64 // this package's messages by TCP: fetch answers and retries
+	tcpOther atomic.Int64 // anything else by TCP (memberlist's TCP pings)
+	exchange atomic.Int64 // push/pulls and joins dialled
+}
+
+func (c *traffic) sent() int64 {
+	return c.udp.Load() + c.udpUser.Load() + c.pushPull.Load() + c.tcpUser.Load() + c.tcpOther.Load()
+}
+
+// memberlist's message types (net.go), as the first byte of a UDP packet
+// (after a 5-byte CRC header when the type is hasCrc) or of a TCP stream,
+// with compression and encryption off.
+const (
+	mlPushPull = 6
+	mlUser     = 8
+	mlHasCRC   = 12
+)
+
+func (c *traffic) packet(b []byte) {
+	t := -1
+	if len(b) > 0 {
+		t = int(b[0])
+	}
+	if t == mlHasCRC && len(b) > 5 {
+		t = int(b[5])
+	}
+	if t == mlUser {
+		c.udpUser.Add(int64(len(b)))
+	} else {
+		c.udp.Add(int64(len(b)))
+	}
+}
+
+// countingTransport counts a node's traffic into c.
 type countingTransport struct {
 	memberlist.NodeAwareTransport
-	sent    *atomic.Int64
+	c       *traffic
 	streams chan net.Conn
 	done    chan struct{}
 }
 
-func newCountingTransport(inner memberlist.NodeAwareTransport, sent *atomic.Int64) *countingTransport {
-	t := &countingTransport{NodeAwareTransport: inner, sent: sent, streams: make(chan net.Conn), done: make(chan struct{})}
+func newCountingTransport(inner memberlist.NodeAwareTransport, c *traffic) *countingTransport {
+	t := &countingTransport{NodeAwareTransport: inner, c: c, streams: make(chan net.Conn), done: make(chan struct{})}
 	go t.forward() // stops when Shutdown closes done
 	return t
 }
@@ -34,7 +73,7 @@ func (t *countingTransport) forward() {
 		select {
 		case c := <-t.NodeAwareTransport.StreamCh():
 			select {
-			case t.streams <- &countingConn{Conn: c, sent: t.sent}:
+			case t.streams <- &countingConn{Conn: c, c: t.c}:
 			case <-t.done:
 				_ = c.Close()
 				return
@@ -54,12 +93,12 @@ func (t *countingTransport) Shutdown() error {
 }
 
 func (t *countingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	t.sent.Add(int64(len(b)))
+	t.c.packet(b)
 	return t.NodeAwareTransport.WriteTo(b, addr)
 }
 
 func (t *countingTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	t.sent.Add(int64(len(b)))
+	t.c.packet(b)
 	return t.NodeAwareTransport.WriteToAddress(b, a)
 }
 
@@ -68,7 +107,7 @@ func (t *countingTransport) DialTimeout(addr string, timeout time.Duration) (net
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: c, sent: t.sent}, nil
+	return &countingConn{Conn: c, c: t.c, dialled: true}, nil
 }
 
 func (t *countingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
@@ -76,17 +115,34 @@ func (t *countingTransport) DialAddressTimeout(a memberlist.Address, timeout tim
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: c, sent: t.sent}, nil
+	return &countingConn{Conn: c, c: t.c, dialled: true}, nil
 }
 
 type countingConn struct {
 	net.Conn
-	sent *atomic.Int64
+	c       *traffic
+	dialled bool
+	kind    *atomic.Int64 // set by the first Write, from the message type
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
+	if c.kind == nil && len(b) > 0 {
+		switch b[0] {
+		case mlPushPull:
+			c.kind = &c.c.pushPull
+			if c.dialled {
+				c.c.exchange.Add(1)
+			}
+		case mlUser:
+			c.kind = &c.c.tcpUser
+		default:
+			c.kind = &c.c.tcpOther
+		}
+	}
 	n, err := c.Conn.Write(b)
-	c.sent.Add(int64(n))
+	if c.kind != nil {
+		c.kind.Add(int64(n))
+	}
 	return n, err
 }
 
@@ -125,7 +181,7 @@ const (
 )
 
 func runConvergence(b *testing.B, count int) (members, descriptors time.Duration, rate float64) {
-	var sent atomic.Int64
+	var sent traffic
 	nodes := make([]*Node, 0, count)
 	descs := make(map[string][]byte, count)
 	defer func() {
@@ -216,10 +272,10 @@ func runConvergence(b *testing.B, count int) (members, descriptors time.Duration
 		membersAt = took
 	}
 
-	before := sent.Load()
+	before := sent.sent()
 	quietStart := time.Now()
 	time.Sleep(benchQuiet)
-	rate = float64(sent.Load()-before) / float64(count) / time.Since(quietStart).Seconds()
+	rate = float64(sent.sent()-before) / float64(count) / time.Since(quietStart).Seconds()
 	if !converged() {
 		b.Errorf("%d nodes lost convergence during the quiet period", count)
 	}
