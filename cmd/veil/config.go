@@ -13,6 +13,9 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return usageErr("veil config init --role relay > relay.toml", "config: missing subcommand (init or check)")
 	}
 	switch args[0] {
+	case "-h", "--help", "help":
+		return &helpError{text: "usage: veil config init|check [flags]\n\n" + synopsis("config") +
+			"\nrun veil config init -h or veil config check -h for their flags\n"}
 	case "init":
 		fs := newFlags("config init", stderr)
 		role := fs.String("role", "", "seed, relay or client")

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"veil/conf"
 	"veil/onion/keys"
@@ -64,17 +65,68 @@ func printError(w io.Writer, err error) {
 // newFlags returns a flag set that reports errors instead of exiting.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("veil "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print its error and the whole usage to
+	// stderr, and parseFlags reports it again: silence it, so a bad flag
+	// is reported once, and -h goes to stdout (helpError).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
+// helpError is -h or --help: run prints text to stdout and exits 0, as
+// every command-line tool does.
+type helpError struct{ text string }
+
+func (e *helpError) Error() string { return "help requested" }
+
+// parseFlags parses args, turning -h into a helpError and other flag
+// errors into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return usageErr("", "%s: help requested", fs.Name())
+			return &helpError{text: flagsUsage(fs)}
 		}
 		return usageErr("run "+fs.Name()+" -h", "%s: %v", fs.Name(), err)
 	}
 	return nil
+}
+
+// flagsUsage is a command's help: its lines of the top-level usage, then
+// its flags.
+func flagsUsage(fs *flag.FlagSet) string {
+	var b strings.Builder
+	name := strings.TrimPrefix(fs.Name(), "veil ")
+	fmt.Fprintf(&b, "usage: %s [flags]\n", fs.Name())
+	if syn := synopsis(name); syn != "" {
+		b.WriteString("\n" + syn)
+	}
+	b.WriteString("\nflags:\n")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// synopsis returns the lines of the top-level usage that describe the
+// command name ("share", "config init"): its line and those indented below.
+func synopsis(name string) string {
+	first := strings.Fields(name)[0]
+	var out []string
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "   ") && len(f) > 0:
+			in = f[0] == first && (len(strings.Fields(name)) == 1 || len(f) > 1 && f[1] == strings.Fields(name)[1])
+		case !strings.HasPrefix(line, "   "):
+			in = false
+		}
+		if in {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return strings.Join(out, "\n") + "\n"
 }

@@ -63,17 +63,30 @@ func commands() map[string]command {
 }
 
 func main() {
+	progName = os.Args[0]
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// progName is how this binary was invoked ("veil", "bin/veil"), for the
+// commands it prints for the user to run.
+var progName = "veil"
+
 // run is main without the process: it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1) {
 		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
+	}
+	switch args[0] {
+	case "--version", "-V":
+		args = []string{"version"}
+	}
+	if args[0] == "help" && len(args) == 2 {
+		// veil help SUB is veil SUB -h.
+		args = []string{args[1], "-h"}
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
@@ -84,6 +97,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := cmd(args[1:], stdout, stderr); err != nil {
+		var help *helpError
+		if errors.As(err, &help) {
+			fmt.Fprint(stdout, help.text)
+			return 0
+		}
 		printError(stderr, err)
 		var ue *usageError
 		if errors.As(err, &ue) {

@@ -21,6 +21,14 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return usageErr("veil testnet --dir testnet", "testnet: --dir DIR is required")
 	}
+	// 0 is not "the default": a circuit needs three relays, and a
+	// network one seed.
+	if *relays < 3 {
+		return usageErr("veil testnet --dir testnet --relays 6", "testnet: --relays %d: a circuit needs at least 3 relays", *relays)
+	}
+	if *seeds < 1 {
+		return usageErr("veil testnet --dir testnet --seeds 1", "testnet: --seeds %d: a network needs at least 1 seed", *seeds)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	start := time.Now()
@@ -34,8 +42,8 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		len(m.Seeds), len(m.Relays), time.Since(start).Seconds())
 	fmt.Fprintf(stdout, "  SOCKS5:    %s\n", m.Socks)
 	fmt.Fprintf(stdout, "  try:       curl --socks5-hostname %s %s\n", m.Socks, m.Web)
-	fmt.Fprintf(stdout, "  status:    veil status --config %s\n", m.ClientConfig)
-	fmt.Fprintf(stdout, "  share:     export VEIL_CONFIG=%s; veil share FILE > link; veil fetch -o COPY - < link\n", m.ClientConfig)
+	fmt.Fprintf(stdout, "  status:    %s status --config %s\n", progName, m.ClientConfig)
+	fmt.Fprintf(stdout, "  share:     export VEIL_CONFIG=%s; %s share FILE > link; %s fetch -o COPY - < link\n", m.ClientConfig, progName, progName)
 	fmt.Fprintf(stdout, "  manifest:  %s/%s\n", *dir, testnet.ManifestName)
 	fmt.Fprintf(stdout, "  logs:      %s/logs/\n", *dir)
 	fmt.Fprintln(stdout, "press Ctrl-C to stop every process")
