@@ -44,6 +44,8 @@ type relayCircuit struct {
 	// are set before the circuit is in the table and never change.
 	opened     time.Time
 	fromClient bool
+	// limits is the memory governor's (memcap.go).
+	limits circuitLimits
 
 	mu sync.Mutex // guards the fields below and orders backward cells
 	// next is the following hop once EXTEND succeeded; pending is the
@@ -416,7 +418,9 @@ func (s exitSender) Flush() { s.circ.prev.l.Flush() }
 
 // forward queues a cell that arrived on from to go out on to. It is
 // written once from's reader has handled the cells it has at hand, by
-// that goroutine when to is idle; a full queue waits as send does.
+// that goroutine when to is idle. When to's send queue is full the cell
+// waits in its circuit's queue on to (send): from's reader never waits
+// for another link's peer.
 func (e *engine) forward(from, to *link.Link, c *onion.Cell) error {
 	if to.Forward(from, c) {
 		return nil
@@ -424,19 +428,31 @@ func (e *engine) forward(from, to *link.Link, c *onion.Cell) error {
 	return e.send(to, c)
 }
 
-// send queues a cell, waiting a bounded time for room.
+// send queues a cell and never waits (G9). A cell that finds the link's
+// send queue full waits in its circuit's own queue on the link
+// (link.Enqueue), not in the caller: a reader that waited here for room
+// would stop every circuit on its own link for the sake of one peer that
+// does not read. Destroying the circuit whenever the queue is full instead
+// would kill honest bulk transfers at every burst, since a circuit's window
+// lets 4 MiB be in flight, four times a default send queue; with the
+// circuit queue a relay forwards as fast as before (the send queue is
+// used as long as it has room) and what waits is bounded by the windows
+// (SPEC.md §9). A circuit whose sender ignores them reaches
+// link.MaxCircuitQueue: it is destroyed (RESOURCELIMIT, both ways) and
+// send returns nil, the cell dropped with it. The memory governor charges
+// what waits to its circuit (memcap.go).
 func (e *engine) send(l *link.Link, c *onion.Cell) error {
-	// The common case, room in the queue, costs no timer.
-	if l.TrySend(c) {
+	err := l.Enqueue(c)
+	if err == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, sendTimeout)
-	defer cancel()
-	if err := l.Send(ctx, c); err != nil {
-		link.Release(c)
-		return err
+	id := c.CircID
+	link.Release(c)
+	if errors.Is(err, link.ErrCircuitQueueFull) {
+		e.overQueued(l, id)
+		return nil
 	}
-	return nil
+	return err
 }
 
 func (e *engine) sendDestroy(l *link.Link, id uint32, reason onion.DestroyReason) {

@@ -66,7 +66,7 @@ func (l *Link) NewCircID() (uint32, error) {
 			l.nextCirc = 1
 		}
 		if _, used := l.circs[id]; !used {
-			l.circs[id] = struct{}{}
+			l.circs[id] = &circQueue{id: id}
 			l.ownCircs++
 			l.circChanges++
 			return id, nil
@@ -90,19 +90,21 @@ func (l *Link) AcceptCircID(id uint32) error {
 	if l.peerCircs >= maxCircuitsPerEnd {
 		return ErrTooManyCircuits
 	}
-	l.circs[id] = struct{}{}
+	l.circs[id] = &circQueue{id: id}
 	l.peerCircs++
 	l.circChanges++
 	return nil
 }
 
 // ReleaseCircID frees id, allocated by NewCircID or accepted by
-// AcceptCircID, when its circuit is gone. Releasing an ID not in use does
-// nothing.
+// AcceptCircID, when its circuit is gone, and drops the circuit's cells
+// that wait for room in the send queue (Enqueue). Releasing an ID not in
+// use does nothing.
 func (l *Link) ReleaseCircID(id uint32) {
 	l.circMu.Lock()
-	defer l.circMu.Unlock()
-	if _, used := l.circs[id]; !used {
+	q, used := l.circs[id]
+	if !used {
+		l.circMu.Unlock()
 		return
 	}
 	delete(l.circs, id)
@@ -112,6 +114,9 @@ func (l *Link) ReleaseCircID(id uint32) {
 		l.ownCircs--
 	}
 	l.circChanges++
+	l.circMu.Unlock()
+	// Not under circMu: waitMu is never taken with it held.
+	l.releaseQueue(q)
 }
 
 // Circuits returns how many circuit IDs are in use on the link, both ends.

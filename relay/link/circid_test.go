@@ -9,7 +9,7 @@ import (
 
 // bareLink is enough of a Link for the circuit-ID table.
 func bareLink(initiator bool) *Link {
-	return &Link{initiator: initiator, circs: make(map[uint32]struct{}), nextCirc: 1}
+	return &Link{initiator: initiator, circs: make(map[uint32]*circQueue), nextCirc: 1}
 }
 
 func TestCircIDHalves(t *testing.T) {

@@ -21,8 +21,9 @@
 //     into a pooled cell, parses it with onion.ParseCellHeader, drops PADDING and calls Handler.HandleCell in cell
 //     order. Every Handler call, LinkClosed included, is made from this
 //     goroutine, one at a time.
-//   - the writer, woken by Send and TrySend, takes cells from the bounded
-//     send queue, marshals them into a 64 KiB buffer and hands it to TLS
+//   - the writer, woken by Send, TrySend and Enqueue, takes cells from the
+//     bounded send queue (refilled from the circuits' waiting cells),
+//     marshals them into a 64 KiB buffer and hands it to TLS
 //     whenever it is full or the queue is momentarily empty: a burst
 //     leaves as few large TLS records, a lone cell at once. The buffer
 //     comes from a pool and goes back at each flush, so an idle link holds
@@ -81,15 +82,29 @@
 // send may take them from NewCell. A cell that is never released is simply
 // garbage collected.
 //
-// # Back-pressure
+// # Back-pressure and what a link holds
 //
-// The send queue holds Options.SendQueue cells. Send blocks while it is full,
-// until its context ends, which pushes back on whoever produces the cells;
-// TrySend does not block. A Handler that calls Send blocks the reader, which
-// in turn stops reading from the peer: that is the intended back-pressure, but
-// two links that echo each other's traffic with no window between them can
-// deadlock that way, so the Handler must bound its Send with a context, and
-// circuits must bound what they have in flight (SENDME windows, SPEC.md §9).
+// The send queue holds Options.SendQueue cells, shared by the link's
+// circuits. Send blocks while it is full, until its context ends, which
+// pushes back on whoever produces the cells; TrySend and Queue do not
+// block. A Handler must not wait for room, though: its reader would stop
+// reading every circuit of its own link for the sake of another link's
+// peer, and two links that echo each other's traffic could deadlock. A
+// relay's Handler uses Enqueue instead, which never blocks: a cell that
+// finds the send queue full waits in its circuit's own queue on the link,
+// behind the circuit's earlier cells, and the writer moves waiting cells
+// into the send queue as room appears, one circuit after another in turn.
+// What waits is bounded by the circuits' SENDME windows (SPEC.md §9), and
+// for a sender that ignores its window by MaxCircuitQueue.
+//
+// Every cell a link holds is charged to its circuit (CircuitQueued), so
+// that a relay short of memory can tell which circuits caused it; a
+// circuit's waiting cells are dropped when its ID is released.
+// Stats.Written counts what the socket has taken, which stops moving when
+// the peer stops reading. And a write deadline closes the link with
+// ErrWriteStalled once its peer has taken no byte for Options.WriteTimeout
+// while cells wait: a peer that stops reading costs its own link, never
+// the relay's other peers.
 //
 // # Circuit IDs
 //

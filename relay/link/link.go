@@ -33,6 +33,19 @@ const (
 	// connection for seconds, not forever.
 	DefaultHandshakeTimeout = 10 * time.Second
 
+	// DefaultWriteTimeout is Options.WriteTimeout when it is 0: a link whose
+	// peer has taken no byte for a minute while cells wait for it is closed
+	// (ErrWriteStalled). A peer that reads at all takes bytes every round
+	// trip, and a client gives up on a silent hop after 10 s, so a minute
+	// of nothing is a peer that stopped reading or a path that died, not a
+	// slow one. TCP alone would keep retrying for some 15 minutes (and
+	// forever against a zero window), holding the queue the whole time.
+	// Tor closes an OR connection only after 10 keepalive periods (50
+	// minutes) with its buffer stuck and leaves memory to its OOM handler;
+	// veil's memory governor acts sooner under pressure, and this deadline
+	// frees a stuck link's queue and circuits even without any.
+	DefaultWriteTimeout = time.Minute
+
 	// CloseTimeout bounds a local Close: the time the writer has to write
 	// out what was queued before Close and send close_notify. A peer that
 	// does not read delays a close by at most this long.
@@ -56,6 +69,9 @@ var (
 	ErrClosed = errors.New("link: closed")
 	// ErrIdle is the reason given to LinkClosed when IdleTimeout closed the link.
 	ErrIdle = errors.New("link: idle timeout")
+	// ErrWriteStalled is the reason given to LinkClosed when the peer took
+	// no byte for WriteTimeout while cells waited for it.
+	ErrWriteStalled = errors.New("link: peer stopped reading")
 	// ErrPeerClosed: the peer closed the link between two cells.
 	ErrPeerClosed = errors.New("link: peer closed the link")
 	// ErrNoCommonVersion: the peer's VERSIONS cell lists no version we speak.
@@ -100,6 +116,11 @@ type Options struct {
 	// IdleTimeout closes the link, with ErrIdle, once it has had no circuits
 	// and no cells either way for this long. 0 means never.
 	IdleTimeout time.Duration
+	// WriteTimeout closes the link, with ErrWriteStalled, once its peer has
+	// taken no byte for between this long and twice this long while the
+	// writer waited to write (DefaultWriteTimeout if 0). It needs a
+	// connection wrapped by WrapConn, as every link veil makes is.
+	WriteTimeout time.Duration
 }
 
 // Link is one established link. Its methods are safe for concurrent use.
@@ -120,6 +141,10 @@ type Link struct {
 	rbuf           [onion.CellHeaderLen]byte
 	flushers       []Flusher
 	forwardedCells int
+	// fwdTo and fwdQ, also the reader's, are the link and circuit queue
+	// Forward last queued a cell on (forwardQueue).
+	fwdTo *Link
+	fwdQ  *circQueue
 
 	// wmu is held by whoever writes queued cells to the connection: the
 	// writer goroutine, or a Flush that found the link idle. It guards
@@ -135,10 +160,18 @@ type Link struct {
 	// otherwise.
 	bc *batchConn
 
-	sendq chan *onion.Cell
+	// sendq is the send queue, shared by the link's circuits.
+	sendq chan queuedCell
 	// kick wakes the writer goroutine: something is queued that no Flush
 	// will write.
 	kick chan struct{}
+
+	waitMu sync.Mutex // guards active and the waiting cells of every circQueue
+	// active lists the circuits with cells waiting for room in the send
+	// queue, in the order refill serves them; nwaiting counts their cells,
+	// readable without waitMu.
+	active   []*circQueue
+	nwaiting atomic.Int32
 
 	closeMu sync.Mutex // guards the following fields, written once
 	// closeErr is the reason for the close; drain and drainDeadline tell the
@@ -156,10 +189,11 @@ type Link struct {
 	cellsIn, cellsOut atomic.Uint64
 
 	circMu sync.Mutex // guards the following fields
-	// circs holds the circuit IDs in use, opened by either end; ownCircs and
-	// peerCircs count them by end; nextCirc is the next ID NewCircID tries;
-	// circChanges counts changes to circs, for the idle check.
-	circs       map[uint32]struct{}
+	// circs holds the circuit IDs in use, opened by either end, each with
+	// its queue; ownCircs and peerCircs count them by end; nextCirc is the
+	// next ID NewCircID tries; circChanges counts changes to circs, for the
+	// idle check.
+	circs       map[uint32]*circQueue
 	ownCircs    int
 	peerCircs   int
 	nextCirc    uint32
@@ -202,6 +236,13 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 	if opts.IdleTimeout < 0 {
 		return nil, fmt.Errorf("negative idle timeout %v", opts.IdleTimeout)
 	}
+	writeTimeout := opts.WriteTimeout
+	switch {
+	case writeTimeout == 0:
+		writeTimeout = DefaultWriteTimeout
+	case writeTimeout < 0:
+		return nil, fmt.Errorf("negative write timeout %v", writeTimeout)
+	}
 	timeout := opts.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
@@ -222,12 +263,12 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		peer:        peer,
 		peerOK:      peerOK,
 		idleTimeout: opts.IdleTimeout,
-		sendq:       make(chan *onion.Cell, queue),
+		sendq:       make(chan queuedCell, queue),
 		kick:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		done:        make(chan struct{}),
-		circs:       make(map[uint32]struct{}),
+		circs:       make(map[uint32]*circQueue),
 		nextCirc:    1,
 	}
 	l.bc, _ = conn.NetConn().(*batchConn)
@@ -257,6 +298,10 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, err
+	}
+	if l.bc != nil {
+		// Before the link's goroutines start, the only ones to write.
+		l.bc.writeTimeout = writeTimeout
 	}
 	l.version = version
 	return l, nil
@@ -328,11 +373,12 @@ func (l *Link) peerName() string {
 }
 
 // Send queues c to be written. It blocks while the send queue is full, until
-// ctx ends (the error wraps ctx.Err()) or the link closes (ErrClosed). On a
-// nil error the link owns c and returns it to the pool once written; the
-// caller must not touch it again. On an error the caller still owns c.
-// A nil error means queued, not delivered: a link that breaks loses what it
-// had queued.
+// ctx ends (the error wraps ctx.Err()) or the link closes (ErrClosed); but
+// if c's circuit has cells waiting for room (Enqueue), c waits behind them
+// as Enqueue would have it, without blocking. On a nil error the link owns
+// c and returns it to the pool once written; the caller must not touch it
+// again. On an error the caller still owns c. A nil error means queued, not
+// delivered: a link that breaks loses what it had queued.
 func (l *Link) Send(ctx context.Context, c *onion.Cell) error {
 	if err := checkSend(c); err != nil {
 		return err
@@ -340,29 +386,39 @@ func (l *Link) Send(ctx context.Context, c *onion.Cell) error {
 	if l.isClosing.Load() {
 		return ErrClosed
 	}
-	select {
-	case l.sendq <- c:
+	q := l.circQueueOf(c.CircID)
+	if l.queue(c, q) {
 		l.wake()
 		return nil
-	default:
+	}
+	if q != nil && q.nwaiting.Load() > 0 && c.Cmd != onion.CellDestroy {
+		return l.enqueueWaiting(c, q)
 	}
 	// The writer may be waiting for a Flush's leftovers to leave: make
 	// sure it knows there is work before waiting for room.
 	l.wake()
+	if q != nil {
+		q.queued.Add(1)
+	}
+	var err error
 	select {
-	case l.sendq <- c:
+	case l.sendq <- queuedCell{c, q}:
 		l.wake()
 		return nil
 	case <-l.closing:
-		return ErrClosed
+		err = ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("link: send: queue full: %w", ctx.Err())
+		err = fmt.Errorf("link: send: queue full: %w", ctx.Err())
 	}
+	if q != nil {
+		q.queued.Add(-1)
+	}
+	return err
 }
 
 // TrySend is Send without blocking: it reports whether c was queued (and the
-// link now owns it). It returns false when the queue is full, the link is
-// closed or c is invalid.
+// link now owns it). It returns false when the queue is full, c's circuit
+// has cells waiting for room (Enqueue), the link is closed or c is invalid.
 func (l *Link) TrySend(c *onion.Cell) bool {
 	if !l.Queue(c) {
 		return false
@@ -379,21 +435,19 @@ func (l *Link) Queue(c *onion.Cell) bool {
 	if checkSend(c) != nil || l.isClosing.Load() {
 		return false
 	}
-	select {
-	case l.sendq <- c:
-		return true
-	default:
-		return false
-	}
+	return l.queue(c, l.circQueueOf(c.CircID))
 }
 
 // Forward is Queue for a Handler passing on a cell that arrived on from:
 // from's reader flushes l once it has handled every cell it has at hand,
 // before it next waits for its peer (FlushLater). It must be called from
 // from's HandleCell. A relay's forwarding thus writes each burst of cells
-// with the goroutine that read them, without waking another.
+// with the goroutine that read them, without waking another. When it
+// returns false (the send queue is full, or the cell's circuit has cells
+// waiting), Enqueue the cell: waiting for room would stop from's reader
+// for the sake of l's peer.
 func (l *Link) Forward(from *Link, c *onion.Cell) bool {
-	if !l.Queue(c) {
+	if checkSend(c) != nil || l.isClosing.Load() || !l.queue(c, l.forwardQueue(from, c.CircID)) {
 		return false
 	}
 	from.FlushLater(l)
@@ -495,6 +549,11 @@ func (l *Link) Close() error {
 // wrong half, say).
 func (l *Link) CloseWithError(err error) { l.closeWithError(err, true) }
 
+// Abort closes the link at once with err as the reason, dropping what is
+// queued instead of writing it out: for a peer that has stopped reading,
+// whose queue would only wait out CloseTimeout. Like Close it never waits.
+func (l *Link) Abort(err error) { l.closeWithError(err, false) }
+
 // closeWithError starts the shutdown, once. drain says whether the writer
 // should write out the queue; when it should not, both directions get a
 // deadline in the past so that neither goroutine stays blocked in conn.
@@ -531,17 +590,36 @@ func (l *Link) Wait() error {
 type Stats struct {
 	CellsIn, CellsOut uint64
 	BytesIn, BytesOut uint64
-	Queued            int // cells in the send queue now
-	Circuits          int // circuit IDs in use, both ends
+	// Written counts the bytes the socket has taken, TLS framing
+	// included: it moves as long as the peer reads. Over a connection
+	// WrapConn did not wrap it is BytesOut.
+	Written uint64
+	// WaitingForPeer is true while the writer waits for room in the
+	// socket: the peer has not read what it was sent, and its TCP
+	// window is closed. A link whose Written stands still while this
+	// holds has a peer that stopped reading, not a busy writer. Always
+	// false over a connection WrapConn did not wrap.
+	WaitingForPeer bool
+	Queued         int // cells queued now, in the send queue and waiting
+	Waiting        int // of which waiting in their circuits' queues (Enqueue)
+	Circuits       int // circuit IDs in use, both ends
 }
 
 // Stats returns the link's counters.
 func (l *Link) Stats() Stats {
 	in, out := l.cellsIn.Load(), l.cellsOut.Load()
+	waiting := int(l.nwaiting.Load())
+	written, full := out*onion.CellSize, false
+	if l.bc != nil {
+		written, full = l.bc.written.Load(), l.bc.peerFull.Load()
+	}
 	return Stats{
 		CellsIn: in, CellsOut: out,
 		BytesIn: in * onion.CellSize, BytesOut: out * onion.CellSize,
-		Queued:   len(l.sendq),
-		Circuits: l.Circuits(),
+		Written:        written,
+		WaitingForPeer: full,
+		Queued:         len(l.sendq) + waiting,
+		Waiting:        waiting,
+		Circuits:       l.Circuits(),
 	}
 }

@@ -607,8 +607,8 @@ func TestSendRefusesInvalidCells(t *testing.T) {
 // TestForwardNeverWaitsOnASlowLink: a reader that forwards cells onto a
 // link whose peer has stopped reading goes on reading its own link (the
 // cells Forward could not queue are dropped here, where a relay would
-// wait a bounded time), and once the peer reads again, the cells that
-// were queued arrive whole and in order.
+// Enqueue them: TestEnqueueNeverWaits), and once the peer reads again,
+// the cells that were queued arrive whole and in order.
 func TestForwardNeverWaitsOnASlowLink(t *testing.T) {
 	checkLeaks(t)
 	const forwarded, local = 4000, 10 // 16 MB: more than the socket buffers and the queue hold

@@ -21,10 +21,12 @@ func (l *Link) readLoop() {
 	}
 	l.flushLater()
 	<-l.writerDone
-	// Cells queued by a Send that raced the close: back to the pool.
+	// Cells queued by a Send that raced the close, and those that waited
+	// for room: back to the pool.
 	for len(l.sendq) > 0 {
-		Release(<-l.sendq)
+		l.dropQueued(<-l.sendq)
 	}
+	l.dropAllWaiting()
 	l.log.Debug("link closed", "peer", l.peerName(), "addr", l.conn.RemoteAddr(), "err", l.closeErr)
 	l.handler.LinkClosed(l, l.closeErr)
 	close(l.done)
@@ -142,29 +144,25 @@ func (l *Link) writeQueued(wait bool) (done bool, err error) {
 		return false, nil
 	}
 	for {
+		// Cells that waited for room go in first, ahead of any queued
+		// since (refill).
+		l.refill()
 		n := 0
 		for n < batchCells {
-			var c *onion.Cell
-			select {
-			case c = <-l.sendq:
-			default:
-			}
-			if c == nil && wait && n > 0 {
+			qc, ok := l.take()
+			if !ok && wait && n > 0 {
 				// Give a producer in the middle of a burst one chance
 				// to queue more before paying for a write system
 				// call: with bulk traffic this batches cells into
 				// large TLS records, and a lone cell waits only a
 				// yield.
 				runtime.Gosched()
-				select {
-				case c = <-l.sendq:
-				default:
-				}
+				qc, ok = l.take()
 			}
-			if c == nil {
+			if !ok {
 				break
 			}
-			if err := l.writeCell(c); err != nil {
+			if err := l.writeCell(qc); err != nil {
 				return false, err
 			}
 			n++
@@ -179,6 +177,34 @@ func (l *Link) writeQueued(wait bool) (done bool, err error) {
 			return true, nil
 		}
 	}
+}
+
+// take returns the next queued cell, if any: from the send queue, or else
+// from the circuits' waiting cells.
+func (l *Link) take() (queuedCell, bool) {
+	select {
+	case qc := <-l.sendq:
+		return qc, true
+	default:
+	}
+	if l.nwaiting.Load() == 0 {
+		return queuedCell{}, false
+	}
+	l.refill()
+	select {
+	case qc := <-l.sendq:
+		return qc, true
+	default:
+		return queuedCell{}, false
+	}
+}
+
+// dropQueued releases a cell taken from the send queue without writing it.
+func (l *Link) dropQueued(qc queuedCell) {
+	if qc.q != nil {
+		qc.q.queued.Add(-1)
+	}
+	Release(qc.c)
 }
 
 // idleCheck reports whether the link has had no circuits and no cells
@@ -198,11 +224,17 @@ func (l *Link) idleCheck(quiet *int, lastSeen *uint64) bool {
 	return *quiet >= idleChecks
 }
 
-// writeCell marshals c straight into the writer's buffer and releases c.
-// The first cell after a flush takes a buffer from the pool and corks the
-// connection, so that every TLS record until the next flush leaves in
-// one write.
-func (l *Link) writeCell(c *onion.Cell) error {
+// writeCell marshals a queued cell straight into the writer's buffer,
+// releases it and counts it out of its circuit's queue. The first cell
+// after a flush takes a buffer from the pool and corks the connection, so
+// that every TLS record until the next flush leaves in one write.
+func (l *Link) writeCell(qc queuedCell) error {
+	c := qc.c
+	if qc.q != nil {
+		// Out of the circuit's count once in the buffer: what the
+		// connection holds is the link's, not the circuit's.
+		qc.q.queued.Add(-1)
+	}
 	if l.wbuf == nil {
 		l.wbuf = writeBufs.Get().(*[]byte)
 		if l.bc != nil && !l.corked {
@@ -264,13 +296,12 @@ func (l *Link) closeConn(drain bool) {
 
 func (l *Link) drainQueue() error {
 	for {
-		select {
-		case c := <-l.sendq:
-			if err := l.writeCell(c); err != nil {
-				return err
-			}
-		default:
+		qc, ok := l.take()
+		if !ok {
 			return l.flush(true)
+		}
+		if err := l.writeCell(qc); err != nil {
+			return err
 		}
 	}
 }
