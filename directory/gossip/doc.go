@@ -18,8 +18,9 @@
 //     user message), verifies the answer with VerifyDescriptor and keeps
 //     it. Failed fetches are retried with backoff a few times, then given
 //     up until the pointer changes or the push/pull backstop re-arms them.
-//   - Memberlist's periodic push/pull carries each node's list of (name,
-//     pointer) pairs as a backstop.
+//   - A periodic push/pull (memberlist's full state exchange, on this
+//     package's timer so that its period grows linearly with the cluster)
+//     carries each node's list of (name, pointer) pairs as a backstop.
 //   - A background loop joins the seeds, retrying with capped, jittered
 //     backoff, and re-joins members and seeds that are not alive every
 //     Timing.RejoinInterval (memberlist does not re-contact nodes that
@@ -30,10 +31,11 @@
 // node lock, and NotifyJoin fires for the local node inside
 // memberlist.Create.
 //
-// Goroutines and stop order: Start starts one join loop, one fetch
-// scheduler, fetchWorkers fetch workers, one request server and
-// replyWorkers reply workers, all owned by the Node. Close cancels them, shuts memberlist down (its transport
-// first), waits for every goroutine, then closes the Events channel; a
-// memberlist callback that still fires later (its suspicion timers are not
-// stopped by Shutdown) finds the node closed and does nothing.
+// Goroutines and stop order: Start starts one join loop, one push/pull
+// loop, one fetch scheduler, fetchWorkers fetch workers, one request
+// server and replyWorkers reply workers, all owned by the Node. Close
+// cancels them, shuts memberlist down (its transport first), waits for
+// every goroutine, then closes the Events channel; a memberlist callback
+// that still fires later (its suspicion timers are not stopped by
+// Shutdown) finds the node closed and does nothing.
 package gossip

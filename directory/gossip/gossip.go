@@ -370,7 +370,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mc.SuspicionMult = t.SuspicionMult
 	mc.SuspicionMaxTimeoutMult = t.SuspicionMaxTimeoutMult
 	mc.GossipInterval = t.GossipInterval
-	mc.PushPullInterval = t.PushPullInterval
+	// Push/pull runs on this package's timer (pushpull.go), which
+	// stretches it linearly with the cluster; 0 turns memberlist's off.
+	mc.PushPullInterval = 0
 	mc.TCPTimeout = t.TCPTimeout
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
@@ -383,8 +385,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.ml = ml
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
-	n.wg.Add(3 + fetchWorkers + replyWorkers)
+	n.wg.Add(4 + fetchWorkers + replyWorkers)
 	go n.joinLoop()
+	go n.pushPullLoop()
 	go n.fetchLoop()
 	go n.serveLoop()
 	for range fetchWorkers {

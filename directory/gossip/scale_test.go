@@ -3,7 +3,6 @@ package gossip
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -118,15 +117,6 @@ func (s *scaleResult) report(b *testing.B, runs float64) {
 	b.ReportMetric(0, "ns/op") // one run takes minutes; the time says nothing
 }
 
-// scalePushPullPeriod is how often each of count nodes starts a push/pull:
-// memberlist's scaling of PushPullInterval.
-func scalePushPullPeriod(t Timing, count int) time.Duration {
-	if count <= 32 {
-		return t.PushPullInterval
-	}
-	return time.Duration(math.Ceil(math.Log2(float64(count))-5)+1) * t.PushPullInterval
-}
-
 func scaleName(i int) string { return fmt.Sprintf("node%048d", i) } // 52 bytes, as a node ID
 
 func scaleDescriptor(name string, seq uint64) []byte {
@@ -239,7 +229,7 @@ func runScale(b *testing.B, count int, timing Timing, window time.Duration) scal
 	// Quiet window: at least one push/pull period, since every node
 	// started its push/pull timer at about the same time and would
 	// otherwise be counted in or out together.
-	window = max(window, scalePushPullPeriod(timing, count))
+	window = max(window, timing.pushPullPeriod(count))
 	t0, udp0, pp0, ex0 := c.sent(), c.udp.Load(), c.pushPull.Load(), c.exchange.Load()
 	quietStart := time.Now()
 	minAlive := count - 1

@@ -41,7 +41,8 @@ type Timing struct {
 	SuspicionMult           int           // memberlist: see above
 	SuspicionMaxTimeoutMult int           // memberlist: see above
 	GossipInterval          time.Duration // memberlist: gossip to GossipNodes (3) members per interval
-	PushPullInterval        time.Duration // memberlist: full state exchange with one member per interval
+	PushPullInterval        time.Duration // full state exchange with one member per interval, scaled with size (pushPullPeriod)
+	PushPullPerMember       time.Duration // this package: the push/pull period is at least this times the members known
 	TCPTimeout              time.Duration // memberlist: dial and stream deadline; also bounds a descriptor fetch
 	GossipToTheDeadTime     time.Duration // memberlist: how long dead nodes are gossiped about before being forgotten
 	DeadNodeReclaimTime     time.Duration // memberlist: after this, a dead node's name may come back from a new address
@@ -50,6 +51,16 @@ type Timing struct {
 
 // LAN returns memberlist's DefaultLANConfig clock (1 s probes, suspicion of
 // 4–8 s in the common case), plus:
+//   - PushPullPerMember 150 ms: from about 1,400 members up, each node
+//     starts a push/pull every n × 150 ms rather than memberlist's
+//     30 s × (⌈log2 n − 5⌉ + 1), so the cluster as a whole runs about 6.7
+//     full state exchanges a second whatever its size. An exchange carries
+//     every member both ways (about 630 bytes each with the directory's
+//     pointers), so a node spends about 2 × 630 B / 150 ms ≈ 4.2 KB/s on
+//     them at any size, where memberlist's own scaling costs it 17 KB/s
+//     at 7,000 members and grows without bound. Push/pull is the backstop
+//     of gossip (which spreads a change in seconds): at 7,000 members a
+//     node exchanges state every 17.5 minutes;
 //   - DeadNodeReclaimTime 1 s: a relay that restarts on a new address is
 //     admitted again a second after its old instance was declared dead,
 //     rather than after GossipToTheDeadTime (memberlist's default refuses the
@@ -65,6 +76,7 @@ func LAN() Timing {
 		SuspicionMaxTimeoutMult: 6,
 		GossipInterval:          200 * time.Millisecond,
 		PushPullInterval:        30 * time.Second,
+		PushPullPerMember:       150 * time.Millisecond,
 		TCPTimeout:              10 * time.Second,
 		GossipToTheDeadTime:     30 * time.Second,
 		DeadNodeReclaimTime:     time.Second,
@@ -77,9 +89,11 @@ func LAN() Timing {
 // a second. SuspicionMult 2 turns memberlist's confirmation scheme off
 // (k = 0): the timeout is always min. It costs more bandwidth (see the
 // package benchmark) and will declare a node dead that stalls for a second,
-// so it is not for the internet. Dead nodes are gossiped about for 5 s,
-// a restarted node's new address is accepted 100 ms after the old one is
-// declared dead, and re-joins run every second.
+// so it is not for the internet. Dead nodes are gossiped about for 5 s, a
+// restarted node's new address is accepted 100 ms after the old one is
+// declared dead, and re-joins run every second. PushPullPerMember is LAN's
+// scaled as PushPullInterval is (10 ms): below about 1,400 members it
+// leaves memberlist's scaling in charge.
 func Fast() Timing {
 	return Timing{
 		ProbeInterval:           200 * time.Millisecond,
@@ -88,6 +102,7 @@ func Fast() Timing {
 		SuspicionMaxTimeoutMult: 3,
 		GossipInterval:          50 * time.Millisecond,
 		PushPullInterval:        2 * time.Second,
+		PushPullPerMember:       10 * time.Millisecond,
 		TCPTimeout:              time.Second,
 		GossipToTheDeadTime:     5 * time.Second,
 		DeadNodeReclaimTime:     100 * time.Millisecond,
@@ -107,6 +122,7 @@ func (t Timing) withDefaults() Timing {
 	set(&t.ProbeTimeout, d.ProbeTimeout)
 	set(&t.GossipInterval, d.GossipInterval)
 	set(&t.PushPullInterval, d.PushPullInterval)
+	set(&t.PushPullPerMember, d.PushPullPerMember)
 	set(&t.TCPTimeout, d.TCPTimeout)
 	set(&t.GossipToTheDeadTime, d.GossipToTheDeadTime)
 	set(&t.DeadNodeReclaimTime, d.DeadNodeReclaimTime)
@@ -137,6 +153,26 @@ func (t Timing) SuspicionTimeout(n int) (min, max time.Duration) {
 	}
 	return min, time.Duration(t.SuspicionMaxTimeoutMult) * min
 }
+
+// pushPullPeriod is how often a node that knows n members (itself
+// included) starts a push/pull: memberlist's own scaling of
+// PushPullInterval (×(⌈log2 n − 5⌉ + 1) above 32 members; util.go
+// pushPullScale), or n × PushPullPerMember if longer. An exchange costs
+// both sides about n × (name + pointer + memberlist's fields) bytes, so
+// with a period linear in n a node's push/pull bytes per second stop
+// growing with the cluster; memberlist's logarithmic scaling alone
+// leaves them growing as n / log n.
+func (t Timing) pushPullPeriod(n int) time.Duration {
+	p := t.PushPullInterval
+	if n > pushPullScaleThreshold {
+		p *= time.Duration(math.Ceil(math.Log2(float64(n))-math.Log2(pushPullScaleThreshold)) + 1)
+	}
+	return max(p, time.Duration(n)*t.PushPullPerMember)
+}
+
+// pushPullScaleThreshold is memberlist's: the size above which it
+// stretches the push/pull interval.
+const pushPullScaleThreshold = 32
 
 // fetchBackoff is the wait before retry number attempt (1, 2, ...) of a
 // descriptor fetch: ProbeInterval doubling, at most 8 ProbeIntervals.
