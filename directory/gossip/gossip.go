@@ -221,6 +221,8 @@ type Node struct {
 	wg        sync.WaitGroup
 	left      atomic.Bool // Leave was called: stop joining
 
+	lastMemberRejoin time.Time // owned by joinLoop: when a member last answered a re-join
+
 	kick      chan struct{} // cap 1: wakes the fetch scheduler
 	joined    chan struct{} // cap 1: wakes the server to retry parked requests
 	jobs      chan fetchJob // scheduler → fetch workers

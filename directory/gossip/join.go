@@ -1,8 +1,9 @@
 package gossip
 
 // Joining: the seeds at start, with capped, jittered backoff while none
-// answers; then, every Timing.RejoinInterval, members and seeds that are
-// not alive, since memberlist never re-contacts nodes that left or were
+// answers; then, every Timing.RejoinInterval, seeds that are not alive
+// and, at most one answering per push/pull period, members that are not
+// alive, since memberlist never re-contacts nodes that left or were
 // reaped (its issues #140, #222, #311).
 
 import (
@@ -66,60 +67,79 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // rejoin tries up to maxRejoinPerRound addresses, chosen at random among
-// members that memberlist has stopped contacting (not alive for longer
-// than GossipToTheDeadTime), alive members whose descriptor fetches failed
-// twice or more,
-// and seeds that are not alive (a seed given by host name counts as not
-// alive while no member is). Members gone for longer than forgetAfter are
-// forgotten.
+// seeds that are not alive (a seed given by host name counts as not alive
+// while no member is) and, at most once per push/pull period, members:
+// those that memberlist has stopped contacting (not alive for longer than
+// GossipToTheDeadTime) and alive ones whose descriptor fetches failed
+// twice or more. Members gone for longer than forgetAfter are forgotten.
+//
+// A re-join that answers is a full state exchange, as costly as a
+// push/pull; so once one with a member succeeds, no other member is
+// re-joined until a push/pull period has passed (lastMemberRejoin). A
+// member that keeps failing our fetches (a relay with a bad clock, or a
+// hostile one) would otherwise cost every node an exchange each
+// RejoinInterval, 150 KB/s at 7,000 members. Dials that fail cost
+// nothing and use no turn.
 func (n *Node) rejoin(seeds []string) {
 	if n.left.Load() {
 		return
 	}
 	now := time.Now()
+	members := now.Sub(n.lastMemberRejoin) >= n.timing.pushPullPeriod(n.ml.NumMembers())
 	alive := make(map[netip.AddrPort]bool)
-	var cands []string
+	var cands []rejoinCand
 	n.mu.Lock()
 	for name, p := range n.peers {
 		switch {
 		case p.alive:
 			alive[p.addr] = true
-			if p.desc == nil && p.attempts >= 2 {
+			if members && p.desc == nil && p.attempts >= 2 {
 				// It does not answer our fetches: it may have refused our
 				// alive message (memberlist refuses a known name at a new
 				// address until the old one is declared dead), and a
 				// push/pull re-sends it.
-				cands = append(cands, p.addr.String())
+				cands = append(cands, rejoinCand{addr: p.addr.String(), member: true})
 			}
 		case now.Sub(p.gone) > forgetAfter:
 			delete(n.peers, name)
 			delete(n.verified, name)
-		case now.Sub(p.gone) > n.timing.GossipToTheDeadTime:
+		case members && now.Sub(p.gone) > n.timing.GossipToTheDeadTime:
 			// Until then memberlist still gossips to it, and a node
 			// wrongly declared dead refutes by itself; re-joining
 			// sooner only adds push/pulls to a node under load.
-			cands = append(cands, p.addr.String())
+			cands = append(cands, rejoinCand{addr: p.addr.String(), member: true})
 		}
 	}
 	n.mu.Unlock()
 	for _, s := range seeds {
 		ap, err := netip.ParseAddrPort(s)
 		if (err == nil && !alive[ap]) || (err != nil && len(alive) == 0) {
-			cands = append(cands, s)
+			cands = append(cands, rejoinCand{addr: s})
 		}
 	}
 	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	if len(cands) > maxRejoinPerRound {
 		cands = cands[:maxRejoinPerRound]
 	}
-	for _, a := range cands {
+	for _, c := range cands {
 		if n.ctx.Err() != nil || n.left.Load() {
 			return
 		}
-		if _, err := n.ml.Join([]string{a}); err != nil {
-			n.log.Debug("gossip: re-join failed", "addr", a, "err", err)
-		} else {
-			n.log.Debug("gossip: re-joined", "addr", a)
+		if c.member && !members {
+			continue // a member answered earlier in this round
+		}
+		if _, err := n.ml.Join([]string{c.addr}); err != nil {
+			n.log.Debug("gossip: re-join failed", "addr", c.addr, "err", err)
+			continue
+		}
+		n.log.Debug("gossip: re-joined", "addr", c.addr)
+		if c.member {
+			n.lastMemberRejoin, members = time.Now(), false
 		}
 	}
+}
+
+type rejoinCand struct {
+	addr   string
+	member bool // a member's address, not a seed's
 }

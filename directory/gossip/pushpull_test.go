@@ -69,3 +69,47 @@ func TestPushPullRuns(t *testing.T) {
 		return true
 	})
 }
+
+// TestRejoinSpendsPushPullTurns: a member whose descriptor never verifies
+// here stays a re-join candidate for good. Each re-join that answers is a
+// full state exchange, so it may cost at most one a push/pull period, not
+// one each RejoinInterval (with 7,000 members, 150 KB/s a node for every
+// such member). Before, the seed below re-joined it every 100 ms.
+func TestRejoinSpendsPushPullTurns(t *testing.T) {
+	checkLeaks(t)
+	timing := Fast()
+	timing.RejoinInterval = 100 * time.Millisecond
+	timing.PushPullInterval = time.Second
+	var seedTraffic traffic
+	seedCfg := testConfig("seed", 1)
+	seedCfg.Timing = timing
+	seedCfg.VerifyDescriptor = func(p PointerInfo, d []byte) error {
+		if p.Key == "bad" {
+			return fmt.Errorf("never verifies")
+		}
+		return fakeVerifyDescriptor(p, d)
+	}
+	seedCfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+		return newCountingTransport(t, &seedTraffic)
+	}
+	seed := start(t, seedCfg)
+	badCfg := testConfig("bad", 1, seed.Addr().String())
+	badCfg.Timing = timing
+	start(t, badCfg)
+	waitFor(t, converge, "the seed to fail fetching twice", func() bool {
+		seed.mu.Lock()
+		defer seed.mu.Unlock()
+		p := seed.peers["bad"]
+		return p != nil && p.alive && p.attempts >= 2
+	})
+	const span = 3 * time.Second
+	before := seedTraffic.exchange.Load()
+	time.Sleep(span)
+	got := seedTraffic.exchange.Load() - before
+	// One re-join a period (1 s here, 2 members) and the periodic
+	// push/pulls (jittered to 0.5..1.5 s): about 6 in 3 s.
+	if limit := int64(10); got > limit {
+		t.Errorf("the seed started %d state exchanges in %v, want at most %d", got, span, limit)
+	}
+	t.Logf("%d state exchanges in %v", got, span)
+}
