@@ -40,10 +40,14 @@ func DefaultClient() Client {
 		// run side by side; loopback, since anyone who reaches it can use
 		// the client's circuits.
 		SOCKSAddr: "127.0.0.1:1080",
-		// The client refetches when the consensus's fresh-until passes;
-		// this floor stops a seed with a tiny fresh-until, or a clock
-		// problem, from turning clients into a flood.
-		ConsensusRefresh: Duration(30 * time.Second),
+		// Hourly, as Tor's clients: seeds sign every minute, but a client
+		// fetching every pinned seed's document at each fresh-until would
+		// take about 6 MB a minute through its guard on a network of
+		// Tor's size (7,000 relays, three seeds; README, Performance). A
+		// document lives 3 hours, so an hour leaves room for two failed
+		// refreshes; the floor also stops a seed with a tiny fresh-until,
+		// or a clock problem, from turning clients into a flood.
+		ConsensusRefresh: Duration(time.Hour),
 		// Four ready circuits let new streams start without a handshake
 		// while costing relays little.
 		CircuitPool: 4,

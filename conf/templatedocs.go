@@ -151,7 +151,9 @@ Address (host:port) of the SOCKS5 proxy. Anyone who can reach it can use
 your circuits, so keep it on loopback. Port 0 picks a free port and logs it.`,
 	"consensus_refresh": `
 The client fetches a new consensus when the current one stops being fresh,
-but never sooner than this after the last fetch.`,
+but never sooner than this after the last fetch. Seeds sign every minute;
+an hour keeps a client's directory traffic small on a large network while
+its documents stay valid for three.`,
 	"circuit_pool": `
 Circuits kept built and ready, so new connections start at once (1 to 64).`,
 	"guard_lifetime": `
