@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"veil/conf"
+	"veil/conf/durable"
 	"veil/directory"
 	"veil/directory/seed"
 	"veil/onion"
@@ -46,6 +48,11 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockDataDir("seed", cfg.DataDir, "lock")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	log := newLogger(stderr, cfg.SlogLevel())
 	s, err := seed.New(cfg, log)
 	if err != nil {
@@ -85,6 +92,11 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockDataDir("relay", cfg.DataDir, "lock")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	log := newLogger(stderr, cfg.SlogLevel())
 	r, err := relay.New(cfg, log)
 	if err != nil {
@@ -114,6 +126,13 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// share, fetch and repair use the same data_dir beside a proxy; only a
+	// second proxy would fight it for the guard file.
+	lock, err := lockDataDir("proxy", cfg.DataDir, "proxy.lock")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	log := newLogger(stderr, cfg.SlogLevel())
 	p, err := client.NewProxy(cfg, log)
 	if err != nil {
@@ -127,4 +146,15 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "veil %s (onion protocol %d)\n", version, onion.ProtocolVersion)
 	return nil
+}
+
+// lockDataDir holds dir for this process (durable.LockDir), with a message
+// that says what to do when another process has it.
+func lockDataDir(role, dir, name string) (*durable.Lock, error) {
+	lock, err := durable.LockDir(dir, name)
+	if errors.Is(err, durable.ErrInUse) {
+		return nil, &cliError{msg: role, err: err,
+			hint: "each " + role + " needs a data_dir of its own; stop the other process first if it is the same " + role}
+	}
+	return lock, err
 }

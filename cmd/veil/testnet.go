@@ -29,6 +29,11 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	if *seeds < 1 {
 		return usageErr("veil testnet --dir testnet --seeds 1", "testnet: --seeds %d: a network needs at least 1 seed", *seeds)
 	}
+	lock, err := lockDataDir("testnet", *dir, "testnet.lock")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	ctx, stop := signalContext()
 	defer stop()
 	start := time.Now()
