@@ -18,9 +18,6 @@ const (
 	// extendTimeout bounds an EXTEND: dialling the next relay and its
 	// CREATED.
 	extendTimeout = 10 * time.Second
-	// sendTimeout bounds how long a cell waits for room in a link's send
-	// queue before the circuit is given up (G9: no unbounded waits).
-	sendTimeout = 30 * time.Second
 )
 
 // hop is one side of a circuit at this relay: a link and the circuit's ID
