@@ -37,8 +37,9 @@ const (
 
 	// DefaultMaxTTL bounds what a sharer may ask: a relay commits its disk
 	// to an anonymous stranger for at most a quarter, and a seized disk
-	// holds no ciphertext older than that. A sharer who needs longer runs
-	// `veil repair`, which re-PUTs and so extends the expiry.
+	// holds no ciphertext older than that. A PUT of the same shard again
+	// extends its expiry. It is also the largest of the public TTLs
+	// clients use (shard.TTLBuckets).
 	DefaultMaxTTL = 90 * 24 * time.Hour
 
 	// DefaultMaxShards bounds the in-memory index independently of the
@@ -55,7 +56,27 @@ const (
 	// maxQuarantined bounds the files kept in dir/quarantine for an
 	// operator to look at; older ones are deleted.
 	maxQuarantined = 64
+
+	// ExpiryGranularity is how finely a stored shard's expiry is kept:
+	// Put rounds now + TTL up to a whole hour of Unix time (shard/SPEC.md
+	// §8.2). A nanosecond expiry is the shard's arrival time to the
+	// nanosecond, kept in every header for as long as the shard lives and
+	// in any copy of the disk; rounded, the shards of one share and
+	// everyone else's that arrived in the same hour with the same TTL
+	// look alike. A shard lives at most an hour longer than asked.
+	ExpiryGranularity = time.Hour
 )
+
+// coarseExpiry is the expiry Put stores for a shard put at now (Unix
+// nanoseconds) for ttl: now + ttl rounded up to ExpiryGranularity.
+func coarseExpiry(now int64, ttl time.Duration) int64 {
+	g := int64(ExpiryGranularity)
+	e := now + int64(ttl)
+	if r := e % g; r != 0 {
+		e += g - r
+	}
+	return e
+}
 
 // Errors that callers branch on; StatusOf maps each to a wire Status.
 var (
@@ -172,7 +193,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Put stores data under id for ttl (0 means the default TTL). A ttl above
+// Put stores data under id for ttl (0 means the default TTL), until now +
+// ttl rounded up to the next whole hour (ExpiryGranularity). A ttl above
 // MaxTTL is refused with ErrInvalid rather than clamped: the sharer chose
 // it and must learn that the relay will not keep the shard that long.
 // Putting the same content under the same ID again succeeds and extends
@@ -195,7 +217,7 @@ func (s *Store) Put(id [IDLen]byte, data []byte, ttl time.Duration) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	now := s.opts.Now().UnixNano()
-	expiry := now + int64(ttl)
+	expiry := coarseExpiry(now, ttl)
 
 	s.mu.Lock()
 	e, exists := s.index[id]

@@ -20,7 +20,9 @@ type clock struct {
 	now time.Time
 }
 
-func newClock() *clock { return &clock{now: time.Unix(1_700_000_000, 0)} }
+// newClock starts on a whole hour, so a whole-hour TTL expires exactly
+// then (Put rounds expiries up to ExpiryGranularity).
+func newClock() *clock { return &clock{now: time.Unix(472_222*3600, 0)} }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
@@ -214,6 +216,46 @@ func TestTTL(t *testing.T) {
 	}
 	if !s.Has(testID(1)) {
 		t.Fatal("long-lived shard gone")
+	}
+}
+
+// TestExpiryIsCoarse: a shard's expiry, in the index and in its file's
+// header, is now + TTL rounded up to a whole hour, whatever the second
+// and nanosecond of its arrival (shard/SPEC.md §8.2): shards put a few
+// milliseconds or 59 minutes apart in one hour with one TTL carry the
+// same expiry. Before, the header held arrival + TTL to the nanosecond.
+func TestExpiryIsCoarse(t *testing.T) {
+	c := newClock()
+	dir := t.TempDir()
+	s := openTest(t, dir, c, 1<<20)
+	hour := c.Now()
+	c.Advance(17*time.Minute + 123456789)
+	if err := s.Put(testID(1), []byte("a"), 72*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(42*time.Minute + 987654321)
+	if err := s.Put(testID(2), []byte("b"), 72*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	want := hour.Add(73 * time.Hour).UnixNano()
+	for _, i := range []int{1, 2} {
+		id := testID(i)
+		h, _, err := readHeader(shardPath(dir, &id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.expiry != want || h.expiry%int64(ExpiryGranularity) != 0 {
+			t.Fatalf("shard %d: expiry %v in its header, want %v", i, time.Unix(0, h.expiry).UTC(), time.Unix(0, want).UTC())
+		}
+	}
+	// Kept at least the TTL, at most an hour more.
+	c.Advance(time.Unix(0, want).Sub(c.Now()) - time.Nanosecond)
+	if !s.Has(testID(1)) || !s.Has(testID(2)) {
+		t.Fatal("gone before their coarse expiry")
+	}
+	c.Advance(time.Nanosecond)
+	if s.Has(testID(1)) || s.Has(testID(2)) {
+		t.Fatal("kept past their coarse expiry")
 	}
 }
 
