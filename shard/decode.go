@@ -32,6 +32,29 @@ type Decoder struct {
 	mbuf     []byte // manifest plaintext as its segments arrive
 	manifest *Manifest
 	err      error // sticky: ErrTampered from verified shards, or a write error
+	refused  int   // shards offered to Add that failed their hash or did not open
+	// refusedHere marks the positions of the current segment counted in
+	// refused, so that a shard offered again after fetching more is
+	// counted once.
+	refusedHere []bool
+}
+
+// refuse counts the shards at positions bad of the current segment.
+func (d *Decoder) refuse(bad []int) {
+	for _, i := range bad {
+		if d.refusedHere == nil {
+			d.refusedHere = make([]bool, max(d.c.p.N(), d.c.p.HeadReplicas()))
+		}
+		if !d.refusedHere[i] {
+			d.refusedHere[i] = true
+			d.refused++
+		}
+	}
+}
+
+// advance moves to the next segment to decode.
+func (d *Decoder) advance(kind Kind, index uint64) {
+	d.kind, d.index, d.refusedHere = kind, index, nil
 }
 
 // NewDecoder starts decoding the share l points at into w.
@@ -45,6 +68,13 @@ func NewDecoder(l *Link, w io.Writer) (*Decoder, error) {
 
 // Manifest is the verified manifest, nil until its last segment was added.
 func (d *Decoder) Manifest() *Manifest { return d.manifest }
+
+// Refused is how many shards offered to Add so far were dropped for a wrong
+// length or hash (head replicas: that did not open or match the root),
+// each counted once however often it was offered.
+// Each is a relay, or a disk, that served damaged data; a fetch reports
+// the count.
+func (d *Decoder) Refused() int { return d.refused }
 
 // Done reports whether every data segment was verified and written. A fetch
 // that stops before Done has not got the whole file (DESIGN.md G10).
@@ -106,13 +136,15 @@ func (d *Decoder) addHead(replicas [][]byte) error {
 		if !ok {
 			// Another replica may still be right.
 			bad++
+			d.refuse([]int{r})
 			continue
 		}
 		h, err := parseHead(pt, p)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrTampered, err)
 		}
-		d.head, d.kind, d.index = h, KindManifest, 0
+		d.head = h
+		d.advance(KindManifest, 0)
 		d.mbuf = make([]byte, 0, h.manifestSegments()*int64(p.SegmentSize))
 		return nil
 	}
@@ -122,13 +154,14 @@ func (d *Decoder) addHead(replicas [][]byte) error {
 func (d *Decoder) addManifest(shards [][]byte) error {
 	n, segs := int64(d.c.p.N()), d.head.manifestSegments()
 	j := int64(d.index)
-	pt, err := d.c.open(KindManifest, d.index, j == segs-1, shards, d.head.hashes[j*n:(j+1)*n])
+	pt, bad, err := d.c.open(KindManifest, d.index, j == segs-1, shards, d.head.hashes[j*n:(j+1)*n])
+	d.refuse(bad)
 	if err != nil {
 		return err
 	}
 	d.mbuf = append(d.mbuf, pt...)
 	if j+1 < segs {
-		d.index++
+		d.advance(KindManifest, d.index+1)
 		return nil
 	}
 	for _, b := range d.mbuf[d.head.manifestSize:] {
@@ -144,14 +177,15 @@ func (d *Decoder) addManifest(shards [][]byte) error {
 		return fmt.Errorf("%w: manifest params %+v differ from the link's %+v", ErrTampered, m.Params, d.c.p)
 	}
 	d.manifest, d.mbuf, d.head = m, nil, nil
-	d.kind, d.index = KindData, 0
+	d.advance(KindData, 0)
 	return nil
 }
 
 func (d *Decoder) addData(shards [][]byte) error {
 	m, i := d.manifest, int64(d.index)
 	last := i == m.Segments()-1
-	pt, err := d.c.open(KindData, d.index, last, shards, m.SegmentHashes(i))
+	pt, bad, err := d.c.open(KindData, d.index, last, shards, m.SegmentHashes(i))
+	d.refuse(bad)
 	if err != nil {
 		return err
 	}
@@ -170,9 +204,9 @@ func (d *Decoder) addData(shards [][]byte) error {
 		return fmt.Errorf("shard: write segment %d: %w", i, err)
 	}
 	if last {
-		d.kind = 0
+		d.advance(0, 0)
 	} else {
-		d.index++
+		d.advance(KindData, d.index+1)
 	}
 	return nil
 }

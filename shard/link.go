@@ -131,3 +131,27 @@ func (l *Link) ShardIDs(kind Kind, index uint64) [][32]byte {
 	k := deriveKeys(&l.FileKey)
 	return newIDHasher(&k.shardID).ids(kind, index, n)
 }
+
+// SegmentIDs names the shards of one segment, or the head's replicas.
+type SegmentIDs struct {
+	Kind  Kind
+	Index uint64
+	IDs   [][32]byte
+}
+
+// AllShardIDs lists every segment of the share of a size-byte file with
+// its shard IDs: the data segments, the manifest segments, then the head.
+// Audits need it: the rule that no relay holds two shards of a segment
+// (SPEC.md §8) covers all three kinds. The size is not in the link; it is
+// the caller's to know.
+func (l *Link) AllShardIDs(size int64) []SegmentIDs {
+	p := l.Params
+	var out []SegmentIDs
+	for i := range uint64(p.Segments(size)) {
+		out = append(out, SegmentIDs{KindData, i, l.ShardIDs(KindData, i)})
+	}
+	for i := range uint64(p.ManifestSegments(size)) {
+		out = append(out, SegmentIDs{KindManifest, i, l.ShardIDs(KindManifest, i)})
+	}
+	return append(out, SegmentIDs{KindHead, 0, l.ShardIDs(KindHead, 0)})
+}

@@ -123,11 +123,16 @@ func (p Params) manifestSize(size int64) int64 {
 	return manifestHeaderSize + p.Segments(size)*int64(p.N()*HashSize)
 }
 
+// ManifestSegments is the number of manifest segments of the share of a
+// file of size bytes (SPEC.md §5.2).
+func (p Params) ManifestSegments(size int64) int64 {
+	return (p.manifestSize(size) + int64(p.SegmentSize) - 1) / int64(p.SegmentSize)
+}
+
 // StoredSize is the number of bytes all of a share's shards take on the
 // relays, the data's, the manifest's and the head replicas': the network cost
 // of sharing a file of size bytes.
 func (p Params) StoredSize(size int64) int64 {
-	ms := (p.manifestSize(size) + int64(p.SegmentSize) - 1) / int64(p.SegmentSize)
-	shards := (p.Segments(size)+ms)*int64(p.N()) + int64(p.HeadReplicas())
+	shards := (p.Segments(size)+p.ManifestSegments(size))*int64(p.N()) + int64(p.HeadReplicas())
 	return shards * int64(p.ShardSize())
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // Shard is one stored unit: every shard of a share has Params.ShardSize
-// bytes. Relays see ID and Data only (SPEC.md §7).
+// bytes. Relays see ID and Data, and a PUT's TTL and arrival (SPEC.md §7).
 type Shard struct {
 	ID   [32]byte // SPEC.md §4.3; the storage key
 	Hash [32]byte // SHA-256(Data), listed in the manifest or head
@@ -82,21 +82,23 @@ func (c *codec) seal(kind Kind, index uint64, last bool, buf []byte) *Segment {
 // open verifies the offered shards (nil = not fetched) against hashes, in
 // order until K are good, rebuilds the sealed segment from those K (data
 // shards first, so nothing to rebuild when they are all good) and opens it. It returns
-// the SegmentSize plaintext bytes. It never modifies shards.
-func (c *codec) open(kind Kind, index uint64, last bool, shards [][]byte, hashes [][32]byte) ([]byte, error) {
+// the SegmentSize plaintext bytes and the positions of the offered shards
+// it refused for a wrong length or hash. It never modifies shards.
+func (c *codec) open(kind Kind, index uint64, last bool, shards [][]byte, hashes [][32]byte) ([]byte, []int, error) {
 	S, n, k := c.p.SegmentSize, c.p.N(), c.p.K
 	if len(shards) != n {
-		return nil, fmt.Errorf("shard: %s segment %d: %d shard slots offered, want %d", kind, index, len(shards), n)
+		return nil, nil, fmt.Errorf("shard: %s segment %d: %d shard slots offered, want %d", kind, index, len(shards), n)
 	}
 	good := make([][]byte, n)
-	nGood, nBad, dataMissing := 0, 0, false
+	nGood, dataMissing := 0, false
+	var bad []int
 	for i, d := range shards {
 		switch {
 		case d == nil:
 		case nGood == k:
 			// Enough already: the rest are not used, so not hashed.
 		case len(d) != c.ss || sha256.Sum256(d) != hashes[i]:
-			nBad++ // SPEC.md §4.6: Reed-Solomon does not verify, so we do
+			bad = append(bad, i) // SPEC.md §4.6: Reed-Solomon does not verify, so we do
 		default:
 			good[i] = d
 			nGood++
@@ -106,11 +108,11 @@ func (c *codec) open(kind Kind, index uint64, last bool, shards [][]byte, hashes
 		}
 	}
 	if nGood < k {
-		return nil, &ShardsError{Kind: kind, Index: index, Good: nGood, Bad: nBad, Need: k}
+		return nil, bad, &ShardsError{Kind: kind, Index: index, Good: nGood, Bad: len(bad), Need: k}
 	}
 	if dataMissing {
 		if err := c.rs.ReconstructData(good); err != nil {
-			return nil, fmt.Errorf("shard: %s segment %d: reed-solomon: %w", kind, index, err)
+			return nil, bad, fmt.Errorf("shard: %s segment %d: reed-solomon: %w", kind, index, err)
 		}
 	}
 	sealed := make([]byte, k*c.ss)
@@ -119,7 +121,7 @@ func (c *codec) open(kind Kind, index uint64, last bool, shards [][]byte, hashes
 	}
 	for _, b := range sealed[S+TagSize:] {
 		if b != 0 {
-			return nil, fmt.Errorf("%w: %s segment %d: nonzero shard padding", ErrTampered, kind, index)
+			return nil, bad, fmt.Errorf("%w: %s segment %d: nonzero shard padding", ErrTampered, kind, index)
 		}
 	}
 	pt, err := c.keys.aead(kind).Open(sealed[:0], segmentNonce(index, last), sealed[:S+TagSize], nil)
@@ -127,7 +129,7 @@ func (c *codec) open(kind Kind, index uint64, last bool, shards [][]byte, hashes
 		// Every shard matched its hash, so the manifest itself lists a
 		// segment that is not this one: sealed elsewhere, reordered, or for
 		// another position of the last flag (SPEC.md §4.2).
-		return nil, fmt.Errorf("%w: %s segment %d failed authentication", ErrTampered, kind, index)
+		return nil, bad, fmt.Errorf("%w: %s segment %d failed authentication", ErrTampered, kind, index)
 	}
-	return pt, nil
+	return pt, bad, nil
 }

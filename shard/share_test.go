@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -71,8 +72,17 @@ func TestRoundTrip(t *testing.T) {
 						}
 					}
 				}
-				if int64(kinds[KindData]) != p.Segments(int64(n)) || kinds[KindHead] != 1 || kinds[KindManifest] < 1 {
+				if int64(kinds[KindData]) != p.Segments(int64(n)) || kinds[KindHead] != 1 || int64(kinds[KindManifest]) != p.ManifestSegments(int64(n)) {
 					t.Fatalf("segments by kind %v", kinds)
+				}
+				all := s.Link.AllShardIDs(int64(n))
+				if len(all) != len(s.Segments) {
+					t.Fatalf("AllShardIDs lists %d segments, the share has %d", len(all), len(s.Segments))
+				}
+				for j, seg := range s.Segments {
+					if all[j].Kind != seg.Kind || all[j].Index != seg.Index || !slices.Equal(all[j].IDs, seg.IDs()) {
+						t.Fatalf("AllShardIDs[%d] = %v %d, the share has %v %d", j, all[j].Kind, all[j].Index, seg.Kind, seg.Index)
+					}
 				}
 				if got := int64(len(s.store())) * int64(p.ShardSize()); got != p.StoredSize(int64(n)) {
 					t.Fatalf("stored %d bytes, StoredSize says %d", got, p.StoredSize(int64(n)))
@@ -211,6 +221,60 @@ func TestCorruptShardSkipped(t *testing.T) {
 	t.Log(err)
 }
 
+// TestDecoderCountsRefusedShards: every shard the decoder drops for its
+// hash, and every head replica that does not open, is counted, so that a
+// fetch can say that relays served damaged data (and a test can tell a
+// fetch that refused a bad shard from one that never saw it).
+func TestDecoderCountsRefusedShards(t *testing.T) {
+	data := testFile(9, 2*small.SegmentSize+1)
+	s := mustEncode(t, data, small, 9)
+	m := s.store()
+	for _, seg := range s.Segments {
+		d := bytes.Clone(seg.Shards[0].Data)
+		d[7] ^= 1
+		m[seg.Shards[0].ID] = d
+	}
+	var out bytes.Buffer
+	d, err := NewDecoder(s.Link, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		want, err := d.Want()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards := make([][]byte, len(want.IDs))
+		for i, id := range want.IDs {
+			shards[i] = m[id]
+		}
+		// Offered first without the shards that make up for the bad
+		// one, then again with them: the bad shard counts once.
+		if want.Kind != KindHead {
+			short := slices.Clone(shards)
+			for i := small.K; i < len(short); i++ {
+				short[i] = nil
+			}
+			if err := d.Add(short); !errors.Is(err, ErrNotEnoughShards) {
+				t.Fatalf("%v segment %d with a bad shard and no parity: %v", want.Kind, want.Index, err)
+			}
+		}
+		if err := d.Add(shards); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("wrong file back")
+	}
+	// Shard 0 of every data and manifest segment, and head replica 0.
+	if got, want := d.Refused(), len(s.Segments); got != want {
+		t.Fatalf("Refused() = %d, want %d", got, want)
+	}
+}
+
 func TestShortShardAndWrongSize(t *testing.T) {
 	data := testFile(6, 10)
 	s := mustEncode(t, data, small, 6)
@@ -278,7 +342,7 @@ func TestSegmentBinding(t *testing.T) {
 	for i, sh := range seg.Shards {
 		shards[i], hashes[i] = sh.Data, sh.Hash
 	}
-	if _, err := c1.open(KindData, 1, false, shards, hashes); err != nil {
+	if _, _, err := c1.open(KindData, 1, false, shards, hashes); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -293,7 +357,7 @@ func TestSegmentBinding(t *testing.T) {
 		{"as a manifest segment", c1, KindManifest, 1, false},
 		{"other share", c2, KindData, 1, false},
 	} {
-		if _, err := tc.c.open(tc.kind, tc.index, tc.last, shards, hashes); !errors.Is(err, ErrTampered) {
+		if _, _, err := tc.c.open(tc.kind, tc.index, tc.last, shards, hashes); !errors.Is(err, ErrTampered) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
