@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"veil/directory"
 	"veil/onion/keys"
 	"veil/shard"
 )
@@ -19,10 +18,13 @@ type segmentFetch struct {
 	dec     *shard.Decoder
 	ids     [][32]byte
 	cands   [][]keys.NodeID
-	byID    map[keys.NodeID]directory.Entry
+	dial    dialFunc // reaches a relay's store, for a repair's PUTs
 	got     [][]byte
 	from    []keys.NodeID // the relay that returned got[i]
 	asked   []bool
+	// offered holds the relays a repair offered a rebuilt shard of this
+	// segment to, taken or not; only the repair's goroutine uses it.
+	offered map[keys.NodeID]bool
 	// one gets shard i from its candidates (Net.getShard; tests replace
 	// it). It calls trouble, from its own goroutine, when an attempt
 	// failed and it goes on trying: the gather then hedges at once.
@@ -30,11 +32,49 @@ type segmentFetch struct {
 	// prefetching is closed when a prefetch has finished; nil if none runs.
 	prefetching chan struct{}
 
-	mu sync.Mutex // guards unreachable
+	mu sync.Mutex // guards unreachable and absent
 	// unreachable says why a relay holding a shard could not be asked at
 	// all (path.ErrNoGuard), if that happened: a fetch that fails then
 	// says so instead of blaming the relays.
 	unreachable error
+	// absent[i] holds the relays that answered they have no shard i (or
+	// only a damaged one, now dropped): a repair need not ask them again
+	// before giving them another shard of the segment.
+	absent []map[keys.NodeID]bool
+}
+
+func (s *segmentFetch) noteAbsent(i int, relay keys.NodeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.absent[i] == nil {
+		s.absent[i] = map[keys.NodeID]bool{}
+	}
+	s.absent[i][relay] = true
+}
+
+// unknownAt lists the shards of the segment other than i that relay has
+// not said it lacks: what a repair asks it about before giving it shard i.
+func (s *segmentFetch) unknownAt(relay keys.NodeID, i int) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for j := range s.ids {
+		if j != i && !s.absent[j][relay] {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// holdsOne reports whether relay returned a shard of the segment in this
+// repair, or was offered one by it.
+func (s *segmentFetch) holdsOne(relay keys.NodeID) bool {
+	for j, from := range s.from {
+		if s.got[j] != nil && from == relay {
+			return true
+		}
+	}
+	return s.offered[relay]
 }
 
 func (s *segmentFetch) noteUnreachable(err error) {
@@ -52,7 +92,8 @@ func (s *segmentFetch) unreachableErr() error {
 }
 
 func newSegmentFetch(ctx context.Context, workers, shards int, stats *fetchStats) *segmentFetch {
-	return &segmentFetch{ctx: ctx, workers: workers, stats: stats, got: make([][]byte, shards), from: make([]keys.NodeID, shards), asked: make([]bool, shards)}
+	return &segmentFetch{ctx: ctx, workers: workers, stats: stats, got: make([][]byte, shards), from: make([]keys.NodeID, shards),
+		asked: make([]bool, shards), offered: map[keys.NodeID]bool{}, absent: make([]map[keys.NodeID]bool, shards)}
 }
 
 // pending is how many shards have not been asked for yet.

@@ -67,6 +67,9 @@ type fetchStats struct {
 	exhausted int
 	// slowest is the longest a segment waited for its k shards.
 	slowest time.Duration
+	// refused counts shards that arrived and failed their hash check:
+	// a relay served damaged data and the decoder would not use it.
+	refused int
 }
 
 func newFetchStats() *fetchStats {
@@ -144,6 +147,6 @@ func (f *fetchStats) log(l *slog.Logger, byID map[keys.NodeID]directory.Entry) {
 	slices.Sort(failed)
 	slices.Sort(failures)
 	l.Debug("transfer: shard requests", "requests", f.requests, "hedged", f.hedged,
-		"cancelled", f.cancelled, "exhausted", f.exhausted, "typical", f.typical.Round(time.Millisecond),
+		"cancelled", f.cancelled, "exhausted", f.exhausted, "refused", f.refused, "typical", f.typical.Round(time.Millisecond),
 		"slowest_segment", f.slowest.Round(time.Millisecond), "failed_relays", failed, "failures", failures)
 }

@@ -6,12 +6,10 @@ package transfer
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -68,6 +66,10 @@ type Net struct {
 	View    func() *directory.View
 	Workers int
 	Log     *slog.Logger
+
+	// random makes file keys; nil means crypto/rand. Tests fix it to know
+	// a share's shard IDs before it is made.
+	random io.Reader
 }
 
 func (n *Net) workers() int {
@@ -123,106 +125,6 @@ func (n *Net) withStore(ctx context.Context, relay directory.Entry, f func(*stor
 // (0 until a fetch has read the manifest).
 type Progress func(done, total int64)
 
-// Share encodes the file read from r and stores every shard, each over its
-// own circuit, trying alternates when a relay refuses or is gone. It
-// returns the link once every shard is stored.
-func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
-	relays, byID, err := n.storageRelays()
-	if err != nil {
-		return nil, err
-	}
-	enc, err := shard.NewEncoder(r, size, p, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	key := enc.PlacementKey()
-	type job struct {
-		shard      shard.Shard
-		candidates []keys.NodeID
-	}
-	jobs := make(chan job, n.workers())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range n.workers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				// The shards of a segment leave together; a random
-				// pause blurs the start of their circuits, which an
-				// observer of several relays could otherwise line up.
-				if !sleepCtx(ctx, mathrand.N(uploadJitter)) {
-					continue
-				}
-				err := errors.New("no candidate relay")
-				for _, id := range j.candidates {
-					err = n.withStore(ctx, byID[id], func(sc *store.Client) error {
-						return sc.Put(j.shard.ID, j.shard.Data, ttl)
-					})
-					if err == nil {
-						break
-					}
-					n.log().Debug("shard refused, trying an alternate", "relay", id.Short(), "err", err)
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("transfer: a shard could not be stored on any relay: %w", err)
-						cancel()
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	var done int64
-	var encErr error
-	for {
-		seg, err := enc.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			encErr = err
-			break
-		}
-		cands, err := shard.Place(key, seg.IDs(), relays)
-		if err != nil {
-			encErr = err
-			break
-		}
-		for i, sh := range seg.Shards {
-			select {
-			case jobs <- job{sh, cands[i]}:
-			case <-ctx.Done():
-			}
-		}
-		if seg.Kind == shard.KindData {
-			done = min(size, done+int64(p.SegmentSize))
-			if progress != nil {
-				progress(done, size)
-			}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if encErr != nil {
-		return nil, encErr
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return enc.Link()
-}
-
 // Fetch gets a shared file and writes it to w, verifying every shard and
 // segment. It asks for k shards of a segment plus a margin in parallel and
 // goes on with the first k to arrive, cancelling the slowest; a request
@@ -246,8 +148,10 @@ func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress
 // the relay that had it; nil if none had it (or ctx ended), and then the
 // path.ErrNoGuard error if some candidate could not be asked at all. It
 // calls failed for each attempt that failed on the way to a relay or at it
-// (not for a relay that answered that it has no such shard).
-func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry, failed func(keys.NodeID)) ([]byte, keys.NodeID, error) {
+// (not for a relay that answered that it has no such shard), and absent
+// for each relay that answered it has none (or had a damaged one, which
+// it has now dropped).
+func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, byID map[keys.NodeID]directory.Entry, failed, absent func(keys.NodeID)) ([]byte, keys.NodeID, error) {
 	var noGuard error
 	for _, relay := range cands {
 		// A circuit through a relay that just died fails before it
@@ -272,6 +176,7 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 				break
 			}
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
+				absent(relay)
 				break
 			}
 			if ctx.Err() == nil {
@@ -307,6 +212,9 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 	defer func() {
 		cancel()
 		prefetches.Wait()
+		stats.mu.Lock()
+		stats.refused = dec.Refused()
+		stats.mu.Unlock()
 		stats.log(n.log(), byID)
 	}()
 	newFetch := func(ids [][32]byte) (*segmentFetch, error) {
@@ -315,13 +223,17 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 			return nil, err
 		}
 		s := newSegmentFetch(ctx, n.workers(), len(ids), stats)
-		s.dec, s.ids, s.cands, s.byID = dec, ids, cands, byID
+		s.dec, s.ids, s.cands = dec, ids, cands
+		s.dial = func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error {
+			return n.withStore(ctx, byID[relay], f)
+		}
 		s.one = func(ctx context.Context, i int, trouble func()) ([]byte, keys.NodeID) {
 			failed := func(relay keys.NodeID) {
 				stats.fail(relay)
 				trouble()
 			}
-			data, from, err := n.getShard(ctx, s.ids[i], s.cands[i], byID, failed)
+			absent := func(relay keys.NodeID) { s.noteAbsent(i, relay) }
+			data, from, err := n.getShard(ctx, s.ids[i], s.cands[i], byID, failed, absent)
 			if err != nil {
 				s.noteUnreachable(err)
 			}
@@ -408,73 +320,4 @@ func (n *Net) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return n.Log
-}
-
-// RepairReport is what a repair found and did.
-type RepairReport struct {
-	Segments int // segments checked, the head counted as one
-	Missing  int // shards no relay had intact
-	Restored int // of those, stored again on another relay
-}
-
-// Repair checks every segment of a share (the head, the manifest, the
-// data), asking for all its shards each over its own circuit, rebuilds
-// the ones no relay has intact from those that verify, and stores each on
-// a relay holding no other shard of its segment (shard/SPEC.md §8.1).
-// Restored shards are kept for ttl. It goes on past a shard it cannot
-// place and reports it; it stops at a segment with fewer than k shards,
-// which no repair can bring back.
-func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, progress Progress) (RepairReport, error) {
-	var rep RepairReport
-	var unplaced error
-	err := n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
-		rep.Segments++
-		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
-		if err != nil {
-			return err
-		}
-		rep.Missing += len(rb.Missing)
-		for _, i := range rb.Missing {
-			if err := n.restore(ctx, s, i, rb.All[i], ttl); err != nil {
-				n.log().Debug("repair: a shard could not be stored again", "kind", want.Kind, "segment", want.Index, "err", err)
-				unplaced = err
-				continue
-			}
-			rep.Restored++
-		}
-		return s.dec.Add(rb.All)
-	})
-	if err != nil {
-		return rep, err
-	}
-	if rep.Restored < rep.Missing {
-		return rep, fmt.Errorf("transfer: %d of %d missing shards could not be stored again: %w", rep.Missing-rep.Restored, rep.Missing, unplaced)
-	}
-	return rep, nil
-}
-
-// restore stores shard i of the segment on the first of its candidate
-// relays that holds no other shard of the segment, and notes it there.
-func (n *Net) restore(ctx context.Context, s *segmentFetch, i int, data []byte, ttl time.Duration) error {
-	holds := map[keys.NodeID]bool{}
-	for j, from := range s.from {
-		if s.got[j] != nil {
-			holds[from] = true
-		}
-	}
-	err := errors.New("every storage relay already holds a shard of this segment")
-	for _, relay := range s.cands[i] {
-		if holds[relay] {
-			continue
-		}
-		err = n.withStore(ctx, s.byID[relay], func(sc *store.Client) error {
-			return sc.Put(s.ids[i], data, ttl)
-		})
-		if err == nil {
-			s.got[i], s.from[i] = data, relay
-			return nil
-		}
-		n.log().Debug("repair: relay refused a shard, trying an alternate", "relay", relay.Short(), "err", err)
-	}
-	return err
 }

@@ -1,0 +1,92 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"veil/onion/keys"
+	"veil/shard"
+)
+
+// repairSegment is a segment as a repair's gather left it: shards 0..3
+// returned by relays 0..3, shard 4 missing everywhere; relays 4.. are the
+// rest, in the order shard 4 lists them.
+func repairSegment(t *testing.T, f *fakeNet) *segmentFetch {
+	t.Helper()
+	link := &shard.Link{Params: tiny, FileKey: [32]byte(fixedKey)}
+	s := newSegmentFetch(context.Background(), 4, tiny.N(), newFetchStats())
+	s.ids = link.ShardIDs(shard.KindData, 0)
+	s.dial = f.dial
+	s.cands = make([][]keys.NodeID, len(s.ids))
+	for j := range s.ids {
+		s.cands[j] = append([]keys.NodeID{f.ids[j]}, f.ids[len(s.ids):]...)
+	}
+	for j := range 4 {
+		s.got[j], s.from[j] = []byte{byte(j)}, f.ids[j]
+		if err := f.stores[f.ids[j]].Put(s.ids[j], s.got[j], time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// TestRestoreSkipsARelayHoldingAnUnseenShard: relay 5 holds a second copy
+// of shard 2, left by an earlier repair while relay 2 was unreachable; the
+// gather found shard 2 on relay 2 and never asked relay 5. Restoring
+// shard 4, first on relay 5's list, must not go there: it goes to relay
+// 6, and relay 5 still holds one shard of the segment.
+func TestRestoreSkipsARelayHoldingAnUnseenShard(t *testing.T) {
+	f := newFakeNet(t, 8, time.Now)
+	s := repairSegment(t, f)
+	s.cands[4] = []keys.NodeID{f.ids[5], f.ids[6], f.ids[7]}
+	if err := f.stores[f.ids[5]].Put(s.ids[2], []byte{2}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Net{}).restore(context.Background(), s, 4, []byte{4}, shard.DefaultTTL); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if s.from[4] != f.ids[6] || !f.stores[f.ids[6]].Has(s.ids[4]) {
+		t.Fatalf("shard 4 restored on %x, want relay 6", s.from[4][:1])
+	}
+	if f.stores[f.ids[5]].Has(s.ids[4]) {
+		t.Fatal("relay 5 was given shard 4 beside its copy of shard 2")
+	}
+}
+
+// TestRestoreKnowsWhatTheGatherLearned: a relay that returned a shard of
+// the segment, or said it lacks every other one, is treated as such; and
+// with no relay left, restore fails rather than double up.
+func TestRestoreKnowsWhatTheGatherLearned(t *testing.T) {
+	f := newFakeNet(t, 6, time.Now)
+	s := repairSegment(t, f)
+	// Shard 4's list: relays holding shards 1 and 3, then relay 5.
+	s.cands[4] = []keys.NodeID{f.ids[1], f.ids[3], f.ids[5]}
+	for j := range 4 {
+		s.noteAbsent(j, f.ids[5])
+	}
+	if got := s.unknownAt(f.ids[5], 4); len(got) != 0 {
+		t.Fatalf("relay 5 said it lacks shards 0..3, yet %v are unknown", got)
+	}
+	if err := (&Net{}).restore(context.Background(), s, 4, []byte{4}, shard.DefaultTTL); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if s.from[4] != f.ids[5] {
+		t.Fatalf("shard 4 restored on %x, want relay 5", s.from[4][:1])
+	}
+	// Relay 0 goes, and shard 0 with it: its list is relay 0, then
+	// relay 5, which holds shard 4 now. It has nowhere to go.
+	delete(f.stores, f.ids[0])
+	s.got[0] = nil
+	err := (&Net{}).restore(context.Background(), s, 0, []byte{0}, shard.DefaultTTL)
+	if err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("restore with every relay holding a shard or gone: %v, want an error", err)
+	}
+	t.Log(err)
+	for r, st := range f.stores {
+		if _, n := st.Usage(); n > 1 {
+			t.Fatalf("relay %x holds %d shards of the segment", r[:1], n)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package transfer
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mathrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"veil/onion/keys"
+	"veil/relay/path"
+	"veil/shard"
+	"veil/shard/store"
+)
+
+// Uploading a share (shard/SPEC.md §8).
+
+const (
+	// putAttempts is how many fresh paths an upload tries to one relay
+	// while its PUTs get no answer: a middle that just died fails the
+	// circuit before it reaches the relay, and a relay is offered one
+	// shard of a segment at most, so giving it up for a broken path
+	// would cost the segment a relay.
+	putAttempts = 2
+)
+
+// ErrNoRelayLeft is wrapped when a shard cannot be stored: every relay
+// listed for it refused it, could not be reached, or was already offered
+// another shard of its segment. The share fails rather than put two
+// shards of one segment on one relay (DESIGN.md G7).
+var ErrNoRelayLeft = errors.New("transfer: no storage relay left that holds no other shard of the segment")
+
+// dialFunc runs f on a storage client to relay, over a circuit of its
+// own; Net.withStore in real use, an in-memory store in tests.
+type dialFunc func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error
+
+// answered reports whether err is a storage relay's answer (a status it
+// sent back) rather than a failure on the way to it: a fresh path would
+// not change it.
+func answered(err error) bool {
+	for _, e := range []error{store.ErrQuota, store.ErrConflict, store.ErrTooLarge, store.ErrInvalid,
+		store.ErrRateLimited, store.ErrCorrupt, store.ErrNotFound} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// segmentClaims records which shard of one segment each relay has been
+// offered. A relay is offered at most one shard of a segment, whatever it
+// answered: one that said QUOTA may have kept the shard all the same, and
+// a PUT whose circuit died may have arrived. Without this record, shards
+// whose primaries refused moved down lists that overlap, and two of them
+// could land on one alternate (issue 15: 7 of 58 segments, once two
+// relays' quotas were filled with junk). Workers store a segment's shards
+// at once, so the record is shared.
+type segmentClaims struct {
+	kind  shard.Kind
+	index uint64
+
+	mu    sync.Mutex // guards owner
+	owner map[keys.NodeID]int
+}
+
+// newSegmentClaims gives each shard its primary from the start: shard i
+// never tries another shard's primary (SPEC.md §8).
+func newSegmentClaims(seg *shard.Segment, cands [][]keys.NodeID) *segmentClaims {
+	c := &segmentClaims{kind: seg.Kind, index: seg.Index, owner: make(map[keys.NodeID]int, len(cands))}
+	for i, list := range cands {
+		c.owner[list[0]] = i
+	}
+	return c
+}
+
+// claim reports whether shard i may be offered to relay, and records the
+// offer: true if relay is free or already shard i's.
+func (c *segmentClaims) claim(relay keys.NodeID, i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.owner[relay]; ok {
+		return o == i
+	}
+	c.owner[relay] = i
+	return true
+}
+
+// upload is one shard to store: its place in its segment, the relays to
+// try in order (primary first), and the segment's claims.
+type upload struct {
+	shard  shard.Shard
+	i      int
+	cands  []keys.NodeID
+	claims *segmentClaims
+}
+
+// Share encodes the file read from r and stores every shard, each over its
+// own circuit, trying alternates when a relay refuses or is gone, but never
+// a relay offered another shard of the same segment. It returns the link
+// once every shard is stored.
+func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+	relays, byID, err := n.storageRelays()
+	if err != nil {
+		return nil, err
+	}
+	dial := func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error {
+		return n.withStore(ctx, byID[relay], f)
+	}
+	return n.share(ctx, relays, dial, r, size, p, ttl, progress)
+}
+
+// share is Share over the relays given, storing through dial.
+func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+	random := n.random
+	if random == nil {
+		random = rand.Reader
+	}
+	enc, err := shard.NewEncoder(r, size, p, random)
+	if err != nil {
+		return nil, err
+	}
+	key := enc.PlacementKey()
+	jobs := make(chan upload, n.workers())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex // guards firstErr
+		firstErr error
+	)
+	// The workers are this call's: they end when jobs is closed, and
+	// share waits for them before it returns.
+	for range n.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range jobs {
+				// The shards of a segment leave together; a random
+				// pause blurs the start of their circuits, which an
+				// observer of several relays could otherwise line up.
+				if !sleepCtx(ctx, mathrand.N(uploadJitter)) {
+					continue
+				}
+				if err := n.upload(ctx, dial, u, ttl); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	var done int64
+	var encErr error
+	for {
+		seg, err := enc.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			encErr = err
+			break
+		}
+		cands, err := shard.Place(key, seg.IDs(), relays)
+		if err != nil {
+			encErr = err
+			break
+		}
+		claims := newSegmentClaims(seg, cands)
+		for i, sh := range seg.Shards {
+			select {
+			case jobs <- upload{shard: sh, i: i, cands: cands[i], claims: claims}:
+			case <-ctx.Done():
+			}
+		}
+		if seg.Kind == shard.KindData {
+			done = min(size, done+int64(p.SegmentSize))
+			if progress != nil {
+				progress(done, size)
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if encErr != nil {
+		return nil, encErr
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return enc.Link()
+}
+
+// upload stores one shard on the first of its relays that takes it among
+// those offered no other shard of its segment.
+func (n *Net) upload(ctx context.Context, dial dialFunc, u upload, ttl time.Duration) error {
+	var last error
+	tried := 0
+	for _, relay := range u.cands {
+		if !u.claims.claim(relay, u.i) {
+			continue
+		}
+		tried++
+		for attempt := 0; attempt < putAttempts; attempt++ {
+			err := dial(ctx, relay, func(sc *store.Client) error {
+				return sc.Put(u.shard.ID, u.shard.Data, ttl)
+			})
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			last = err
+			n.log().Debug("transfer: shard not stored", "relay", relay.Short(), "attempt", attempt, "err", err)
+			if answered(err) || errors.Is(err, path.ErrNoGuard) {
+				break // another path would get the same answer
+			}
+		}
+	}
+	if last == nil {
+		last = errors.New("every listed relay was offered another shard of the segment")
+	}
+	return fmt.Errorf("%w: %v segment %d, shard %d: %d relays tried of %d listed: %w",
+		ErrNoRelayLeft, u.claims.kind, u.claims.index, u.i, tried, len(u.cands), last)
+}
