@@ -22,13 +22,17 @@ type RepairReport struct {
 // data), asking for all its shards each over its own circuit, rebuilds
 // the ones no relay has intact from those that verify, and stores each on
 // a relay holding no other shard of its segment (shard/SPEC.md §8.1).
-// Restored shards are kept for ttl. It goes
+// Restored shards are kept for ttl, rounded up to a public bucket. It goes
 // on past a shard it cannot place and reports it; it stops at a segment
 // with fewer than k shards, which no repair can bring back.
 func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, progress Progress) (RepairReport, error) {
 	var rep RepairReport
+	ttl, err := shard.BucketTTL(ttl)
+	if err != nil {
+		return rep, err
+	}
 	var unplaced error
-	err := n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
+	err = n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
 		rep.Segments++
 		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
 		if err != nil {

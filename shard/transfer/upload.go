@@ -16,9 +16,19 @@ import (
 	"veil/shard/store"
 )
 
-// Uploading a share (shard/SPEC.md §8).
+// Uploading a share (shard/SPEC.md §8, §8.2).
 
 const (
+	// shuffleWindow is how many data segments' shards an upload sends in
+	// one random order. Sent segment by segment, the n shards of a
+	// segment reach their n relays within milliseconds of each other, so
+	// relays that compare arrival times match them up; shuffled, a relay
+	// receives its shards of the window's segments in an order that says
+	// nothing about which segment each is, and colluding relays can pair
+	// theirs only up to one of shuffleWindow segments. It costs memory,
+	// not throughput: the window's shards are held until sent, 14 MB at
+	// (3, 2) and 13 MB at (10, 5), plus those in flight.
+	shuffleWindow = 8
 	// putAttempts is how many fresh paths an upload tries to one relay
 	// while its PUTs get no answer: a middle that just died fails the
 	// circuit before it reaches the relay, and a relay is offered one
@@ -99,8 +109,9 @@ type upload struct {
 
 // Share encodes the file read from r and stores every shard, each over its
 // own circuit, trying alternates when a relay refuses or is gone, but never
-// a relay offered another shard of the same segment. It returns the link
-// once every shard is stored.
+// a relay offered another shard of the same segment. The TTL is rounded up
+// to a public bucket (shard.BucketTTL). It returns the link once every
+// shard is stored.
 func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
 	relays, byID, err := n.storageRelays()
 	if err != nil {
@@ -114,6 +125,10 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 
 // share is Share over the relays given, storing through dial.
 func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+	ttl, err := shard.BucketTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
 	random := n.random
 	if random == nil {
 		random = rand.Reader
@@ -138,9 +153,8 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 		go func() {
 			defer wg.Done()
 			for u := range jobs {
-				// The shards of a segment leave together; a random
-				// pause blurs the start of their circuits, which an
-				// observer of several relays could otherwise line up.
+				// A random pause blurs the start of circuits the
+				// window's order puts side by side.
 				if !sleepCtx(ctx, mathrand.N(uploadJitter)) {
 					continue
 				}
@@ -155,11 +169,26 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 			}
 		}()
 	}
-	var done int64
+	// The producer holds shuffleWindow data segments' shards and sends
+	// them in random order. The last window also takes the manifest and
+	// the head, so their shards are not the last to arrive as a group.
+	var window []upload
+	flush := func() {
+		mathrand.Shuffle(len(window), func(a, b int) { window[a], window[b] = window[b], window[a] })
+		for _, u := range window {
+			select {
+			case jobs <- u:
+			case <-ctx.Done():
+			}
+		}
+		window = window[:0]
+	}
+	var done, segs int64
 	var encErr error
 	for {
 		seg, err := enc.Next()
 		if err == io.EOF {
+			flush()
 			break
 		}
 		if err != nil {
@@ -173,16 +202,17 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 		}
 		claims := newSegmentClaims(seg, cands)
 		for i, sh := range seg.Shards {
-			select {
-			case jobs <- upload{shard: sh, i: i, cands: cands[i], claims: claims}:
-			case <-ctx.Done():
-			}
+			window = append(window, upload{shard: sh, i: i, cands: cands[i], claims: claims})
 		}
-		if seg.Kind == shard.KindData {
-			done = min(size, done+int64(p.SegmentSize))
-			if progress != nil {
-				progress(done, size)
-			}
+		if seg.Kind != shard.KindData {
+			continue
+		}
+		if segs++; segs%shuffleWindow == 0 && segs < p.Segments(size) {
+			flush()
+		}
+		done = min(size, done+int64(p.SegmentSize))
+		if progress != nil {
+			progress(done, size)
 		}
 	}
 	close(jobs)

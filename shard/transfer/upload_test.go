@@ -303,3 +303,97 @@ func TestUploadOffersARelayOneShardOfASegment(t *testing.T) {
 		t.Fatalf("the free relay holds %d shards of the segment", n)
 	}
 }
+
+// TestShareTTLIsABucket: a share asked to live 50 hours is stored for the
+// 72-hour bucket, and the relays' coarse expiry puts it on a whole hour:
+// alive just before that hour, gone at it (shard/SPEC.md §8.2).
+func TestShareTTLIsABucket(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(472_222*3600, 0).Add(17 * time.Minute)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	f := newFakeNet(t, 5, clock)
+	data := randomFile(3 * tiny.SegmentSize)
+	link, err := (&Net{}).share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, 50*time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive := func(at time.Time) int {
+		mu.Lock()
+		now = at
+		mu.Unlock()
+		n := 0
+		for _, ids := range f.holders(link, int64(len(data))) {
+			n += len(ids)
+		}
+		return n
+	}
+	hour := time.Unix(472_222*3600, 0)
+	if n := alive(hour.Add(50*time.Hour + time.Minute)); n == 0 {
+		t.Fatal("shards gone after the 50 hours asked: the TTL was not rounded up")
+	}
+	if n := alive(hour.Add(73*time.Hour - time.Nanosecond)); n == 0 {
+		t.Fatal("shards gone before the 72-hour bucket's whole hour")
+	}
+	if n := alive(hour.Add(73 * time.Hour)); n != 0 {
+		t.Fatalf("%d shards alive past the 72-hour bucket's whole hour", n)
+	}
+}
+
+// TestShareShufflesWithinAWindow: a relay receives its shards of a window
+// of segments in an order that does not follow the segments, and the
+// manifest's and head's shards are not sent after every data shard.
+func TestShareShufflesWithinAWindow(t *testing.T) {
+	f := newFakeNet(t, 5, time.Now)
+	data := randomFile(3 * shuffleWindow * tiny.SegmentSize)
+	n := &Net{Workers: 1} // one at a time: arrival order is send order
+	link, err := n.share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[[32]byte]shard.SegmentIDs{}
+	for _, seg := range link.AllShardIDs(int64(len(data))) {
+		for _, id := range seg.IDs {
+			where[id] = seg
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.puts) != len(where) {
+		t.Fatalf("%d PUTs for %d shards", len(f.puts), len(where))
+	}
+	// Per relay, the data segments in the order their shards arrived.
+	order := map[keys.NodeID][]uint64{}
+	lastData, firstTail := -1, len(f.puts)
+	for k, p := range f.puts {
+		seg := where[p.id]
+		if seg.Kind == shard.KindData {
+			order[p.relay] = append(order[p.relay], seg.Index)
+			lastData = k
+		} else {
+			firstTail = min(firstTail, k)
+		}
+	}
+	if firstTail > lastData {
+		t.Fatal("the manifest's and head's shards all came after the last data shard")
+	}
+	for r, segs := range order {
+		sorted := true
+		for k := 1; k < len(segs); k++ {
+			if segs[k] < segs[k-1] {
+				sorted = false
+			}
+			// Windows follow one another: no shard is sent more than a
+			// window ahead or behind its place.
+			if d := int(segs[k]) - k; d >= shuffleWindow || d <= -shuffleWindow {
+				t.Fatalf("relay %x: segment %d sent as its %dth shard", r[:1], segs[k], k)
+			}
+		}
+		if sorted {
+			t.Fatalf("relay %x received its shards in segment order %v", r[:1], segs)
+		}
+	}
+}
