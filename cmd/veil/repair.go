@@ -19,7 +19,8 @@ func runRepair(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 1 {
 		return usageErr("veil repair [--config client.toml] [--ttl 168h] LINK   (or the link on standard input)", "repair: want one link")
 	}
-	if err := checkTTL("repair", *ttl); err != nil {
+	bucket, err := checkTTL("repair", *ttl, stderr)
+	if err != nil {
 		return err
 	}
 	link, err := linkArg(fs, "repair")
@@ -34,7 +35,7 @@ func runRepair(args []string, stdout, stderr io.Writer) error {
 	}
 	defer n.close()
 	bar := newProgress(stderr, "repair")
-	rep, err := n.net.Repair(ctx, link, *ttl, bar.update)
+	rep, err := n.net.Repair(ctx, link, bucket, bar.update)
 	bar.finish(err == nil)
 	fmt.Fprintf(stdout, "checked %d segments: %d shards missing, %d stored again\n", rep.Segments, rep.Missing, rep.Restored)
 	if err != nil {

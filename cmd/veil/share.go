@@ -103,7 +103,8 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageErr("veil share [--config client.toml] [--ttl 168h] [--qr] FILE", "share: want one file to share")
 	}
-	if err := checkTTL("share", *ttl); err != nil {
+	bucket, err := checkTTL("share", *ttl, stderr)
+	if err != nil {
 		return err
 	}
 	f, err := os.Open(fs.Arg(0))
@@ -127,10 +128,14 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 		return &cliError{msg: "share", err: err}
 	}
 	bar := newProgress(stderr, "share")
-	link, err := n.net.Share(ctx, f, st.Size(), p, *ttl, bar.update)
+	link, err := n.net.Share(ctx, f, st.Size(), p, bucket, bar.update)
 	bar.finish(err == nil)
 	if err != nil {
-		return &cliError{msg: "share", err: err}
+		hint := ""
+		if errors.Is(err, transfer.ErrNoRelayLeft) {
+			hint = "storage relays refused shards or could not be reached, and every other one was already offered a shard of the same segment, which no relay ever holds two of; try again later, when relays have room"
+		}
+		return &cliError{msg: "share", err: err, hint: hint}
 	}
 	if *showQR {
 		if err := writeQR(stderr, link.String()); err != nil {
@@ -279,21 +284,46 @@ func removeStaleParts(out string) {
 // §1.1): the shards are not lost.
 const noGuardHint = "a relay holding a needed shard is your only kept guard that is up, and a circuit may not start and end at one relay; try again once another of your guards is back (a guard that stays down is replaced after a week)"
 
-// DefaultShareTTL is how long relays keep a share's shards unless the
-// sharer says otherwise: a week, long enough to hand a link over and be
-// fetched, short enough that relays do not fill with forgotten files.
-const DefaultShareTTL = 7 * 24 * time.Hour
-
 // ttlFlag is --ttl: how long relays keep the shards a command stores.
 func ttlFlag(fs *flag.FlagSet) *time.Duration {
-	return fs.Duration("ttl", DefaultShareTTL, "how long relays keep the shards stored")
+	return fs.Duration("ttl", shard.DefaultTTL, "how long relays keep the shards stored, rounded up to one of "+ttlBuckets())
 }
 
-func checkTTL(cmd string, ttl time.Duration) error {
-	if ttl <= 0 {
-		return usageErr("for example --ttl 72h", "%s: --ttl must be positive", cmd)
+// ttlBuckets lists the public TTLs in hours, as --ttl takes them.
+func ttlBuckets() string {
+	var b []string
+	for _, d := range shard.TTLBuckets {
+		b = append(b, hours(d))
 	}
-	return nil
+	return strings.Join(b, ", ")
+}
+
+// hours writes a whole number of hours as --ttl takes it ("72h"), and
+// anything else as time.Duration does.
+func hours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
+}
+
+// checkTTL returns the public TTL a command stores shards for: --ttl
+// rounded up to its bucket (shard/SPEC.md §8.2), with a note on stderr
+// when that changes it, so the sharer knows how long the file stays.
+func checkTTL(cmd string, ttl time.Duration, stderr io.Writer) (time.Duration, error) {
+	if ttl <= 0 {
+		return 0, usageErr("for example --ttl 72h", "%s: --ttl must be positive", cmd)
+	}
+	b, err := shard.BucketTTL(ttl)
+	if err != nil {
+		last := shard.TTLBuckets[len(shard.TTLBuckets)-1]
+		return 0, usageErr("for example --ttl "+hours(last), "%s: --ttl %s: relays keep shards at most %s", cmd, hours(ttl), hours(last))
+	}
+	if b != ttl {
+		fmt.Fprintf(stderr, "veil: note: --ttl %s is kept as %s, the next of the TTLs every share uses (%s), so that it does not set this share apart\n",
+			hours(ttl), hours(b), ttlBuckets())
+	}
+	return b, nil
 }
 
 // clientConfigFlag is --config for the client commands. Without it they
