@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"veil/conf"
@@ -16,44 +18,65 @@ import (
 // clock in milliseconds, so they keep rising across restarts without any
 // state on disk, and from a counter when two fall in one millisecond.
 type publisher struct {
-	cfg     *conf.Relay
+	cfg     *conf.Relay // set at New; replaced, never changed, by setConfig
 	store   *keys.Store
 	lastSeq uint64 // owned by the relay's run loop
+
+	mu       sync.Mutex  // guards cfg after New
+	reloaded atomic.Bool // a reload changed what descriptors say
+}
+
+// config returns the config descriptors are made from.
+func (p *publisher) config() *conf.Relay {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
+
+// setConfig makes descriptors from cfg from now on, and makes one due at
+// once (Relay.Reload).
+func (p *publisher) setConfig(cfg *conf.Relay) {
+	p.mu.Lock()
+	p.cfg = cfg
+	p.mu.Unlock()
+	p.reloaded.Store(true)
 }
 
 // build signs a descriptor for the relay as it is now.
 func (p *publisher) build(now time.Time, orAddr, gossipAddr netip.AddrPort) (*directory.Descriptor, error) {
+	p.reloaded.Store(false) // a reload from here on asks for another
+	cfg := p.config()
 	cur, _ := p.store.OnionKeys()
 	cert := cur.Cert()
 	seq := max(p.lastSeq+1, uint64(now.UnixMilli()))
 	now = now.Truncate(time.Second)
 	d := &directory.Descriptor{
 		OnionCert:       cert,
-		Nickname:        p.cfg.Nickname,
+		Nickname:        cfg.Nickname,
 		ORAddr:          orAddr,
 		GossipName:      p.store.Identity().ID().String(),
 		GossipAddr:      gossipAddr,
-		Bandwidth:       uint64(p.cfg.BandwidthRate),
+		Bandwidth:       uint64(cfg.BandwidthRate),
 		ProtocolVersion: onion.ProtocolVersion,
-		Contact:         p.cfg.Contact,
+		Contact:         cfg.Contact,
 		Sequence:        seq,
 		Published:       now,
 		// The cert must cover the descriptor's whole life
 		// (directory/SPEC.md §2).
 		Expires: minTime(now.Add(directory.DefaultDescriptorLifetime), cert.Expires),
 	}
-	if p.cfg.Exit {
+	if cfg.Exit {
 		d.Roles |= directory.RoleExit
-		d.Policy = p.cfg.Policy()
+		d.Policy = cfg.Policy()
 		if len(d.Policy) > directory.MaxExitRules {
 			return nil, fmt.Errorf("relay: exit policy has %d rules; descriptors carry at most %d", len(d.Policy), directory.MaxExitRules)
 		}
 	}
-	if p.cfg.Storage {
+	if cfg.Storage {
 		d.Roles |= directory.RoleStorage
-		d.StorageCapacity = uint64(p.cfg.StorageQuota)
+		d.StorageCapacity = uint64(cfg.StorageQuota)
 	}
-	for _, s := range p.cfg.Family {
+	for _, s := range cfg.Family {
 		id, err := keys.ParseNodeID(s)
 		if err != nil {
 			return nil, fmt.Errorf("relay: family: %w", err)
@@ -73,7 +96,7 @@ func (p *publisher) build(now time.Time, orAddr, gossipAddr netip.AddrPort) (*di
 // due says whether the descriptor should be replaced: past half its life,
 // or made with an onion key that is no longer the current one.
 func (p *publisher) due(d *directory.Descriptor, now time.Time) bool {
-	if d == nil {
+	if d == nil || p.reloaded.Load() {
 		return true
 	}
 	cur, _ := p.store.OnionKeys()

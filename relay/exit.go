@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,13 +31,25 @@ type resolver interface {
 // the address actually dialled, so a name cannot smuggle a connection to a
 // destination the policy forbids (no DNS rebinding).
 type exiter struct {
-	policy   exitpolicy.Policy
+	// policy is the operator's policy with the host's own addresses
+	// refused first (setPolicy); a reload swaps it while streams open.
+	policy   atomic.Pointer[exitpolicy.Policy]
+	own      []netip.Addr // set once, before any stream
 	resolver resolver
 	dialer   net.Dialer
 }
 
 func newExiter(policy exitpolicy.Policy) *exiter {
-	return &exiter{policy: policy, resolver: net.DefaultResolver, dialer: net.Dialer{Timeout: exitDialTimeout}}
+	e := &exiter{resolver: net.DefaultResolver, dialer: net.Dialer{Timeout: exitDialTimeout}}
+	e.setPolicy(policy)
+	return e
+}
+
+// setPolicy makes p, with the host's own addresses refused, the policy of
+// every stream opened from now on.
+func (e *exiter) setPolicy(p exitpolicy.Policy) {
+	p = p.RejectOwn(e.own)
+	e.policy.Store(&p)
 }
 
 // connect resolves and dials a BEGIN's destination, or says why not with
@@ -55,7 +68,7 @@ func (e *exiter) connect(ctx context.Context, b onion.Begin) (net.Conn, netip.Ad
 	reason := onion.EndExitPolicy
 	for _, a := range addrs {
 		a = a.Unmap()
-		if !e.policy.Allows(a, b.Port) {
+		if !e.policy.Load().Allows(a, b.Port) {
 			continue
 		}
 		c, err := e.dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(a, b.Port).String())

@@ -100,7 +100,7 @@ func TestExitRefusesItsOwnAddresses(t *testing.T) {
 	}
 	e := newExiter(exitpolicy.Default().RejectOwn(own))
 	for _, a := range own {
-		if e.policy.Allows(a, 80) {
+		if e.policy.Load().Allows(a, 80) {
 			t.Errorf("the exit's policy allows its own address %s", a)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"veil/conf"
@@ -55,6 +56,11 @@ type Relay struct {
 	tamperForward  func(*onion.Cell)
 	injectBackward func(forwarded int) []onion.RelayCell
 
+	// eng is the running engine, for Reload; nil before Run.
+	eng atomic.Pointer[engine]
+	// republishNow wakes the republication loop after a reload.
+	republishNow chan struct{}
+
 	viewMu   sync.Mutex // guards the fields below
 	node     *gossip.Node
 	view     map[keys.NodeID]netip.AddrPort
@@ -96,6 +102,7 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
+		republishNow: make(chan struct{}, 1),
 	}
 	if cfg.Storage {
 		if r.shards, err = shardstore.Open(filepath.Join(cfg.DataDir, "shards"), shardstore.Options{Quota: int64(cfg.StorageQuota), Logger: log}); err != nil {
@@ -166,8 +173,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	eng := newEngine(ctx, r)
 	if eng.exiter != nil {
-		eng.exiter.policy = eng.exiter.policy.RejectOwn(r.ownAddrs())
+		eng.exiter.own = r.ownAddrs()
+		eng.exiter.setPolicy(r.cfg.Policy())
 	}
+	r.eng.Store(eng)
 	or := newORListener(r.orLn, tlsCfg, eng, r.log)
 	d, err := r.pub.build(r.now(), r.orAddr, r.gossipAddr)
 	if err != nil {
@@ -282,6 +291,7 @@ func (r *Relay) republish(ctx context.Context, node *gossip.Node, d *directory.D
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-r.republishNow:
 		}
 		if rotated, err := r.store.RotateIfDue(); err != nil {
 			r.log.Error("rotating the onion key", "err", err)

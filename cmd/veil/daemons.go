@@ -53,7 +53,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log := newLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
 	s, err := seed.New(cfg, log)
 	if err != nil {
 		return err
@@ -70,6 +70,19 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	cur := cfg
+	onHangup(ctx, &wg, func() {
+		next, err := conf.LoadSeed(file)
+		if err != nil {
+			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			return
+		}
+		applied, restart := logLevelOnly(levels, cur, next, (*conf.Seed).SlogLevel)
+		c := *cur
+		c.LogLevel = next.LogLevel
+		cur = &c
+		reported(log, applied, restart)
+	})
 	wg.Go(func() {
 		s.MeasureBandwidth(ctx, func(ctx context.Context, e directory.Entry) (float64, error) {
 			return measurer.Measure(ctx, e, measureCells)
@@ -97,13 +110,26 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log := newLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
 	r, err := relay.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop() // before the wait: the reload goroutine ends with the relay
+	onHangup(ctx, &wg, func() {
+		next, err := conf.LoadRelay(path)
+		if err != nil {
+			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			return
+		}
+		levels.Set(next.SlogLevel())
+		applied, restart := r.Reload(next)
+		reported(log, applied, restart)
+	})
 	return r.Run(ctx)
 }
 
@@ -133,13 +159,29 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log := newLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
 	p, err := client.NewProxy(cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop() // before the wait: the reload goroutine ends with the proxy
+	cur := cfg
+	onHangup(ctx, &wg, func() {
+		next, err := conf.LoadClient(path)
+		if err != nil {
+			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			return
+		}
+		applied, restart := logLevelOnly(levels, cur, next, (*conf.Client).SlogLevel)
+		c := *cur
+		c.LogLevel = next.LogLevel
+		cur = &c
+		reported(log, applied, restart)
+	})
 	return p.Run(ctx)
 }
 
