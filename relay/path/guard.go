@@ -41,6 +41,13 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 			g.Chosen = now
 			s.dirty = true
 		}
+		if s.disabledLocked(g.ID, now) {
+			// Stopped for path bias while kept by another process, or
+			// the guard file was not rewritten: it is not used again.
+			s.log.Info("path: guard was stopped for path bias; dropping it", "guard", g.ID.Short())
+			s.dirty = true
+			continue
+		}
 		if !now.Before(g.Chosen.Add(s.lifetime)) {
 			s.log.Info("path: guard reached its lifetime; dropping it", "guard", g.ID.Short(), "chosen", g.Chosen)
 			s.dirty = true
@@ -76,22 +83,25 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 			len(s.guards), s.downLimit)
 		return directory.Entry{}, joinSave(err, s.save())
 	}
-	var cands []directory.Entry
-	for _, e := range listed(v, flagsGuard, now) {
+	// Any Guard relay that fits, is not kept already and was not stopped
+	// for path bias; a node ID is hashed only for relays drawn.
+	skip := func(e directory.Entry, _ bool) bool {
+		if ok != nil && !ok(e) {
+			return true
+		}
+		if len(s.guards) == 0 && len(s.bias.guards) == 0 {
+			return false
+		}
 		id := e.Descriptor.NodeID()
-		if slices.ContainsFunc(s.guards, func(g guardRecord) bool { return g.ID == id }) {
-			continue
-		}
-		if ok == nil || ok(e) {
-			cands = append(cands, e)
-		}
+		return slices.ContainsFunc(s.guards, func(g guardRecord) bool { return g.ID == id }) || s.disabledLocked(id, now)
 	}
-	if len(cands) == 0 {
-		err := errorf(ErrNoGuard, "no usable guard: the view lists no running Guard relay that fits")
+	ds := s.draws(v, now)
+	g, drawn, err := ds.guards.drawExcept(s.rand, ds.dw, posGuard, skip)
+	if err != nil {
 		return directory.Entry{}, joinSave(err, s.save())
 	}
-	g, err := pick(s.rand, cands, newDrawWeights(listed(v, flagsRunning, now)), posGuard)
-	if err != nil {
+	if !drawn {
+		err := errorf(ErrNoGuard, "no usable guard: the view lists no running Guard relay that fits")
 		return directory.Entry{}, joinSave(err, s.save())
 	}
 	// The record's time is put back by a random part of a tenth of the

@@ -1,6 +1,7 @@
 package path
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -118,13 +119,32 @@ const (
 // (SPEC.md §2.2): the same relay, one /16 (IPv6 /32) unless sameSubnetOK,
 // or one family.
 func conflict(a, b *directory.Descriptor, sameSubnetOK bool) string {
-	ida, idb := a.NodeID(), b.NodeID()
+	return newHopRule(b).conflict(a, directory.OperatorNet(a.ORAddr.Addr()), sameSubnetOK)
+}
+
+// hopRule is a hop that candidates are checked against, with its /16
+// worked out once: a draw checks every candidate against the same hops.
+type hopRule struct {
+	d   *directory.Descriptor
+	net netip.Prefix
+}
+
+func newHopRule(d *directory.Descriptor) hopRule {
+	return hopRule{d: d, net: directory.OperatorNet(d.ORAddr.Addr())}
+}
+
+// conflict is conflict(a, h.d) for a candidate a whose /16 is anet. It
+// compares identity keys (a node ID is a hash of one) and hashes a key
+// into a node ID only when both relays declare a family.
+func (h hopRule) conflict(a *directory.Descriptor, anet netip.Prefix, sameSubnetOK bool) string {
+	b := h.d
 	switch {
-	case ida == idb:
+	case a == b || bytes.Equal(a.IdentityKey, b.IdentityKey):
 		return "same relay"
-	case !sameSubnetOK && directory.OperatorNet(a.ORAddr.Addr()) == directory.OperatorNet(b.ORAddr.Addr()):
+	case !sameSubnetOK && anet == h.net:
 		return "same " + subnetName(a.ORAddr.Addr())
-	case slices.Contains(a.Family, idb) && slices.Contains(b.Family, ida):
+	case len(a.Family) > 0 && len(b.Family) > 0 &&
+		slices.Contains(a.Family, b.NodeID()) && slices.Contains(b.Family, a.NodeID()):
 		return "same family"
 	}
 	return ""

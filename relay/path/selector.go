@@ -2,6 +2,7 @@ package path
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,6 +59,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives guard changes; nil means silent.
 	Logger *slog.Logger
+	// NoVanguards makes PathTo draw a fresh middle for every circuit, as
+	// before vanguards (SPEC.md §3). Only cmd/veilsim sets it, to show
+	// what vanguards buy; a client never should.
+	NoVanguards bool
 }
 
 // Selector chooses the relays of circuits. Its methods are safe for
@@ -67,6 +72,7 @@ type Selector struct {
 	lifetime     time.Duration
 	downLimit    time.Duration
 	sameSubnetOK bool
+	noVanguards  bool
 	now          func() time.Time
 	log          *slog.Logger
 
@@ -74,11 +80,21 @@ type Selector struct {
 	rand   io.Reader
 	guards []guardRecord // in preference order, at most MaxGuards
 	dirty  bool          // guards differ from the file
+	// vanguards are the second hops of PathTo circuits (SPEC.md §3), at
+	// most NumVanguards; vdirty says they differ from their file.
+	vanguards []vanguardRecord
+	vdirty    bool
+	// bias is the path-bias record of each kept or disabled guard
+	// (SPEC.md §1.3, pathbias.go).
+	bias biasBook
 
-	umu sync.Mutex // guards unreachable; taken after mu, never before
+	umu sync.Mutex // guards unreachable and reported; taken after mu, never before
 	// unreachable holds relays the client could not reach, until when it
 	// leaves them alone; the consensus lags a relay that just died.
 	unreachable map[keys.NodeID]time.Time
+	// reported holds, by guard, the relays circuits through that guard
+	// could not reach, until when (UnreachableVia).
+	reported map[keys.NodeID]map[keys.NodeID]time.Time
 }
 
 // UnreachableFor is how long a relay the client could not reach is passed
@@ -104,6 +120,30 @@ func (s *Selector) reachable(id keys.NodeID, now time.Time) bool {
 	return !now.Before(s.unreachable[id])
 }
 
+// reachableNow returns reachable at this moment as a test of descriptors,
+// for a draw over many candidates: with no relay marked (the usual case)
+// it hashes no key into a node ID.
+func (s *Selector) reachableNow() func(*directory.Descriptor) bool {
+	now := s.now()
+	s.umu.Lock()
+	marked := make(map[keys.NodeID]time.Time, len(s.unreachable))
+	for id, until := range s.unreachable {
+		if now.Before(until) {
+			marked[id] = until
+		} else {
+			delete(s.unreachable, id) // so the map stays small
+		}
+	}
+	s.umu.Unlock()
+	if len(marked) == 0 {
+		return func(*directory.Descriptor) bool { return true }
+	}
+	return func(d *directory.Descriptor) bool {
+		_, ok := marked[d.NodeID()]
+		return !ok
+	}
+}
+
 // NewSelector returns a Selector with opts, loading the guards kept in
 // opts.DataDir. A guard file that does not parse is an error, not a reason
 // to choose new guards silently.
@@ -119,6 +159,7 @@ func NewSelector(opts Options) (*Selector, error) {
 		lifetime:     opts.GuardLifetime,
 		downLimit:    opts.GuardDownLimit,
 		sameSubnetOK: opts.AllowSameSubnet,
+		noVanguards:  opts.NoVanguards,
 		now:          opts.Now,
 		log:          opts.Logger,
 		rand:         opts.Rand,
@@ -144,6 +185,16 @@ func NewSelector(opts Options) (*Selector, error) {
 			return nil, err
 		}
 		s.guards = g
+		vg, err := loadVanguards(s.dir)
+		if err != nil {
+			return nil, err
+		}
+		s.vanguards = vg
+		b, ids, err := loadBias(s.dir)
+		if err != nil {
+			return nil, err
+		}
+		s.bias.load(b, ids)
 	}
 	return s, nil
 }
@@ -174,6 +225,22 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	if err := dest.check(); err != nil {
 		return nil, err
 	}
+	// A draw may count enough circuits against the guard to stop it
+	// (§1.3); the next kept guard then serves.
+	for range MaxGuards {
+		p, err := s.path(v, dest)
+		if !errors.Is(err, errGuardStopped) {
+			return p, err
+		}
+	}
+	return nil, fmt.Errorf("path: path to %s: %w", dest, errorf(ErrNoGuard, "no usable guard: %d guards stopped for path bias in one draw", MaxGuards))
+}
+
+// errGuardStopped says the guard of a path being drawn was stopped for path
+// bias meanwhile: draw again.
+var errGuardStopped = errors.New("path: guard stopped for path bias")
+
+func (s *Selector) path(v *directory.View, dest Destination) ([]directory.Entry, error) {
 	fail := func(err error) ([]directory.Entry, error) {
 		return nil, fmt.Errorf("path: path to %s: %w", dest, err)
 	}
@@ -182,14 +249,8 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	if err != nil {
 		return fail(err)
 	}
-	running := listed(v, flagsRunning, now)
-	dw := newDrawWeights(running)
-	var exits []directory.Entry
-	for _, e := range running {
-		if has(e, flagsExit, now) && allowedBy(e.Descriptor.ExitPolicy(), dest) {
-			exits = append(exits, e)
-		}
-	}
+	ds := s.draws(v, now)
+	exits := ds.exitsFor(dest)
 	if len(exits) == 0 {
 		return fail(errorf(ErrNoExit, "no exit allows it"))
 	}
@@ -208,23 +269,36 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	via := s.reportedVia(guard.Descriptor.NodeID(), now)
 	// Draw an exit, then a middle that fits both; an exit that leaves no
 	// middle is struck and another drawn, so small networks still work.
 	for len(exits) > 0 {
-		exit, err := pick(s.rand, exits, dw, posExit)
+		exit, err := pick(s.rand, exits, ds.dw, posExit)
 		if err != nil {
 			return fail(err)
 		}
-		middles := s.fits(running, guard, exit)
-		if len(middles) == 0 {
+		if via.reported(exit.Descriptor) {
+			// As for middles (Selector.middle): the circuit the guard
+			// said would fail counts against it.
+			s.countLocked(guard.Descriptor.NodeID(), now, circuitFailed)
 			exits = strike(exits, exit)
 			continue
 		}
-		middle, err := pick(s.rand, middles, dw, posMiddle)
+		middle, found, err := s.middle(ds, via, guard, exit)
 		if err != nil {
 			return fail(err)
 		}
+		if s.disabledLocked(guard.Descriptor.NodeID(), now) {
+			return nil, errGuardStopped
+		}
+		if !found {
+			exits = strike(exits, exit)
+			continue
+		}
 		return []directory.Entry{guard, middle, exit}, nil
+	}
+	if s.disabledLocked(guard.Descriptor.NodeID(), now) {
+		return nil, errGuardStopped
 	}
 	return fail(errorf(ErrNoPath, "no path: no middle relay fits guard %s and any exit that allows it", name(guard)))
 }
@@ -237,6 +311,16 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 // guard, choosing and keeping one if needed. It fails with ErrNoGuard or
 // ErrNoPath.
 func (s *Selector) PathTo(v *directory.View, last directory.Entry) ([]directory.Entry, error) {
+	for range MaxGuards {
+		p, err := s.pathTo(v, last)
+		if !errors.Is(err, errGuardStopped) {
+			return p, err
+		}
+	}
+	return nil, fmt.Errorf("path: path to a relay: %w", errorf(ErrNoGuard, "no usable guard: %d guards stopped for path bias in one draw", MaxGuards))
+}
+
+func (s *Selector) pathTo(v *directory.View, last directory.Entry) ([]directory.Entry, error) {
 	if last.Descriptor == nil {
 		return nil, fmt.Errorf("path: path to a relay: %w", errorf(ErrNoPath, "no path: no descriptor"))
 	}
@@ -258,16 +342,46 @@ func (s *Selector) PathTo(v *directory.View, last directory.Entry) ([]directory.
 	if err != nil {
 		return fail(err)
 	}
-	running := listed(v, flagsRunning, now)
-	middles := s.fits(running, guard, last)
-	if len(middles) == 0 {
-		return fail(errorf(ErrNoPath, "no path: no middle relay fits guard %s and it", name(guard)))
-	}
+	ds := s.draws(v, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	middle, err := pick(s.rand, middles, newDrawWeights(running), posMiddle)
+	gid := guard.Descriptor.NodeID()
+	via := s.reportedVia(gid, now)
+	if !s.noVanguards {
+		// The middle is one of the client's vanguards (SPEC.md §3),
+		// chosen uniformly among those that fit; one the guard said it
+		// could not reach counts against the guard, as the circuit
+		// would have, and another is drawn.
+		vg, err := s.vanguardsLocked(v, now, ds)
+		if err != nil {
+			return fail(err)
+		}
+		middles := s.fits(vg, guard, last)
+		for len(middles) > 0 {
+			i, err := uniform(s.rand, uint64(len(middles)))
+			if err != nil {
+				return fail(err)
+			}
+			if !via.reported(middles[i].Descriptor) {
+				return []directory.Entry{guard, middles[i], last}, nil
+			}
+			s.countLocked(gid, now, circuitFailed)
+			if s.disabledLocked(gid, now) {
+				return nil, errGuardStopped
+			}
+			middles = strike(middles, middles[i])
+		}
+		s.log.Debug("path: no vanguard fits; drawing a fresh middle", "guard", name(guard), "last", name(last))
+	}
+	middle, found, err := s.middle(ds, via, guard, last)
 	if err != nil {
 		return fail(err)
+	}
+	if s.disabledLocked(gid, now) {
+		return nil, errGuardStopped
+	}
+	if !found {
+		return fail(errorf(ErrNoPath, "no path: no middle relay fits guard %s and it", name(guard)))
 	}
 	return []directory.Entry{guard, middle, last}, nil
 }
@@ -283,18 +397,69 @@ func listed(v *directory.View, want directory.Flags, now time.Time) []directory.
 	return out
 }
 
-// fits returns the entries of cands that may share a circuit with every
-// hop.
-func (s *Selector) fits(cands []directory.Entry, hops ...directory.Entry) []directory.Entry {
-	var out []directory.Entry
+// middle draws a middle that fits hops (hops[0] the guard) at the middle
+// position's weights, as pick over s.fits(ds.running, hops...) would
+// (cumulative.drawExcept), and reports false when none fits. A relay drawn
+// that the guard said it could not reach (via) is drawn again, and counts a
+// failed circuit against the guard: the one that would have been built
+// (SPEC.md §1.3). s.mu must be held.
+func (s *Selector) middle(ds *drawSet, via reported, hops ...directory.Entry) (directory.Entry, bool, error) {
+	reachable := s.reachableNow()
+	rules := make([]hopRule, len(hops))
+	for i, h := range hops {
+		rules[i] = newHopRule(h.Descriptor)
+	}
 	now := s.now()
+	gid := hops[0].Descriptor.NodeID()
+	skip := func(c directory.Entry, drawn bool) bool {
+		if !reachable(c.Descriptor) {
+			return true
+		}
+		net := directory.OperatorNet(c.Descriptor.ORAddr.Addr())
+		for _, r := range rules {
+			if r.conflict(c.Descriptor, net, s.sameSubnetOK) != "" {
+				return true
+			}
+		}
+		if via.reported(c.Descriptor) {
+			if drawn {
+				s.countLocked(gid, now, circuitFailed)
+			}
+			return true
+		}
+		return false
+	}
+	return ds.middles.drawExcept(s.rand, ds.dw, posMiddle, skip)
+}
+
+// listedIn returns the entries of es that carry every flag in want.
+func listedIn(es []directory.Entry, want directory.Flags) []directory.Entry {
+	var out []directory.Entry
+	for _, e := range es {
+		if e.Flags&want == want {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// fits returns the entries of cands that may share a circuit with every
+// hop and are not marked unreachable.
+func (s *Selector) fits(cands []directory.Entry, hops ...directory.Entry) []directory.Entry {
+	out := make([]directory.Entry, 0, len(cands))
+	reachable := s.reachableNow()
+	rules := make([]hopRule, len(hops))
+	for i, h := range hops {
+		rules[i] = newHopRule(h.Descriptor)
+	}
 next:
 	for _, c := range cands {
-		if !s.reachable(c.Descriptor.NodeID(), now) {
+		if !reachable(c.Descriptor) {
 			continue
 		}
-		for _, h := range hops {
-			if conflict(c.Descriptor, h.Descriptor, s.sameSubnetOK) != "" {
+		net := directory.OperatorNet(c.Descriptor.ORAddr.Addr())
+		for _, r := range rules {
+			if r.conflict(c.Descriptor, net, s.sameSubnetOK) != "" {
 				continue next
 			}
 		}
