@@ -230,6 +230,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.dirCache.Run(ctx)
 		}()
 	}
+	started := r.now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		eng.heartbeat(ctx, started, heartbeatEvery)
+	}()
 	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
 		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage)
 

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"veil/directory"
 	"veil/directory/dirclient"
 	"veil/directory/dirserve"
 )
@@ -206,3 +207,7 @@ func plain(w http.ResponseWriter, code int, msg string) {
 
 // Seeds returns the seeds the cache mirrors.
 func (c *Cache) Seeds() []dirclient.Seed { return slices.Clone(c.seeds) }
+
+// View returns the view the mirrored documents give by the majority rule,
+// or nil: what the relay knows of the network, for its own heartbeat.
+func (c *Cache) View() *directory.View { return c.dc.View() }
