@@ -398,7 +398,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	for range replyWorkers {
 		go n.replyWorker()
 	}
+	// Under lifeMu: with ctx already done, AfterFunc runs Close at once on
+	// another goroutine, and Close reads stopAfter (a race the race
+	// detector saw when a test ended during a seed's start).
+	n.lifeMu.Lock()
 	n.stopAfter = context.AfterFunc(ctx, func() { _ = n.Close() })
+	n.lifeMu.Unlock()
 	n.log.Debug("gossip: started", "addr", addr)
 	return n, nil
 }
