@@ -54,6 +54,9 @@ type testNetwork struct {
 	// inject, if set, is the injectBackward hook of the relays started
 	// next: they play a relay that speaks for streams it does not end.
 	inject func(forwarded int) []onion.RelayCell
+	// refuseExtend, if set, is the refuseExtend hook of the relays
+	// started next: they destroy circuits extended to relays it names.
+	refuseExtend func(to keys.NodeID) bool
 	// relayEdit, if set, changes the config of the relays started next.
 	relayEdit func(*conf.Relay)
 	// unusedAfter, if set, is how long the relays started next leave an
@@ -147,6 +150,7 @@ func (n *testNetwork) startRelayWith(name string, exit bool, tamper func(*onion.
 	}
 	r.tamperForward = tamper
 	r.injectBackward = n.inject
+	r.refuseExtend = n.refuseExtend
 	if n.unusedAfter != 0 {
 		r.creates.unusedAfter = n.unusedAfter
 	}

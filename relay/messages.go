@@ -135,6 +135,10 @@ func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
 		fail("to itself", nil)
 		return
 	}
+	if e.r.refuseExtend != nil && e.r.refuseExtend(ext.NodeID) {
+		fail("refused by the test hook refuseExtend", nil)
+		return
+	}
 	if prev, ok := circ.prev.l.Peer(); ok && prev == ext.NodeID {
 		fail("back to the previous hop", nil)
 		return

@@ -55,6 +55,10 @@ type Relay struct {
 	// and engine.inject.
 	tamperForward  func(*onion.Cell)
 	injectBackward func(forwarded int) []onion.RelayCell
+	// refuseExtend, a test hook, makes the relay play a guard that
+	// destroys every circuit it is asked to extend to a relay for which
+	// it returns true, with CONNECTFAILED as if that relay were down.
+	refuseExtend func(to keys.NodeID) bool
 
 	// eng is the running engine, for Reload; nil before Run.
 	eng atomic.Pointer[engine]

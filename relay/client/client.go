@@ -194,8 +194,20 @@ func (cl *Client) guardLink(ctx context.Context, g directory.Entry) (*link.Link,
 	return l, nil
 }
 
-// Build makes a circuit through hops, guard first.
+// Build makes a circuit through hops, guard first, every hop after the
+// guard drawn at random (path.Selector.Path).
 func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, error) {
+	return cl.build(ctx, hops, false)
+}
+
+// BuildTo is Build for a circuit whose last hop was not drawn but given,
+// such as a storage relay (path.Selector.PathTo): a failure to reach that
+// hop does not count against the guard (relay/path/SPEC.md §1.3).
+func (cl *Client) BuildTo(ctx context.Context, hops []directory.Entry) (*Circuit, error) {
+	return cl.build(ctx, hops, true)
+}
+
+func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast bool) (*Circuit, error) {
 	if len(hops) == 0 || len(hops) > onion.MaxHops {
 		return nil, fmt.Errorf("client: a circuit has 1 to %d hops, not %d", onion.MaxHops, len(hops))
 	}
@@ -226,15 +238,18 @@ func (cl *Client) Build(ctx context.Context, hops []directory.Entry) (*Circuit, 
 	cl.mu.Unlock()
 	for i, h := range hops {
 		if err := c.extendTo(ctx, h); err != nil {
-			if i > 0 && parent.Err() == nil && blamesNextHop(err) {
-				// Most often the relay extended to has just died while
-				// the consensus still lists it: pass it over for a while.
-				cl.opts.Paths.Unreachable(h.Descriptor.NodeID())
+			if i > 0 && parent.Err() == nil {
+				// Past the first hop the failure is the guard's to
+				// answer for (blameGuard).
+				cl.blameGuard(hops[0], h, err, fixedLast && i == len(hops)-1)
 			}
 			c.Close()
 			cl.forget(c)
 			return nil, fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)
 		}
+	}
+	if len(hops) > 1 && cl.opts.Paths != nil {
+		cl.opts.Paths.CountCircuit(hops[0].Descriptor.NodeID(), true)
 	}
 	c.built = time.Now()
 	// The watcher lives as long as the circuit: it ends when the circuit
@@ -257,18 +272,69 @@ func (e *DestroyedError) Error() string {
 	return fmt.Sprintf("client: circuit destroyed: %v", e.Reason)
 }
 
-// blamesNextHop says whether a failed extend is the fault of the relay
+// blameGuard answers a circuit through guard that failed to extend to
+// relay next with err (path bias, relay/path/SPEC.md §1.3).
+//
+// Every cell past the first hop crosses the guard, and the client cannot
+// tell a relay that could not be reached from a guard that says so, or that
+// drops the EXTENDED, because the next relay is not its own: DESTROY's
+// reason is not authenticated, and a silence looks the same either way.
+// Passing the relay over for everyone, as was done until issue 15, let a
+// guard that failed every circuit to an honest middle mark honest middle
+// after honest middle unreachable, until the client retried only through
+// the guard's own (TestAttackSelectiveGuardFlagged). Now the failure counts
+// against the guard, unless next was given rather than drawn (fixed: a
+// storage relay that died says nothing of the guard, and no draw was
+// steered); and a relay the guard could not reach, or did not answer for
+// (blamesNextHop), is passed over only by circuits through that guard,
+// each draw that lands on it counting one more failure against the guard
+// (path.Selector.UnreachableVia). Below BiasDisableRate the client stops
+// using the guard.
+func (cl *Client) blameGuard(guard, next directory.Entry, err error, fixed bool) {
+	if cl.opts.Paths == nil {
+		return
+	}
+	g := guard.Descriptor.NodeID()
+	if !fixed {
+		cl.opts.Paths.CountCircuit(g, false)
+	}
+	if blamesNextHop(err) {
+		cl.opts.Paths.UnreachableVia(g, next.Descriptor.NodeID())
+	}
+}
+
+// blamesNextHop says whether a failed extend may be the fault of the relay
 // extended to: no answer in time, or the hop before it saying it could not
 // connect (CONNECTFAILED, sent only by the hop that tried). A circuit
 // destroyed for any other reason meanwhile (an earlier hop died, and the
-// guard passes DESTROYED on) says nothing about that relay, which may be a
-// kept guard that a wrong mark would make unusable.
+// guard passes DESTROYED on) says nothing about that relay.
 func blamesNextHop(err error) bool {
 	var d *DestroyedError
 	if errors.As(err, &d) {
 		return d.Reason == onion.DestroyConnectFailed
 	}
 	return true
+}
+
+// countStream counts a stream attempted on c (path bias): it succeeded
+// if err is nil, or if the last hop answered it with an END of its own;
+// a caller that gave up (ctx ended by the caller, not by a deadline) says
+// nothing about the guard and is not counted.
+func (cl *Client) countStream(ctx context.Context, c *Circuit, err error) {
+	if cl.opts.Paths == nil || len(c.hops) < 2 || errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	var end *EndError
+	ok := err == nil || errors.As(err, &end) && end.Reason != onion.EndDestroy
+	cl.opts.Paths.CountStream(c.hops[0].Descriptor.NodeID(), ok)
+}
+
+// DialStore is c.DialStore with the stream counted for path bias: the
+// shard circuits of share, fetch and repair (shard/transfer).
+func (cl *Client) DialStore(ctx context.Context, c *Circuit) (*stream.Stream, error) {
+	s, err := c.DialStore(ctx)
+	cl.countStream(ctx, c, err)
+	return s, err
 }
 
 // circuitFor returns the pooled circuit of an isolation key if it can
@@ -510,7 +576,14 @@ func (cl *Client) hopSilent(c *Circuit, hop int, hung bool) {
 	h := c.hops[hop]
 	id := h.Descriptor.NodeID()
 	cl.log.Info("a relay stopped answering; routing around it", "relay", h.Descriptor.Nickname, "hop", hop+1)
-	cl.opts.Paths.Unreachable(id)
+	if hop == 0 {
+		cl.opts.Paths.Unreachable(id)
+	} else {
+		// Past the guard, the guard could be the one holding the
+		// answers back: pass the relay over for circuits through it
+		// only, and count the draws against it (blameGuard).
+		cl.opts.Paths.UnreachableVia(c.hops[0].Descriptor.NodeID(), id)
+	}
 	cl.mu.Lock()
 	cl.silent[id] = time.Now().Add(path.UnreachableFor)
 	cl.mu.Unlock()
@@ -555,6 +628,11 @@ func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Cre
 		actx, cancel := context.WithTimeout(ctx, attachTimeout)
 		s, err := c.Dial(actx, begin)
 		cancel()
+		if ctx.Err() == nil {
+			// An attach that timed out counts against the guard; a
+			// caller that went away does not.
+			cl.countStream(ctx, c, err)
+		}
 		if err == nil {
 			return s, socks.Reply{Code: socks.ReplySucceeded, Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}, nil
 		}
