@@ -33,8 +33,9 @@ const (
 	// so that one slow or missing relay does not stall a segment.
 	fetchMargin = 1
 	// fetchAttempts is how many fresh paths a fetch tries to one storage
-	// relay: each draws another middle, and a middle that just died
-	// fails the circuit before it reaches the relay.
+	// relay: each draws a middle among the client's vanguards afresh,
+	// and a middle that just died fails the circuit before it reaches
+	// the relay.
 	fetchAttempts = 4
 	// fetchAhead is how many data segments a fetch gathers ahead of the
 	// one it decodes: enough to keep circuits busy while one segment's
@@ -98,7 +99,8 @@ func (n *Net) storageRelays() ([]keys.NodeID, map[keys.NodeID]directory.Entry, e
 }
 
 // withStore builds a fresh circuit whose last hop is relay (guard fixed,
-// middle drawn anew) and runs f on a storage client to it.
+// middle one of the client's vanguards, relay/path/SPEC.md §3) and runs f
+// on a storage client to it. The stream is counted for path bias.
 func (n *Net) withStore(ctx context.Context, relay directory.Entry, f func(*store.Client) error) error {
 	ctx, cancel := context.WithTimeout(ctx, shardTimeout)
 	defer cancel()
@@ -106,12 +108,12 @@ func (n *Net) withStore(ctx context.Context, relay directory.Entry, f func(*stor
 	if err != nil {
 		return err
 	}
-	c, err := n.Client.Build(ctx, hops)
+	c, err := n.Client.BuildTo(ctx, hops)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	s, err := c.DialStore(ctx)
+	s, err := n.Client.DialStore(ctx, c)
 	if err != nil {
 		return err
 	}
