@@ -15,6 +15,7 @@ import (
 	"veil/directory"
 	"veil/onion"
 	"veil/onion/keys"
+	"veil/relay/client"
 )
 
 // Attack tests: each plays a relay or client that breaks the protocol on
@@ -189,6 +190,45 @@ func echoTarget(t *testing.T) netip.AddrPort {
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
+// echoStream starts a guard, a middle and an exit on n, the guard and the
+// middle tampering with what they forward as guardHook and middleHook say
+// (nil: honest), builds a circuit guard-middle-exit and opens a stream
+// through it to an echo server.
+func echoStream(t *testing.T, n *testNetwork, guardHook, middleHook func(*onion.Cell)) (*client.Circuit, io.ReadWriteCloser) {
+	t.Helper()
+	want := map[keys.NodeID]bool{}
+	want[n.startRelayWith("guard", false, guardHook).ID()] = true
+	want[n.startRelayWith("middle", false, middleHook).ID()] = true
+	want[n.startRelay("exit", true).ID()] = true
+	cl, v := testClient(t, n, want)
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	c, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := echoTarget(t)
+	s, err := c.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return c, s
+}
+
+// echoRoundTrips sends k one-byte messages through s and reads each back.
+func echoRoundTrips(t *testing.T, s io.ReadWriter, k int) {
+	t.Helper()
+	for range k {
+		if _, err := s.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestAttackCommandFlipKillsCircuit: a guard turns a RELAY cell it
 // forwards into RELAY_EARLY (and another circuit's RELAY_EARLY into
 // RELAY), the marks a colluding exit could read as a tag. The command is
@@ -212,33 +252,10 @@ func TestAttackCommandFlipKillsCircuit(t *testing.T) {
 					flipped.Add(1)
 				}
 			}
-			want := map[keys.NodeID]bool{}
-			want[n.startRelayWith("guard", false, flip).ID()] = true
-			want[n.startRelay("middle", false).ID()] = true
-			want[n.startRelay("exit", true).ID()] = true
-			cl, v := testClient(t, n, want)
-			ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
-			defer cancel()
-			c, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			dst := echoTarget(t)
-			s, err := c.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			c, s := echoStream(t, n, flip, nil)
 			if tc.from == onion.CellRelay {
 				// Spend the circuit's RELAY_EARLY cells first.
-				for i := 0; i < onion.MaxRelayEarly; i++ {
-					if _, err := s.Write([]byte("x")); err != nil {
-						t.Fatal(err)
-					}
-					if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
-						t.Fatal(err)
-					}
-				}
+				echoRoundTrips(t, s, onion.MaxRelayEarly)
 			}
 			tampered := `veil_relay_circuits_destroyed_total{reason="TAMPERED"}`
 			before := relayMetric(t, n.relays["middle"].r, tampered)
@@ -273,31 +290,8 @@ func TestExitReceivesRelayEarly(t *testing.T) {
 			early.Add(1)
 		}
 	}
-	want := map[keys.NodeID]bool{}
-	want[n.startRelay("guard", false).ID()] = true
-	want[n.startRelayWith("middle", false, count).ID()] = true
-	want[n.startRelay("exit", true).ID()] = true
-	cl, v := testClient(t, n, want)
-	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
-	defer cancel()
-	c, err := cl.Build(ctx, hopsByName(t, n, v, "guard", "middle", "exit"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := echoTarget(t)
-	s, err := c.Dial(ctx, onion.Begin{Addr: dst.Addr(), Port: dst.Port()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for i := 0; i < 2*onion.MaxRelayEarly; i++ {
-		if _, err := s.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, s := echoStream(t, n, nil, count)
+	echoRoundTrips(t, s, 2*onion.MaxRelayEarly)
 	// The guard took one (EXTEND to the middle), the middle one (EXTEND
 	// to the exit); the rest passed the middle to the exit.
 	// (A PING from the circuit's watcher on a slow machine may take one
