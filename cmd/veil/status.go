@@ -49,7 +49,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 				hint: "check that the seeds in " + *path + " are running and that their identities are right"}
 		}
 		log.Warn("seeds did not answer; showing the cached view", "err", err)
-		view = cached
+		return dirclient.WriteCachedStatus(stdout, cached, seeds, time.Now(), *asJSON)
 	}
 	return dirclient.WriteStatus(stdout, view, seeds, time.Now(), *asJSON)
 }

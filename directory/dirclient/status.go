@@ -39,7 +39,10 @@ func viewState(v *directory.View, now time.Time) string {
 // statusJSON is WriteStatus's JSON form. The keys are for scripts: add,
 // never rename.
 type statusJSON struct {
-	State      string      `json:"state"`
+	State string `json:"state"`
+	// Offline says no seed answered and the view is the disk cache's:
+	// its state is what the cache says, not what the network says now.
+	Offline    bool        `json:"offline,omitempty"`
 	ValidAfter string      `json:"valid_after,omitempty"` // RFC 3339, UTC
 	FreshUntil string      `json:"fresh_until,omitempty"`
 	ValidUntil string      `json:"valid_until,omitempty"`
@@ -82,6 +85,18 @@ type relayJSON struct {
 //
 // Keys are only ever added, so scripts can rely on them.
 func WriteStatus(w io.Writer, v *directory.View, seeds []Seed, now time.Time, asJSON bool) error {
+	return writeStatus(w, v, seeds, now, asJSON, false)
+}
+
+// WriteCachedStatus is WriteStatus for a view read from the disk cache
+// because no seed answered: it says so, in the state and beside each seed
+// ("cached", never "yes"), so a cached document is never shown as the
+// network's fresh word.
+func WriteCachedStatus(w io.Writer, v *directory.View, seeds []Seed, now time.Time, asJSON bool) error {
+	return writeStatus(w, v, seeds, now, asJSON, true)
+}
+
+func writeStatus(w io.Writer, v *directory.View, seeds []Seed, now time.Time, asJSON, offline bool) error {
 	st := statusJSON{State: viewState(v, now), Seeds: []seedJSON{}, Relays: []relayJSON{}}
 	counted := map[keys.NodeID]bool{}
 	var entries []directory.Entry
@@ -119,6 +134,10 @@ func WriteStatus(w io.Writer, v *directory.View, seeds []Seed, now time.Time, as
 		}
 		st.Relays = append(st.Relays, r)
 	}
+	if offline {
+		st.Offline = true
+		st.State = "cached, no seed answered (" + st.State + " by its own times)"
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -139,7 +158,10 @@ func writeText(w io.Writer, st statusJSON, v *directory.View, seeds []Seed, now 
 	fmt.Fprintf(tw, "  NAME\tURL\tID\tCOUNTED\n")
 	for i, s := range st.Seeds {
 		yes := "no"
-		if s.Counted {
+		switch {
+		case s.Counted && st.Offline:
+			yes = "cached"
+		case s.Counted:
 			yes = "yes"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, s.URL, seeds[i].ID.Short(), yes)

@@ -139,3 +139,30 @@ func lineHas(out, first, last string) bool {
 	}
 	return false
 }
+
+// TestWriteCachedStatusNeverSaysFresh: a view from the disk cache, shown
+// because no seed answered, is marked as such: no "yes" beside a seed and
+// no bare "fresh", even while its own times say fresh.
+func TestWriteCachedStatusNeverSaysFresh(t *testing.T) {
+	seeds := newSeeds(t, 3)
+	publishAll(t, seeds, t0, testRelays(t, 2))
+	c, _ := newClient(t, pins(seeds), "", t0)
+	v, err := c.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text, js bytes.Buffer
+	if err := WriteCachedStatus(&text, v, c.Seeds(), t0, false); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	if strings.Contains(out, " yes") || !strings.Contains(out, "cached") || !strings.Contains(out, "consensus: cached, no seed answered") {
+		t.Fatalf("a cached view shown as the network's:\n%s", out)
+	}
+	if err := WriteCachedStatus(&js, v, c.Seeds(), t0, true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"offline": true`) || strings.Contains(js.String(), `"state": "fresh"`) {
+		t.Fatalf("JSON of a cached view:\n%s", js.String())
+	}
+}
