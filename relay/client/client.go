@@ -607,7 +607,9 @@ func exitAllows(c *Circuit, dest path.Destination) bool {
 func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Credentials) (io.ReadWriteCloser, socks.Reply, error) {
 	if req.Host != "" {
 		if err := checkName(req.Host); err != nil {
-			cl.log.Info("refused a CONNECT", "err", err)
+			// The name itself stays out of the log (relay/socks/SPEC.md:
+			// logs never name a destination).
+			cl.log.Info("refused a CONNECT to a special-use name (.onion, .local, .localhost or .internal)")
 			return nil, socks.Reply{Code: socks.ReplyNotAllowed}, err
 		}
 	}
