@@ -3,6 +3,8 @@ package dirclient
 import (
 	"context"
 	"time"
+
+	"veil/directory"
 )
 
 // Run keeps the view fresh until ctx ends: it fetches at once if it holds
@@ -31,12 +33,22 @@ func (c *Client) Run(ctx context.Context) {
 			return
 		}
 		last = c.now()
-		if _, err := c.Fetch(ctx); err != nil {
+		v, err := c.Fetch(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			failures++
 			c.log.Warn("dirclient: consensus fetch failed", "failures", failures, "err", err)
+			continue
+		}
+		if thin(v) {
+			// A view that lists too few relays for a circuit (a client
+			// started with the network, before its relays joined) is
+			// fetched again soon, with backoff, not at the next
+			// MinRefresh, which for a client is an hour.
+			failures++
+			c.log.Info("dirclient: the consensus lists too few relays for a circuit; fetching again soon", "relays", len(v.Relays))
 			continue
 		}
 		failures = 0
@@ -50,7 +62,7 @@ func (c *Client) nextFetch(last time.Time, failures int) time.Time {
 	c.mu.Lock()
 	v := c.view
 	c.mu.Unlock()
-	usable := v != nil && now.Unix() <= v.ValidUntil.Unix()
+	usable := v != nil && now.Unix() <= v.ValidUntil.Unix() && !thin(v)
 	var next time.Time
 	switch {
 	case failures > 0:
@@ -75,4 +87,19 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// minPathRelays is how many Running, Valid relays a path needs: fewer, and
+// the view is of no use yet, however valid it is.
+const minPathRelays = 3
+
+// thin says v lists fewer than minPathRelays Running, Valid relays.
+func thin(v *directory.View) bool {
+	n := 0
+	for _, e := range v.Relays {
+		if e.Flags&(directory.FlagRunning|directory.FlagValid) == directory.FlagRunning|directory.FlagValid {
+			n++
+		}
+	}
+	return n < minPathRelays
 }

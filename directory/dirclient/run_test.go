@@ -22,7 +22,9 @@ func TestNextFetch(t *testing.T) {
 			t.Errorf("no view, %d failures: next in %v, want %v", failures, got.Sub(now), want)
 		}
 	}
-	c.view = &directory.View{ValidAfter: now, FreshUntil: now.Add(time.Minute), ValidUntil: now.Add(time.Hour)}
+	up := directory.Entry{Flags: directory.FlagRunning | directory.FlagValid}
+	c.view = &directory.View{ValidAfter: now, FreshUntil: now.Add(time.Minute), ValidUntil: now.Add(time.Hour),
+		Relays: []directory.Entry{up, up, up}}
 	if got := c.nextFetch(time.Time{}, 0); !got.Equal(now.Add(time.Minute)) {
 		t.Errorf("fresh cached view: next in %v, want at fresh-until", got.Sub(now))
 	}
@@ -36,6 +38,13 @@ func TestNextFetch(t *testing.T) {
 	if got := c.nextFetch(now, 1); !got.Equal(now.Add(30 * time.Second)) {
 		t.Errorf("failure with a usable view: next in %v, want MinRefresh", got.Sub(now))
 	}
+	// A valid view with too few relays for a circuit is fetched again
+	// with backoff, not after MinRefresh (a client's is an hour).
+	c.view.Relays = c.view.Relays[:2]
+	if got := c.nextFetch(now, 1); !got.Equal(now.Add(time.Second)) {
+		t.Errorf("a view of two relays: next in %v, want the backoff", got.Sub(now))
+	}
+	c.view.Relays = append(c.view.Relays, up)
 	c.view.ValidUntil = now.Add(-time.Second)
 	if got := c.nextFetch(now, 1); !got.Equal(now.Add(time.Second)) {
 		t.Errorf("failure with an expired view: next in %v, want the backoff", got.Sub(now))
