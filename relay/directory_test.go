@@ -110,7 +110,12 @@ func newTestNetworkWith(t testing.TB, seeds int, edit func(*conf.Seed)) *testNet
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			s.Run(ctx)
+			// A seed that stops early (its gossip port taken between
+			// freeAddr and its bind, say) would otherwise show only as
+			// "connection refused" from its directory port.
+			if err := s.Run(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("seed %d stopped: %v", i, err)
+			}
 		}()
 		t.Cleanup(cancel)
 	}
