@@ -54,7 +54,7 @@ func DefaultClient() Client {
 		// Changing guards often exposes a client to more of them, and so
 		// to a hostile one sooner; a month is short enough to recover
 		// from a bad draw.
-		GuardLifetime: Duration(30 * 24 * time.Hour),
+		GuardLifetime: Duration(60 * 24 * time.Hour),
 		// Tor's figure: ten minutes limits how much activity one exit can
 		// link together, without building circuits all the time.
 		CircuitLifetime: Duration(10 * time.Minute),

@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.shareTrials, "shares", 3000, "shares per size with vanguards, for P(share)")
 	fs.IntVar(&o.freshTrial, "fresh", 400, "shares per size with a fresh middle per circuit, for comparison")
 	fs.BoolVar(&o.strict, "strict", false, "exit 1 when a target is missed")
-	fs.DurationVar(&guardLifetime, "guard-lifetime", 0, "the clients' guard_lifetime (default conf's, 720h)")
+	fs.DurationVar(&guardLifetime, "guard-lifetime", 0, "the clients' guard_lifetime (default conf's, 1440h)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -17,7 +17,10 @@ const (
 	// DefaultGuardLifetime is how long a guard is kept when Options does
 	// not say: conf's client guard_lifetime default. Changing guards often
 	// exposes a client to more of them, and so to a hostile one sooner.
-	DefaultGuardLifetime = 30 * 24 * time.Hour
+	// 60 days is Tor's confirmed-guard lifetime; with guards living 90–100 %
+	// of it, a client keeps one guard through its first 30 days, which
+	// veilsim's 30-day compromise target needs (relay/path/SPEC.md §4).
+	DefaultGuardLifetime = 60 * 24 * time.Hour
 	// DefaultGuardDownLimit is how long a guard may stay unusable (absent
 	// from the view, or listed without Guard, Running or Valid) before it
 	// is dropped for good when Options does not say. A relay that
