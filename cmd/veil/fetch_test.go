@@ -118,7 +118,10 @@ func TestFetchHasNoLongTail(t *testing.T) {
 	// dead relay (still in the fetch's view) is held by its middle for 3 s
 	// before it fails, which is what made fetches stall.
 	victim := m.Relays[2]
-	waitPart(t, f, out, 3<<20)
+	// Early: a fast fetch has its shards for the next several MB in
+	// flight at any moment, so a later kill may find nothing left to ask
+	// of the victim.
+	waitPart(t, f, out, 1<<20)
 	if err := f.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +152,10 @@ func TestFetchHasNoLongTail(t *testing.T) {
 	// as the middle of another request's circuit that request's storage
 	// relay is.
 	if strings.TrimSpace(g[5]) == "" {
-		t.Errorf("no request failed: killing %s did not disturb the fetch", victim.Name)
+		// The fetch had every shard it wanted from the victim before
+		// the kill (requests run ahead of what is written): this run
+		// proves nothing about hedging, and says so instead of passing.
+		t.Skipf("no request failed: the fetch needed nothing more of %s after the kill, so this run could not test hedging", victim.Name)
 	}
 	// A request to the dead relay runs through fetchAttempts circuits,
 	// each held 3 s by its middle, then asks every other relay: a segment
