@@ -1,14 +1,16 @@
 package gossip
 
-// Joining: the seeds at start, with capped, jittered backoff while none
-// answers; then, every Timing.RejoinInterval, seeds that are not alive
+// Joining: one seed at start (the first of them, in random order, that
+// answers), with capped, jittered backoff while none answers; then, every Timing.RejoinInterval, seeds that are not alive
 // and, at most one answering per push/pull period, members that are not
 // alive, since memberlist never re-contacts nodes that left or were
 // reaped (its issues #140, #222, #311).
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -18,9 +20,9 @@ func (n *Node) joinLoop() {
 	if len(seeds) > 0 {
 		delay, limit := n.timing.joinBackoff()
 		for attempt := 1; !n.left.Load(); attempt++ {
-			k, err := n.ml.Join(seeds)
-			if k > 0 {
-				n.log.Info("gossip: joined", "seeds_answering", k, "attempts", attempt)
+			seed, err := n.joinOne(seeds)
+			if err == nil {
+				n.log.Info("gossip: joined", "seed", seed, "attempts", attempt)
 				break
 			}
 			if attempt == 1 {
@@ -44,6 +46,28 @@ func (n *Node) joinLoop() {
 			n.rejoin(seeds)
 		}
 	}
+}
+
+// joinOne joins the seeds one at a time, in random order, until one
+// answers, and returns it. A join is a full state exchange, costly for a
+// seed with thousands of members (about 4.5 MB both ways with 7,000), and
+// one is enough: the other seeds learn of this node by gossip, and the
+// re-join loop joins any seed still not alive later.
+func (n *Node) joinOne(seeds []string) (string, error) {
+	order := slices.Clone(seeds)
+	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	var errs []error
+	for _, s := range order {
+		if n.ctx.Err() != nil {
+			return "", n.ctx.Err()
+		}
+		if _, err := n.ml.Join([]string{s}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return s, nil
+	}
+	return "", errors.Join(errs...)
 }
 
 // seeds returns Config.Join without this node's own address.
