@@ -93,3 +93,67 @@ func TestPlaceErrors(t *testing.T) {
 		t.Fatalf("exactly n relays: %v", err)
 	}
 }
+
+// TestPlaceWeighted: a relay's share of primaries follows its weight;
+// equal weights, whatever they are, give Place's lists exactly (so shares
+// placed before weights still fetch); one relay never takes two shards of
+// a segment; and changing one relay's weight moves only that relay.
+func TestPlaceWeighted(t *testing.T) {
+	relays := testRelays(20)
+	light, lighter, zero := relays[3], relays[11], relays[17]
+	weights := map[keys.NodeID]float64{light: 0.25, lighter: 0.02, zero: 0}
+	weight := func(r keys.NodeID) float64 {
+		if w, ok := weights[r]; ok {
+			return w
+		}
+		return 1
+	}
+	const segments = 4000
+	firsts := map[keys.NodeID]int{}
+	for s := range segments {
+		ids := [][32]byte{sha256Sum([]byte{'a', byte(s), byte(s >> 8)}), sha256Sum([]byte{'b', byte(s), byte(s >> 8)}), sha256Sum([]byte{'c', byte(s), byte(s >> 8)})}
+		key := sha256Sum([]byte{'k', byte(s), byte(s >> 8)})
+		pl, err := PlaceWeighted(key, ids, relays, weight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[keys.NodeID]bool{}
+		for _, cands := range pl {
+			if seen[cands[0]] {
+				t.Fatal("two shards of a segment on one relay")
+			}
+			seen[cands[0]] = true
+		}
+		firsts[pl[0][0]]++
+		if pl[0][len(pl[0])-1] != zero {
+			t.Fatalf("segment %d: a relay of weight 0 is not last", s)
+		}
+		same := func(r keys.NodeID) float64 { return 0.6 }
+		a, _ := Place(key, ids, relays)
+		b, _ := PlaceWeighted(key, ids, relays, same)
+		for i := range a {
+			if !slices.Equal(a[i], b[i]) {
+				t.Fatalf("segment %d: equal weights order shard %d differently from Place", s, i)
+			}
+		}
+		// Only the reweighted relay moves: the others keep their order.
+		c, _ := PlaceWeighted(key, ids[:1], relays, weight)
+		d, _ := Place(key, ids[:1], relays)
+		drop := func(l []keys.NodeID) []keys.NodeID {
+			return slices.DeleteFunc(slices.Clone(l), func(r keys.NodeID) bool { _, ok := weights[r]; return ok })
+		}
+		if !slices.Equal(drop(c[0]), drop(d[0])) {
+			t.Fatalf("segment %d: reweighting three relays reordered the others", s)
+		}
+	}
+	total := 17 + 0.25 + 0.02
+	for r, w := range map[keys.NodeID]float64{light: 0.25, lighter: 0.02, relays[0]: 1} {
+		want := segments * w / total
+		if got := float64(firsts[r]); got < want*0.6-3 || got > want*1.4+3 {
+			t.Errorf("relay of weight %.2f was first %d times of %d, want about %.0f", w, firsts[r], segments, want)
+		}
+	}
+	if firsts[zero] != 0 {
+		t.Errorf("relay of weight 0 was first %d times", firsts[zero])
+	}
+}
