@@ -73,14 +73,14 @@ func validHost(host string) bool {
 	return true
 }
 
-func checkAddrs(key string, addrs []string, zero portZero) *Error {
+// checkAddrs validates every element of an address list.
+func checkAddrs(p *problems, key string, addrs []string, zero portZero) {
 	for i, a := range addrs {
 		if err := checkAddr(fmt.Sprintf("%s[%d]", key, i), a, zero); err != nil {
 			err.elem = a
-			return err
+			p.add(err)
 		}
 	}
-	return nil
 }
 
 // maxNickname matches Tor's limit, so nicknames fit the same displays.
@@ -116,14 +116,14 @@ func checkNodeID(key, id string) *Error {
 	return nil
 }
 
-func checkNodeIDs(key string, ids []string) *Error {
+// checkNodeIDs validates every element of a node ID list.
+func checkNodeIDs(p *problems, key string, ids []string) {
 	for i, id := range ids {
 		if err := checkNodeID(fmt.Sprintf("%s[%d]", key, i), id); err != nil {
 			err.elem = id
-			return err
+			p.add(err)
 		}
 	}
-	return nil
 }
 
 // checkDirURL validates a seed's directory URL: http or https, a host, an

@@ -69,44 +69,29 @@ func DefaultClient() Client {
 	}
 }
 
-// Validate checks every value and returns the first problem as an *Error.
+// Validate checks every value and returns every problem: a lone *Error, or
+// Errors.
 func (c *Client) Validate() error {
-	if err := c.validate(); err != nil {
-		return err
-	}
-	return nil
+	var p problems
+	c.validate(&p)
+	return p.err()
 }
 
-func (c *Client) validate() *Error {
-	if err := c.Common.validate(); err != nil {
-		return err
-	}
-	if err := checkAddr("socks_addr", c.SOCKSAddr, freePortOK); err != nil {
-		return err
-	}
-	if err := checkPositive("consensus_refresh", c.ConsensusRefresh); err != nil {
-		return err
-	}
+func (c *Client) validate(p *problems) {
+	c.Common.validate(p)
+	p.add(checkAddr("socks_addr", c.SOCKSAddr, freePortOK))
+	p.add(checkPositive("consensus_refresh", c.ConsensusRefresh))
 	if c.CircuitPool < 1 || c.CircuitPool > maxCircuitPool {
-		return keyError("circuit_pool", fmt.Sprintf("use 1 to %d", maxCircuitPool), "circuit_pool %d out of range", c.CircuitPool)
+		p.add(keyError("circuit_pool", fmt.Sprintf("use 1 to %d", maxCircuitPool), "circuit_pool %d out of range", c.CircuitPool))
 	}
-	if err := checkPositive("guard_lifetime", c.GuardLifetime); err != nil {
-		return err
-	}
-	if err := checkPositive("circuit_lifetime", c.CircuitLifetime); err != nil {
-		return err
-	}
+	p.add(checkPositive("guard_lifetime", c.GuardLifetime))
+	p.add(checkPositive("circuit_lifetime", c.CircuitLifetime))
 	if c.MetricsAddr != "" {
-		if err := checkAddr("metrics_addr", c.MetricsAddr, freePortOK); err != nil {
-			return err
-		}
+		p.add(checkAddr("metrics_addr", c.MetricsAddr, freePortOK))
 	}
 	if len(c.Seeds) == 0 {
-		return keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",
-			"no seeds: a client needs at least one to fetch and check the consensus")
+		p.add(keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",
+			"no seeds: a client needs at least one to fetch and check the consensus"))
 	}
-	if err := checkSeedPins("seed", c.Seeds); err != nil {
-		return err
-	}
-	return nil
+	checkSeedPins(p, "seed", c.Seeds)
 }

@@ -52,17 +52,14 @@ func (c *Common) SlogLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-func (c *Common) validate() *Error {
+func (c *Common) validate(p *problems) {
 	if c.DataDir == "" {
-		return keyError("data_dir", "name a directory, e.g. \"/var/lib/veil\"", "data directory is empty")
+		p.add(keyError("data_dir", "name a directory, e.g. \"/var/lib/veil\"", "data directory is empty"))
 	}
-	if err := checkNickname(c.Nickname); err != nil {
-		return err
-	}
+	p.add(checkNickname(c.Nickname))
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return keyError("log_level", "use debug, info, warn or error", "unknown log level %q", c.LogLevel)
+		p.add(keyError("log_level", "use debug, info, warn or error", "unknown log level %q", c.LogLevel))
 	}
-	return nil
 }

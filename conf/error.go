@@ -48,3 +48,50 @@ func (e *Error) Unwrap() error { return e.Err }
 func keyError(key, hint, format string, args ...any) *Error {
 	return &Error{Key: key, Msg: fmt.Sprintf(format, args...), Hint: hint}
 }
+
+// Errors is every problem found in one config, in file order: `veil config
+// check` reports them all at once, so an operator fixes a file in one pass
+// rather than one error per run. Parsing returns a lone problem as a bare
+// *Error; errors.As finds the first of a list.
+type Errors []*Error
+
+// Error puts each problem on a line of its own.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap gives errors.Is and errors.As every problem.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// problems collects the validation errors of a config, so that one bad
+// value does not hide the next.
+type problems []*Error
+
+// add keeps e; a nil e (a check that passed) is ignored, so a check's
+// result can be added without testing it first.
+func (p *problems) add(e *Error) {
+	if e != nil {
+		*p = append(*p, e)
+	}
+}
+
+// err returns nil, the lone *Error, or Errors.
+func (p problems) err() error {
+	switch len(p) {
+	case 0:
+		return nil
+	case 1:
+		return p[0]
+	}
+	return Errors(p)
+}

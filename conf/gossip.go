@@ -29,17 +29,16 @@ func defaultGossip() Gossip {
 	}
 }
 
-func (g *Gossip) validate() *Error {
+func (g *Gossip) validate(p *problems) {
 	if g.NetworkKey != "" {
 		if k, err := base64.StdEncoding.DecodeString(g.NetworkKey); err != nil || len(k) != 32 {
-			return keyError("network_key", "generate one with: head -c 32 /dev/urandom | base64",
-				"network key must be 32 bytes in standard base64")
+			p.add(keyError("network_key", "generate one with: head -c 32 /dev/urandom | base64",
+				"network key must be 32 bytes in standard base64"))
 		}
 	}
 	if g.GossipTiming != GossipLAN && g.GossipTiming != GossipLocal {
-		return keyError("gossip_timing", `use "lan", or "local" for a network on one machine`, "unknown gossip timing %q", g.GossipTiming)
+		p.add(keyError("gossip_timing", `use "lan", or "local" for a network on one machine`, "unknown gossip timing %q", g.GossipTiming))
 	}
-	return nil
 }
 
 // GossipKey returns the decoded network key, or nil for open gossip. It

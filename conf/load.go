@@ -1,8 +1,10 @@
 package conf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -68,7 +70,7 @@ func LoadClient(path string) (*Client, error) {
 	return &c, nil
 }
 
-func load[T any](path, role string, cfg *T, validate func() *Error, common *Common) error {
+func load[T any](path, role string, cfg *T, validate func(*problems), common *Common) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return &Error{File: path, Msg: fmt.Sprintf("cannot read config: %v", unwrapPath(err)), Err: err,
@@ -98,35 +100,58 @@ func unwrapPath(err error) error {
 
 // parse decodes data over cfg (which holds the role's defaults), refuses
 // unknown keys, validates, and places every error at a line of the file.
-func parse[T any](name, role string, data []byte, cfg *T, validate func() *Error) (*keyLines, error) {
+// A TOML syntax or type error stops the decoder, so it comes alone; every
+// other problem is reported, in file order (those at no line last).
+func parse[T any](name, role string, data []byte, cfg *T, validate func(*problems)) (*keyLines, error) {
 	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
 		return nil, decodeError(name, role, err)
 	}
 	kl := scanKeyLines(string(data))
 	known := knownKeys(reflect.TypeOf(cfg).Elem(), "")
+	var p problems
 	// toml matches keys to fields case-insensitively and Undecoded reports
 	// only keys that match no field, so check every key exactly; Undecoded
 	// stays as a backstop.
+	seen := map[string]bool{}
 	for _, k := range slices.Concat(md.Keys(), md.Undecoded()) {
 		ks := strings.Join(k, ".") // unquoted, as keyLines and knownKeys spell keys
-		if known[ks] {
+		if known[ks] || seen[ks] {
 			continue
 		}
-		e := &Error{File: name, Line: kl.line(ks), Key: ks, Msg: "unknown key",
+		seen[ks] = true
+		e := &Error{Key: ks, Msg: "unknown key",
 			Hint: fmt.Sprintf("see veil config init --role %s for every key", role)}
 		if best := closestKey(ks, known); best != "" {
 			e.Hint = fmt.Sprintf("did you mean %q?", best)
 		}
-		return nil, e
+		p.add(e)
 	}
-	if e := validate(); e != nil {
+	validate(&p)
+	for _, e := range p {
 		e.File = name
 		e.Line = kl.line(e.Key)
 		if e.elem != "" {
 			e.Line = kl.elemLine(e.Line, e.elem)
 		}
-		return nil, e
+	}
+	slices.SortStableFunc(p, func(a, b *Error) int {
+		return cmpLine(a.Line, b.Line)
+	})
+	if err := p.err(); err != nil {
+		return nil, err
 	}
 	return kl, nil
+}
+
+// cmpLine orders lines ascending with 0 (no line: a key the file does not
+// set) after every real line.
+func cmpLine(a, b int) int {
+	if a == 0 {
+		a = math.MaxInt
+	}
+	if b == 0 {
+		b = math.MaxInt
+	}
+	return cmp.Compare(a, b)
 }

@@ -2,6 +2,8 @@ package conf
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,16 @@ func checkBad(t *testing.T, tc badCase, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("%s: error = %v (%T), want *Error", tc.name, err, err)
+	}
+	// Of several problems (Errors), the case names one by its key.
+	var all Errors
+	if errors.As(err, &all) {
+		for _, one := range all {
+			if one.Key == tc.key {
+				e = one
+				break
+			}
+		}
 	}
 	if e.File != "test.toml" || e.Line != tc.line || e.Key != tc.key ||
 		!strings.Contains(e.Msg, tc.msg) || !strings.Contains(e.Hint, tc.hint) {
@@ -224,5 +236,35 @@ func TestDefaultDataDir(t *testing.T) {
 	t.Setenv("HOME", "/home/op")
 	if got := DefaultDataDir("relay"); got != "/home/op/.veil/relay" {
 		t.Errorf("DefaultDataDir = %q", got)
+	}
+}
+
+// TestEveryErrorInFileOrder (issue 16 item 10): a config with several
+// problems reports each at its own line, in the order of the file, not
+// only the first one a validator happens to check.
+func TestEveryErrorInFileOrder(t *testing.T) {
+	doc := `nickname = "bad-name"
+or_addr = "127.0.0.1:70000"
+seeds = ["127.0.0.1:7946", "127.0.0.1:0"]
+exit = true
+max_circuits = 0
+log_level = "loud"
+listen_adress = "x"
+`
+	_, err := ParseRelay("relay.toml", []byte(doc))
+	var all Errors
+	if !errors.As(err, &all) {
+		t.Fatalf("error = %v (%T), want Errors", err, err)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
+	}
+	want := []string{"1 nickname", "2 or_addr", "3 seeds[1]", "5 max_circuits", "6 log_level", "7 listen_adress"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("errors at\n%s\nwant\n%s\n(%v)", strings.Join(got, "\n"), strings.Join(want, "\n"), err)
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(want) || !strings.HasPrefix(lines[2], "relay.toml:3: ") {
+		t.Fatalf("Error() is not one line per problem:\n%s", err)
 	}
 }

@@ -94,82 +94,62 @@ func DefaultRelay() Relay {
 	}
 }
 
-// Validate checks every value and returns the first problem as an *Error.
+// Validate checks every value and returns every problem: a lone *Error, or
+// Errors.
 func (r *Relay) Validate() error {
-	if err := r.validate(); err != nil {
-		return err
-	}
-	return nil
+	var p problems
+	r.validate(&p)
+	return p.err()
 }
 
-func (r *Relay) validate() *Error {
-	if err := r.Common.validate(); err != nil {
-		return err
-	}
-	if err := r.Gossip.validate(); err != nil {
-		return err
-	}
-	if err := checkAddr("or_addr", r.ORAddr, freePortOK); err != nil {
-		return err
-	}
-	if err := checkAddr("gossip_addr", r.GossipAddr, freePortOK); err != nil {
-		return err
-	}
+func (r *Relay) validate(p *problems) {
+	r.Common.validate(p)
+	r.Gossip.validate(p)
+	p.add(checkAddr("or_addr", r.ORAddr, freePortOK))
+	p.add(checkAddr("gossip_addr", r.GossipAddr, freePortOK))
 	if len(r.Seeds) == 0 {
-		return keyError("seeds", `add a seed's gossip address, e.g. seeds = ["127.0.0.1:7946"]`, "no seeds: a relay needs at least one to join the network")
+		p.add(keyError("seeds", `add a seed's gossip address, e.g. seeds = ["127.0.0.1:7946"]`, "no seeds: a relay needs at least one to join the network"))
 	}
-	if err := checkAddrs("seeds", r.Seeds, fixedPort); err != nil {
-		return err
-	}
+	checkAddrs(p, "seeds", r.Seeds, fixedPort)
 	if _, err := exitpolicy.Parse(r.ExitPolicy); err != nil {
 		var se *exitpolicy.SyntaxError
 		if !errors.As(err, &se) {
-			return keyError("exit_policy", "", "%v", err)
+			p.add(keyError("exit_policy", "", "%v", err))
+		} else {
+			e := keyError("exit_policy", se.Hint, "line %d %q: %s", se.Line, se.Text, se.Msg)
+			e.elem = se.Text
+			p.add(e)
 		}
-		e := keyError("exit_policy", se.Hint, "line %d %q: %s", se.Line, se.Text, se.Msg)
-		e.elem = se.Text
-		return e
 	}
 	if r.Storage && r.StorageQuota == 0 {
-		return keyError("storage_quota", `give a size, e.g. "10GiB", or set storage = false`, "storage is on but the quota is 0")
+		p.add(keyError("storage_quota", `give a size, e.g. "10GiB", or set storage = false`, "storage is on but the quota is 0"))
 	}
 	if r.BandwidthRate == 0 {
-		return keyError("bandwidth_rate", `give the relay's bytes per second, e.g. "10MiB"`, "bandwidth rate must be positive")
+		p.add(keyError("bandwidth_rate", `give the relay's bytes per second, e.g. "10MiB"`, "bandwidth rate must be positive"))
 	}
-	if err := checkPositive("onion_key_rotation", r.OnionKeyRotation); err != nil {
-		return err
+	rotation := checkPositive("onion_key_rotation", r.OnionKeyRotation)
+	grace := checkPositive("onion_key_grace", r.OnionKeyGrace)
+	p.add(rotation)
+	p.add(grace)
+	if rotation == nil && grace == nil && r.OnionKeyGrace >= r.OnionKeyRotation {
+		p.add(keyError("onion_key_grace", "make it shorter than onion_key_rotation",
+			"grace %s is not shorter than the rotation period %s, so old keys would pile up", r.OnionKeyGrace, r.OnionKeyRotation))
 	}
-	if err := checkPositive("onion_key_grace", r.OnionKeyGrace); err != nil {
-		return err
-	}
-	if r.OnionKeyGrace >= r.OnionKeyRotation {
-		return keyError("onion_key_grace", "make it shorter than onion_key_rotation",
-			"grace %s is not shorter than the rotation period %s, so old keys would pile up", r.OnionKeyGrace, r.OnionKeyRotation)
-	}
-	if err := checkNodeIDs("family", r.Family); err != nil {
-		return err
-	}
+	checkNodeIDs(p, "family", r.Family)
 	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
-		return keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break")
+		p.add(keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break"))
 	}
 	if r.MetricsAddr != "" {
-		if err := checkAddr("metrics_addr", r.MetricsAddr, freePortOK); err != nil {
-			return err
-		}
+		p.add(checkAddr("metrics_addr", r.MetricsAddr, freePortOK))
 	}
 	if r.MaxMemory < minMaxMemory {
-		return keyError("max_memory", fmt.Sprintf("give at least %s", minMaxMemory), "max_memory %s is too small", r.MaxMemory)
+		p.add(keyError("max_memory", fmt.Sprintf("give at least %s", minMaxMemory), "max_memory %s is too small", r.MaxMemory))
 	}
 	if r.MaxCircuits < 1 {
-		return keyError("max_circuits", "give a positive number, e.g. 4096", "max_circuits %d must be positive", r.MaxCircuits)
+		p.add(keyError("max_circuits", "give a positive number, e.g. 4096", "max_circuits %d must be positive", r.MaxCircuits))
 	}
-	if err := checkSeedPins("dir_cache_seed", r.DirCacheSeeds); err != nil {
-		return err
-	}
-	if err := checkPositive("dir_cache_refresh", r.DirCacheRefresh); err != nil {
-		return err
-	}
-	return nil
+	checkSeedPins(p, "dir_cache_seed", r.DirCacheSeeds)
+	p.add(checkPositive("dir_cache_refresh", r.DirCacheRefresh))
 }
 
 // Policy returns the exit policy to enforce: RejectAll unless exit is on.

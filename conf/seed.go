@@ -66,61 +66,46 @@ func DefaultSeed() Seed {
 	}
 }
 
-// Validate checks every value and returns the first problem as an *Error.
+// Validate checks every value and returns every problem: a lone *Error, or
+// Errors.
 func (s *Seed) Validate() error {
-	if err := s.validate(); err != nil {
-		return err
-	}
-	return nil
+	var p problems
+	s.validate(&p)
+	return p.err()
 }
 
-func (s *Seed) validate() *Error {
-	if err := s.Common.validate(); err != nil {
-		return err
-	}
-	if err := checkAddr("gossip_addr", s.GossipAddr, fixedPort); err != nil {
-		return err
-	}
-	if err := checkAddr("dir_addr", s.DirAddr, fixedPort); err != nil {
-		return err
-	}
-	if err := checkAddrs("peer_seeds", s.PeerSeeds, fixedPort); err != nil {
-		return err
-	}
-	if err := checkPositive("consensus_interval", s.ConsensusInterval); err != nil {
-		return err
-	}
+func (s *Seed) validate(p *problems) {
+	s.Common.validate(p)
+	p.add(checkAddr("gossip_addr", s.GossipAddr, fixedPort))
+	p.add(checkAddr("dir_addr", s.DirAddr, fixedPort))
+	checkAddrs(p, "peer_seeds", s.PeerSeeds, fixedPort)
+	p.add(checkPositive("consensus_interval", s.ConsensusInterval))
 	switch s.Admission {
 	case "open":
 	case "allowlist":
 		if len(s.Allowlist) == 0 {
-			return keyError("admission", "list the node IDs of the relays to admit, or set admission = \"open\"",
-				"admission is \"allowlist\" but the allowlist is empty, so no relay could join")
+			p.add(keyError("admission", "list the node IDs of the relays to admit, or set admission = \"open\"",
+				"admission is \"allowlist\" but the allowlist is empty, so no relay could join"))
 		}
 	default:
-		return keyError("admission", `use "open" or "allowlist"`, "unknown admission mode %q", s.Admission)
+		p.add(keyError("admission", `use "open" or "allowlist"`, "unknown admission mode %q", s.Admission))
 	}
-	if err := checkNodeIDs("allowlist", s.Allowlist); err != nil {
-		return err
-	}
+	checkNodeIDs(p, "allowlist", s.Allowlist)
 	if s.MaxRelaysPerSlash16 < 0 {
-		return keyError("max_relays_per_slash16", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerSlash16)
+		p.add(keyError("max_relays_per_slash16", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerSlash16))
 	}
 	if s.MaxRelaysPerFamily < 0 {
-		return keyError("max_relays_per_family", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerFamily)
+		p.add(keyError("max_relays_per_family", "use 0 for no limit", "limit %d is negative", s.MaxRelaysPerFamily))
 	}
 	if s.GuardMinUptime < 0 {
-		return keyError("guard_min_uptime", `use "0s" to give every relay the Guard flag at once`, "duration %s is negative", s.GuardMinUptime)
+		p.add(keyError("guard_min_uptime", `use "0s" to give every relay the Guard flag at once`, "duration %s is negative", s.GuardMinUptime))
 	}
 	if s.GuardMinUptimePct < 0 || s.GuardMinUptimePct > 100 {
-		return keyError("guard_min_uptime_percent", "write a percentage from 0 (no minimum) to 100; Tor uses 98",
-			"%d is not a percentage", s.GuardMinUptimePct)
+		p.add(keyError("guard_min_uptime_percent", "write a percentage from 0 (no minimum) to 100; Tor uses 98",
+			"%d is not a percentage", s.GuardMinUptimePct))
 	}
-	if err := s.Gossip.validate(); err != nil {
-		return err
-	}
+	s.Gossip.validate(p)
 	if s.RateLimitPerMinute < 0 {
-		return keyError("rate_limit_per_minute", "use 0 for no limit", "limit %d is negative", s.RateLimitPerMinute)
+		p.add(keyError("rate_limit_per_minute", "use 0 for no limit", "limit %d is negative", s.RateLimitPerMinute))
 	}
-	return nil
 }

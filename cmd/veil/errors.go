@@ -36,6 +36,15 @@ func usageErr(hint, format string, args ...any) error {
 // printError writes `veil: error: …` and, where a fix is known,
 // `veil: hint: …`, as DESIGN.md's command line section promises.
 func printError(w io.Writer, err error) {
+	// A config with several problems: each gets its own error line (and
+	// hint), in file order, so one run of config check lists them all.
+	var list conf.Errors
+	if errors.As(err, &list) {
+		for _, e := range list {
+			printError(w, e)
+		}
+		return
+	}
 	msg, hint := err.Error(), ""
 	var ce *cliError
 	var ue *usageError

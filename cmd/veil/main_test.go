@@ -113,3 +113,28 @@ func TestReorderFlagsLinkFirst(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestConfigCheckListsEveryError (issue 16 item 10): config check reports
+// every problem of a file, each on its own error line at its file:line,
+// in file order, with its hint below it.
+func TestConfigCheckListsEveryError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.toml")
+	doc := "data_dir = " + quote(filepath.Join(t.TempDir(), "data")) + "\n" +
+		"nickname = \"no-dashes\"\n" +
+		"or_addr = \"127.0.0.1:70000\"\n" +
+		"max_circuits = 0\n" +
+		"gosip_addr = \"127.0.0.1:7947\"\n"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "config", "check", "--role", "relay", path)
+	var at []string
+	for _, line := range strings.Split(errOut, "\n") {
+		if rest, ok := strings.CutPrefix(line, "veil: error: "+path+":"); ok {
+			at = append(at, rest[:strings.IndexByte(rest, ':')])
+		}
+	}
+	if code != 1 || strings.Join(at, ",") != "2,3,4,5" || strings.Count(errOut, "veil: hint: ") != 4 {
+		t.Fatalf("exit %d, errors at lines %v, want 2,3,4,5 each with a hint:\n%s", code, at, errOut)
+	}
+}
