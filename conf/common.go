@@ -9,10 +9,19 @@ import (
 // Common holds the keys every role has. It is embedded, so its keys sit at
 // the top level of each file.
 type Common struct {
-	DataDir  string `toml:"data_dir"`  // keys and state; created with mode 0700 by Load
-	Nickname string `toml:"nickname"`  // 1 to 19 of [A-Za-z0-9], shown to others
-	LogLevel string `toml:"log_level"` // debug, info, warn or error
+	DataDir   string `toml:"data_dir"`   // keys and state; created with mode 0700 by Load
+	Nickname  string `toml:"nickname"`   // 1 to 19 of [A-Za-z0-9], shown to others
+	LogLevel  string `toml:"log_level"`  // debug, info, warn or error
+	LogFormat string `toml:"log_format"` // text or json
 }
+
+// Log formats.
+const (
+	// LogText is slog's key=value lines, for people and grep.
+	LogText = "text"
+	// LogJSON is one JSON object per line, for log collectors.
+	LogJSON = "json"
+)
 
 func defaultCommon(role string) Common {
 	return Common{
@@ -25,6 +34,9 @@ func defaultCommon(role string) Common {
 		// info logs start, stop and trouble, and nothing per circuit, so a
 		// default log neither fills disks nor records who did what.
 		LogLevel: "info",
+		// Lines a person reads on a terminal or in journalctl; a log
+		// collector asks for json.
+		LogFormat: LogText,
 	}
 }
 
@@ -61,5 +73,8 @@ func (c *Common) validate(p *problems) {
 	case "debug", "info", "warn", "error":
 	default:
 		p.add(keyError("log_level", "use debug, info, warn or error", "unknown log level %q", c.LogLevel))
+	}
+	if c.LogFormat != LogText && c.LogFormat != LogJSON {
+		p.add(keyError("log_format", `use "text" or "json"`, "unknown log format %q", c.LogFormat))
 	}
 }

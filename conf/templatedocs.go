@@ -32,6 +32,9 @@ A name for this node in logs and status output: 1 to 19 letters and digits.`,
 	"log_level": `
 How much to log: "debug", "info", "warn" or "error". "info" never logs
 per-circuit details.`,
+	"log_format": `
+How log lines are written to stderr: "text" (key=value, for people) or
+"json" (one object per line, for journald or a log collector).`,
 }
 
 var gossipDocs = map[string]string{

@@ -53,7 +53,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
 	s, err := seed.New(cfg, log)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
 	r, err := relay.New(cfg, log)
 	if err != nil {
 		return err
@@ -159,7 +159,7 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Unlock()
-	log, levels := newDaemonLogger(stderr, cfg.SlogLevel())
+	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
 	p, err := client.NewProxy(cfg, log)
 	if err != nil {
 		return err

@@ -34,11 +34,16 @@ func onHangup(ctx context.Context, wg *sync.WaitGroup, reload func()) {
 	})
 }
 
-// newDaemonLogger is newLogger with a level a reload can change.
-func newDaemonLogger(stderr io.Writer, level slog.Level) (*slog.Logger, *slog.LevelVar) {
+// newDaemonLogger is newLogger with a level a reload can change, writing
+// the config's log_format: slog's text lines, or one JSON object a line.
+func newDaemonLogger(stderr io.Writer, level slog.Level, format string) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	lv.Set(level)
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})), lv
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == conf.LogJSON {
+		return slog.New(slog.NewJSONHandler(stderr, opts)), lv
+	}
+	return slog.New(slog.NewTextHandler(stderr, opts)), lv
 }
 
 // reported logs the outcome of a reload: what changed now, and what keeps

@@ -618,17 +618,38 @@ func nodeAddr(nd *memberlist.Node) (netip.AddrPort, bool) {
 }
 
 // logWriter routes memberlist's log lines ("[LEVEL] memberlist: ...") into
-// slog at debug level.
+// slog, at the level the prefix names and without the prefix, so a line
+// carries one level. memberlist's INFO lines are about other members (a
+// suspect, a node marked failed: one line at every node for each failure
+// anywhere in the network), which an operator's info log does not want, so
+// they go to debug with DEBUG; WARN and ERR keep their level.
 type logWriter struct{ l *slog.Logger }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	msg := strings.TrimSpace(string(p))
-	level := ""
-	if strings.HasPrefix(msg, "[") {
-		if i := strings.IndexByte(msg, ']'); i > 0 {
-			level, msg = msg[1:i], strings.TrimSpace(msg[i+1:])
+	level, msg := memberlistLevel(string(p))
+	w.l.Log(context.Background(), level, msg, "src", "memberlist")
+	return len(p), nil
+}
+
+// memberlistLevel takes apart one memberlist log line: its slog level and
+// the message without the "[LEVEL] memberlist: " prefix. A line without a
+// known prefix is logged at debug, whole.
+func memberlistLevel(line string) (slog.Level, string) {
+	msg := strings.TrimSpace(line)
+	level := slog.LevelDebug
+	if rest, ok := strings.CutPrefix(msg, "["); ok {
+		if tag, text, ok := strings.Cut(rest, "]"); ok {
+			switch tag {
+			case "DEBUG", "INFO":
+			case "WARN":
+				level = slog.LevelWarn
+			case "ERR", "ERROR":
+				level = slog.LevelError
+			default:
+				return slog.LevelDebug, msg
+			}
+			msg = strings.TrimSpace(text)
 		}
 	}
-	w.l.Debug(msg, "src", "memberlist", "level", level)
-	return len(p), nil
+	return level, strings.TrimPrefix(msg, "memberlist: ")
 }

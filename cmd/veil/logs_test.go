@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestRelayLogsJSONAndStopsQuietly (issue 16 item 10): a relay whose
+// config says log_format = "json" writes nothing on stderr but JSON
+// objects, one a line, each with one level key (memberlist's lines at
+// debug included), and a relay stopped with SIGTERM, the normal way to
+// stop a daemon, logs no WARN or ERROR on its way out.
+func TestRelayLogsJSONAndStopsQuietly(t *testing.T) {
+	n := newLocalNet(t)
+	startProc(t, "seed", "--config", n.seedCfg)
+	cfg := n.relayConfig("alpha", false)
+	setConfigLine(t, cfg, "log_format", quote("json"))
+	setConfigLine(t, cfg, "log_level", quote("debug"))
+	p := startProc(t, "relay", "--config", cfg)
+	waitLog(t, p, `"msg":"relay running"`)
+	// memberlist logs at debug once the relay has joined the seed.
+	waitLog(t, p, `"src":"memberlist"`)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+
+	out := strings.TrimSuffix(p.stderr.String(), "\n")
+	for i, line := range strings.Split(out, "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %d is not JSON (%v): %s", i+1, err, line)
+		}
+		if n := strings.Count(line, `"level":`); n != 1 {
+			t.Errorf("line %d has %d level keys: %s", i+1, n, line)
+		}
+		if lv := rec["level"]; lv == "WARN" || lv == "ERROR" {
+			t.Errorf("line %d: a normal shutdown logged %v: %s", i+1, lv, line)
+		}
+	}
+}
+
+// TestConfigCheckRefusesLogFormat: an unknown log_format is refused at its
+// line, like every other key.
+func TestConfigCheckRefusesLogFormat(t *testing.T) {
+	n := newLocalNet(t)
+	cfg := n.relayConfig("bravo", false)
+	setConfigLine(t, cfg, "log_format", quote("xml"))
+	code, _, errOut := runCLI(t, "config", "check", "--role", "relay", cfg)
+	if code != 1 || !strings.Contains(errOut, filepath.Base(cfg)+":") || !strings.Contains(errOut, `unknown log format "xml"`) {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

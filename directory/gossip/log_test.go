@@ -1,0 +1,43 @@
+package gossip
+
+import (
+	"bytes"
+	"encoding/json"
+	"log"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// TestMemberlistLinesHaveOneLevel (issue 16 item 10): a line memberlist
+// logs reaches slog at the level its prefix names, with the prefix gone,
+// so the line has one level key. Before, every memberlist line was a debug
+// line with a second "level" attribute holding memberlist's own.
+func TestMemberlistLinesHaveOneLevel(t *testing.T) {
+	for _, tc := range []struct {
+		line, level, msg string
+	}{
+		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:5000", "DEBUG", "Stream connection from=127.0.0.1:5000"},
+		{"[INFO] memberlist: Marking n1 as failed, suspect timeout reached (0 peer confirmations)", "DEBUG", "Marking n1 as failed, suspect timeout reached (0 peer confirmations)"},
+		{"[WARN] memberlist: Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured", "WARN", "Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured"},
+		{"[ERR] memberlist: Failed to send ping: write: broken pipe", "ERROR", "Failed to send ping: write: broken pipe"},
+		{"no prefix at all", "DEBUG", "no prefix at all"},
+		{"[FOO] memberlist: odd", "DEBUG", "[FOO] memberlist: odd"},
+	} {
+		var out bytes.Buffer
+		l := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		// memberlist writes through a *log.Logger with no prefix or flags.
+		log.New(logWriter{l}, "", 0).Print(tc.line)
+		line := strings.TrimSpace(out.String())
+		if n := strings.Count(line, `"level":`); n != 1 {
+			t.Errorf("%q: %d level keys: %s", tc.line, n, line)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("%q: %v: %s", tc.line, err, line)
+		}
+		if got["level"] != tc.level || got["msg"] != tc.msg || got["src"] != "memberlist" {
+			t.Errorf("%q: got level %v msg %q src %v, want %s %q memberlist", tc.line, got["level"], got["msg"], got["src"], tc.level, tc.msg)
+		}
+	}
+}
