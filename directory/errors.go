@@ -20,8 +20,9 @@ var (
 	ErrFromFuture = errors.New("directory: document from the future")
 	// ErrTooLarge means an encoding exceeds its stated maximum size.
 	ErrTooLarge = errors.New("directory: document too large")
-	// ErrMismatch means a descriptor is not the one its pointer names, or a
-	// pointer is not bound to the memberlist node that carries it.
+	// ErrMismatch means a descriptor is not the one its pointer names, a
+	// pointer is not bound to the memberlist node that carries it, or a
+	// consensus diff is for another base or makes another document.
 	ErrMismatch = errors.New("directory: pointer does not match")
 	// ErrUnpinned means a consensus is signed by a key the client does not pin.
 	ErrUnpinned = errors.New("directory: consensus signed by a seed that is not pinned")

@@ -107,3 +107,44 @@ func FuzzParseConsensus(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDiff also applies what parses to a fixed base: whatever a
+// cache sends, Apply returns the target it names, byte for byte, or an
+// error, and never panics.
+func FuzzParseDiff(f *testing.F) {
+	base, target := diffPair(f)
+	d := MakeDiff(NewDiffBase(base, nil), target)
+	enc, err := d.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)                         // valid: two descriptors in full, three copied
+	f.Add(enc[:len(enc)-1])            // invalid: truncated signature
+	f.Add(append(bytes.Clone(enc), 0)) // invalid: trailing byte
+	f.Add(make([]byte, diffFixedLen))  // invalid: all zeros
+	same, err := MakeDiff(NewDiffBase(base, nil), base).Marshal()
+	if err == nil {
+		f.Fatal("a diff from a document to itself marshals")
+	}
+	_ = same
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := ParseDiff(b)
+		if err != nil {
+			return
+		}
+		out, err := d.Marshal()
+		if err != nil {
+			t.Fatalf("parsed %x but cannot marshal it: %v", b, err)
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-marshal differs:\n in  %x\n out %x", b, out)
+		}
+		c, err := d.Apply(base)
+		if err != nil {
+			return
+		}
+		if c.Digest() != d.Target {
+			t.Fatalf("applied, but made digest %x, not the target %x", c.Digest(), d.Target)
+		}
+	})
+}
