@@ -79,6 +79,8 @@ type Server struct {
 	now     func() time.Time
 	limiter *limiter // nil: no limit
 
+	bases *Bases // every document published for DiffBaseAge (SPEC.md §5.7.4)
+
 	mu   sync.RWMutex // guards docs
 	docs []*Document  // newest last; at most KeepDocuments
 }
@@ -96,6 +98,12 @@ type Document struct {
 	validAfter time.Time
 	freshUntil time.Time
 	validUntil time.Time
+	// doc is the document, the target of diffs; nil when c was not
+	// signed or parsed, and then no diff is made to it.
+	doc *directory.Consensus
+
+	diffMu sync.Mutex      // guards diffs
+	diffs  []*preparedDiff // the last diffsPerDocument made, newest last
 }
 
 // NewDocument prepares c, which must have been parsed or signed (so that
@@ -114,6 +122,9 @@ func newDocument(signed []byte, c *directory.Consensus) *Document {
 	}
 	d.hex = hex.EncodeToString(d.digest[:])
 	d.gz = compress(signed)
+	if c.Digest() == d.digest {
+		d.doc = c
+	}
 	return d
 }
 
@@ -129,7 +140,7 @@ func (d *Document) Digest() [32]byte { return d.digest }
 // New returns a Server with nothing published: it answers 503 until the
 // first Publish.
 func New(opts Options) *Server {
-	s := &Server{log: opts.Logger, now: opts.Now}
+	s := &Server{log: opts.Logger, now: opts.Now, bases: NewBases()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,6 +165,9 @@ func (s *Server) Publish(signed []byte, c *directory.Consensus) {
 		panic("dirserve: internal error: Publish with bytes that are not the document's encoding")
 	}
 	d := newDocument(signed, c)
+	if d.doc != nil {
+		s.bases.Add(c, s.now())
+	}
 
 	s.mu.Lock()
 	docs := make([]*Document, 0, KeepDocuments)
@@ -256,7 +270,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no consensus yet", http.StatusServiceUnavailable)
 		return
 	}
-	ServeDocument(w, r, d, now)
+	ServeNewest(w, r, d, s.bases, now)
 }
 
 // ServeDocument answers a GET or HEAD r with d as the newest document of
@@ -264,10 +278,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // an Expires header, then writeDocument's. The caller has checked the
 // method.
 func ServeDocument(w http.ResponseWriter, r *http.Request, d *Document, now time.Time) {
+	ServeNewest(w, r, d, nil, now)
+}
+
+// ServeNewest is ServeDocument, but when r names in DiffFromHeader a
+// document that bases keeps, and the diff from it to d is shorter than d,
+// it answers with the shortest such diff instead (SPEC.md §5.7.3). nil
+// bases serves no diffs.
+func ServeNewest(w http.ResponseWriter, r *http.Request, d *Document, bases *Bases, now time.Time) {
 	h := w.Header()
 	maxAge := max(0, int(d.freshUntil.Sub(now)/time.Second))
 	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
 	h.Set("Expires", d.freshUntil.UTC().Format(http.TimeFormat))
+	if bases == nil {
+		writeDocument(w, r, d)
+		return
+	}
+	h.Set("Vary", "Accept-Encoding, "+DiffFromHeader)
+	if !noneMatch(r.Header.Values("If-None-Match"), d.hex) {
+		if p := pickDiff(r, d, bases); p != nil {
+			writeDiff(w, r, d, p)
+			return
+		}
+	}
 	writeDocument(w, r, d)
 }
 
@@ -275,7 +308,9 @@ func ServeDocument(w http.ResponseWriter, r *http.Request, d *Document, now time
 // or 304 when r's If-None-Match names d.
 func writeDocument(w http.ResponseWriter, r *http.Request, d *Document) {
 	h := w.Header()
-	h.Set("Vary", "Accept-Encoding")
+	if h.Get("Vary") == "" {
+		h.Set("Vary", "Accept-Encoding")
+	}
 	h.Set("Last-Modified", d.validAfter.UTC().Format(http.TimeFormat))
 
 	body := d.raw

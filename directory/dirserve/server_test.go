@@ -77,7 +77,7 @@ func TestServeNewest(t *testing.T) {
 		"Content-Type":   "application/octet-stream",
 		"ETag":           `"` + hexDigest(c) + `"`,
 		"Cache-Control":  "public, max-age=60",
-		"Vary":           "Accept-Encoding",
+		"Vary":           "Accept-Encoding, X-Veil-Diff-From",
 		"Content-Length": fmt.Sprint(len(c.Bytes())),
 		"Last-Modified":  t0.Format(http.TimeFormat),
 		"Expires":        t0.Add(time.Minute).Format(http.TimeFormat),
