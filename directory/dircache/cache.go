@@ -66,6 +66,10 @@ type Cache struct {
 	paths map[string]int // SeedConsensusPath of each seed → its index
 	log   *slog.Logger
 	now   func() time.Time
+	// bases keeps every document accepted from any pinned seed, served
+	// or not, for diffs to the documents served (SPEC.md §5.7.4): a
+	// client may hold one it got from another cache or from the seed.
+	bases *dirserve.Bases
 
 	streams chan struct{} // one token per stream served, MaxStreams in all
 	// idleTimeout and writeTimeout are IdleTimeout and WriteTimeout,
@@ -88,12 +92,14 @@ func New(o Options) (*Cache, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	bases := dirserve.NewBases()
 	dc, err := dirclient.New(dirclient.Options{Seeds: o.Seeds, CacheDir: o.DataDir, HTTPClient: o.HTTPClient,
-		Logger: o.Logger, Now: o.Now, MinRefresh: o.MinRefresh})
+		Logger: o.Logger, Now: o.Now, MinRefresh: o.MinRefresh,
+		Accepted: func(doc *directory.Consensus) { bases.Add(doc, o.Now()) }})
 	if err != nil {
 		return nil, fmt.Errorf("dircache: %w", err)
 	}
-	c := &Cache{dc: dc, seeds: dc.Seeds(), paths: map[string]int{}, log: o.Logger, now: o.Now,
+	c := &Cache{dc: dc, seeds: dc.Seeds(), paths: map[string]int{}, log: o.Logger, now: o.Now, bases: bases,
 		streams: make(chan struct{}, MaxStreams), served: make([]*dirserve.Document, len(o.Seeds)),
 		perCircuit: map[any]int{}, idleTimeout: IdleTimeout, writeTimeout: WriteTimeout}
 	for i, s := range c.seeds {
@@ -168,7 +174,9 @@ func (c *Cache) Acquire(circuit any) (release func(), ok bool) {
 //	GET|HEAD /veil/v1/consensus/<seed node ID>
 //	    200 with the seed's newest document and the headers a seed sends
 //	    for GET /veil/v1/consensus (SPEC.md §5.5), gzipped on request;
-//	    304 when If-None-Match names it; 404 when the seed is not pinned
+//	    304 when If-None-Match names it; a diff instead when
+//	    X-Veil-Diff-From names a document kept as a base and the diff is
+//	    shorter (SPEC.md §5.7.3); 404 when the seed is not pinned
 //	    here, no document of it is held, or the one held has expired.
 //	other methods on that path: 405 with Allow: GET, HEAD
 //	any other path: 404
@@ -191,7 +199,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusNotFound, "no document of seed "+c.seeds[i].Name+" held")
 		return
 	}
-	dirserve.ServeDocument(w, r, d, now)
+	dirserve.ServeNewest(w, r, d, c.bases, now)
 }
 
 // plain writes a short text response with its length, so it needs no

@@ -40,6 +40,12 @@ func (c *Client) LoadCache() (*directory.View, error) {
 
 	dir := filepath.Join(c.cacheDir, cacheSubdir)
 	now := c.now()
+	var taken []*directory.Consensus
+	defer func() {
+		for _, doc := range taken {
+			c.accepted(doc)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	found := false
@@ -72,6 +78,7 @@ func (c *Client) LoadCache() (*directory.View, error) {
 			continue
 		}
 		c.written[s.ID] = doc.Digest()
+		taken = append(taken, doc)
 	}
 	if !found {
 		return nil, fmt.Errorf("%w in %s", ErrNoCache, dir)

@@ -112,6 +112,11 @@ type Options struct {
 	// guard is chosen from a view. Whatever the route, every document is
 	// held to the same checks. nil: always the seeds directly.
 	DirCache http.RoundTripper
+	// Accepted, when set, is called with every document accepted from a
+	// seed (fetched, or read from the disk cache), again for one already
+	// held; not under any lock of the Client. A directory cache keeps
+	// them as bases for diffs (SPEC.md §5.7.4).
+	Accepted func(*directory.Consensus)
 }
 
 // Client fetches, checks and caches the consensus. Its methods may be
@@ -127,6 +132,7 @@ type Client struct {
 	minRefresh time.Duration
 	timeout    time.Duration
 	dirCache   http.RoundTripper // nil: seeds only
+	onAccept   func(*directory.Consensus)
 
 	update sync.Mutex // held by Fetch and LoadCache for their whole run
 
@@ -159,6 +165,7 @@ func New(opts Options) (*Client, error) {
 		minRefresh: opts.MinRefresh,
 		timeout:    opts.RequestTimeout,
 		dirCache:   opts.DirCache,
+		onAccept:   opts.Accepted,
 		held:       make([]*directory.Consensus, len(opts.Seeds)),
 		floor:      make([]int64, len(opts.Seeds)),
 		written:    make(map[keys.NodeID][32]byte),
@@ -317,6 +324,13 @@ func (c *Client) accept(i int, doc *directory.Consensus, now time.Time) error {
 		return fmt.Errorf("%w: two documents valid after %s", directory.ErrEquivocation, doc.ValidAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// accepted tells Options.Accepted of doc. The caller holds no lock.
+func (c *Client) accepted(doc *directory.Consensus) {
+	if c.onAccept != nil && doc != nil {
+		c.onAccept(doc)
+	}
 }
 
 // raiseFloor makes doc's valid-after the least one seed i may serve from

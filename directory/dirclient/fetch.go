@@ -100,9 +100,15 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 	return v, nil
 }
 
-// fetchAll fetches, in parallel by route r, the documents of the seeds
-// marked in which and offers each to accept. It returns each seed's
-// error, nil for the seeds not asked and those whose document was taken.
+// fetchAll fetches, by route r, the documents of the seeds marked in
+// which and offers each to accept. It returns each seed's error, nil for
+// the seeds not asked and those whose document was taken.
+//
+// Every request names the documents held as bases for a diff (SPEC.md
+// §5.7.3). When some are held, the first seed asked is asked alone, and
+// the others then name its new document too: the seeds list the same
+// descriptors, so the others come as flags and weights, and an hour's new
+// descriptors are downloaded once, not once per seed.
 func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
 	c.mu.Lock()
 	held := slices.Clone(c.held)
@@ -110,17 +116,27 @@ func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
 
 	docs := make([]*directory.Consensus, len(c.seeds))
 	errs := make([]error, len(c.seeds))
+	first := -1
+	if slices.ContainsFunc(held, func(d *directory.Consensus) bool { return d != nil }) {
+		first = slices.Index(which, true)
+	}
+	var fresh *directory.Consensus // the first seed's new document
+	if first >= 0 {
+		docs[first], errs[first] = c.fetchSeed(ctx, first, r, bases(held, first, nil))
+		if errs[first] == nil && docs[first] != held[first] {
+			fresh = docs[first]
+		}
+	}
 	var wg sync.WaitGroup
 	for i := range c.seeds {
-		if which[i] {
-			wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, held[i], r) })
+		if which[i] && i != first {
+			wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, r, bases(held, i, fresh)) })
 		}
 	}
 	wg.Wait()
 
 	now := c.now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for i, doc := range docs {
 		if !which[i] || errs[i] != nil {
 			continue
@@ -131,11 +147,32 @@ func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
 			// lying. The held document stays and counts; the older one
 			// is never taken.
 			c.log.Debug("dirclient: the directory cache is behind; keeping the document held", "seed", c.seeds[i].Name)
-			doc = held[i]
+			docs[i] = held[i]
 		}
-		errs[i] = c.accept(i, doc, now)
+		errs[i] = c.accept(i, docs[i], now)
+	}
+	c.mu.Unlock()
+	for i, doc := range docs {
+		if which[i] && errs[i] == nil {
+			c.accepted(doc)
+		}
 	}
 	return errs
+}
+
+// bases returns the documents a request for seed i names as bases for a
+// diff: the one held from seed i first, then fresh (another seed's new
+// document, nil for none), then those held from the other seeds; nil
+// entries left out, at most dirserve.MaxDiffFrom.
+func bases(held []*directory.Consensus, i int, fresh *directory.Consensus) []*directory.Consensus {
+	out := []*directory.Consensus{held[i], fresh}
+	for j, d := range held {
+		if j != i {
+			out = append(out, d)
+		}
+	}
+	out = slices.DeleteFunc(out, func(d *directory.Consensus) bool { return d == nil })
+	return out[:min(len(out), dirserve.MaxDiffFrom)]
 }
 
 // combineErrs applies the majority rule (combine) to the held documents,
@@ -154,13 +191,38 @@ func (c *Client) combineErrs(errs []error, what string) (*directory.View, error)
 	return c.combine(c.now(), what, seedErrs, failed)
 }
 
-// fetchSeed fetches seed i's newest document by route r. held is the one
-// already held from it: the request names it in If-None-Match, and a 304
-// returns it.
-func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus, r route) (*directory.Consensus, error) {
-	s := c.seeds[i]
+// fetchSeed fetches seed i's newest document by route r. bases are the
+// documents held that a diff may start from, the one held from seed i
+// first, if any: the request names it in If-None-Match, and a 304
+// returns it. A diff that does not make a document signed by the seed's
+// pinned key is dropped and the whole document asked for (SPEC.md
+// §5.7.2): a server that garbles diffs costs one request more.
+func (c *Client) fetchSeed(ctx context.Context, i int, r route, bases []*directory.Consensus) (*directory.Consensus, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	var held *directory.Consensus
+	if len(bases) > 0 && bases[0].SeedID() == c.seeds[i].ID {
+		held = bases[0]
+	}
+	doc, err := c.fetchOnce(ctx, i, r, held, bases)
+	var de *diffError
+	if errors.As(err, &de) {
+		c.log.Info("dirclient: a consensus diff did not check; fetching the whole document", "seed", c.seeds[i].Name, "err", r.wrap(err))
+		doc, err = c.fetchOnce(ctx, i, r, held, nil)
+	}
+	return doc, err
+}
+
+// diffError is a diff that did not parse, apply or check.
+type diffError struct{ err error }
+
+func (e *diffError) Error() string { return "consensus diff: " + e.err.Error() }
+func (e *diffError) Unwrap() error { return e.err }
+
+// fetchOnce makes one request for seed i's newest document by route r,
+// naming held in If-None-Match and bases in dirserve.DiffFromHeader.
+func (c *Client) fetchOnce(ctx context.Context, i int, r route, held *directory.Consensus, bases []*directory.Consensus) (*directory.Consensus, error) {
+	s := c.seeds[i]
 	target := strings.TrimSuffix(s.URL, "/") + dirserve.ConsensusPath
 	if r == viaCache {
 		target = "http://" + CacheHost + dirserve.SeedConsensusPath(s.ID)
@@ -176,6 +238,14 @@ func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus
 	if held != nil {
 		d := held.Digest()
 		req.Header.Set("If-None-Match", `"`+hex.EncodeToString(d[:])+`"`)
+	}
+	if len(bases) > 0 {
+		names := make([]string, len(bases))
+		for j, b := range bases {
+			d := b.Digest()
+			names[j] = hex.EncodeToString(d[:])
+		}
+		req.Header.Set(dirserve.DiffFromHeader, strings.Join(names, ", "))
 	}
 	var resp *http.Response
 	if r == viaCache {
@@ -207,18 +277,44 @@ func (c *Client) fetchSeed(ctx context.Context, i int, held *directory.Consensus
 		}
 		return nil, r.wrap(errors.New(msg))
 	}
+	isDiff := resp.Header.Get("Content-Type") == dirserve.DiffContentType
+	if isDiff && len(bases) == 0 {
+		return nil, r.wrap(errors.New("a consensus diff for a request that named no base"))
+	}
 	b, err := readBody(resp)
 	if err != nil {
 		return nil, r.wrap(err)
 	}
-	doc, err := directory.ParseConsensus(b)
+	var doc *directory.Consensus
+	if isDiff {
+		doc, err = applyDiff(b, bases)
+	} else {
+		doc, err = directory.ParseConsensus(b)
+	}
+	if err == nil && doc.SeedID() != s.ID {
+		err = fmt.Errorf("%w: document signed by %s, not by the pinned %s", directory.ErrUnpinned, doc.SeedID(), s.ID)
+	}
+	if err != nil && isDiff {
+		err = &diffError{err}
+	}
 	if err != nil {
 		return nil, r.wrap(err)
 	}
-	if got := doc.SeedID(); got != s.ID {
-		return nil, r.wrap(fmt.Errorf("%w: document signed by %s, not by the pinned %s", directory.ErrUnpinned, got, s.ID))
-	}
 	return doc, nil
+}
+
+// applyDiff parses a diff and makes its target from the base it names,
+// which must be one of bases, the documents the request named.
+func applyDiff(b []byte, bases []*directory.Consensus) (*directory.Consensus, error) {
+	d, err := directory.ParseDiff(b)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(bases, func(c *directory.Consensus) bool { return c.Digest() == d.Base })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: a diff from %x, which the request did not name", directory.ErrMismatch, d.Base[:8])
+	}
+	return d.Apply(bases[i])
 }
 
 // readBody reads a response of at most directory.MaxConsensusLen bytes,
