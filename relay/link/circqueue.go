@@ -95,7 +95,7 @@ func (l *Link) circQueueOf(id uint32) *circQueue {
 // and what still waits is dropped when its ID is released.
 func (l *Link) queue(c *onion.Cell, q *circQueue) bool {
 	if q != nil {
-		if q.nwaiting.Load() > 0 && c.Cmd != onion.CellDestroy {
+		if c.Cmd != onion.CellDestroy && (q.nwaiting.Load() > 0 || l.sendqShallowFull()) {
 			return false
 		}
 		// Counted before it is queued, so the writer never takes it
@@ -202,9 +202,7 @@ func (l *Link) refill() {
 	for len(l.active) > 0 {
 		for i := 0; i < len(l.active); {
 			q := l.active[i]
-			select {
-			case l.sendq <- queuedCell{q.waiting[q.head], q}:
-			default:
+			if !l.offer(queuedCell{q.waiting[q.head], q}) {
 				// Full: the next refill starts with this circuit.
 				slices.Reverse(l.active[:i])
 				slices.Reverse(l.active[i:])
@@ -224,6 +222,20 @@ func (l *Link) refill() {
 			q.active = false
 			l.active = slices.Delete(l.active, i, i+1)
 		}
+	}
+}
+
+// offer puts qc in the send queue if it has room, counting a capped
+// link's send queue full at shallowQueue cells (sendqShallowFull).
+func (l *Link) offer(qc queuedCell) bool {
+	if l.sendqShallowFull() {
+		return false
+	}
+	select {
+	case l.sendq <- qc:
+		return true
+	default:
+		return false
 	}
 }
 

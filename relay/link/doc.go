@@ -106,6 +106,16 @@
 // while cells wait: a peer that stops reading costs its own link, never
 // the relay's other peers.
 //
+// # A relay's bandwidth cap
+//
+// Options.Limiter, one for all of a relay's links, caps the bytes they read
+// and write (relay_bandwidth_rate, burst): the writer takes tokens before
+// it writes, the reader after each cell it reads, and both wait when the
+// bucket is empty, so the relay's peers are slowed by TCP as Tor's are. A
+// capped link lets only a batch into its send queue; the rest waits in
+// the circuits' queues and leaves one circuit after another, so one busy
+// circuit does not hold back the others (limit.go).
+//
 // # Circuit IDs
 //
 // Both ends can open circuits on a link. As in Tor, the initiator (the side

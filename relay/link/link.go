@@ -16,6 +16,7 @@ import (
 	"veil/directory/linkauth"
 	"veil/onion"
 	"veil/onion/keys"
+	"veil/relay/internal/ratelimit"
 )
 
 const (
@@ -121,6 +122,9 @@ type Options struct {
 	// writer waited to write (DefaultWriteTimeout if 0). It needs a
 	// connection wrapped by WrapConn, as every link veil makes is.
 	WriteTimeout time.Duration
+	// Limiter, shared by a relay's links, caps what they read and write
+	// (relay_bandwidth_rate) and counts it; nil is no cap. See limit.go.
+	Limiter *ratelimit.Limiter
 }
 
 // Link is one established link. Its methods are safe for concurrent use.
@@ -156,6 +160,11 @@ type Link struct {
 	wmu    sync.Mutex
 	wbuf   *[]byte
 	corked bool
+	// writeCredit, also guarded by wmu, is bytes taken from the limiter
+	// and not yet written (limit.go).
+	writeCredit int
+	// limit is Options.Limiter; nil is no cap.
+	limit *ratelimit.Limiter
 	// bc is the connection under TLS when it was wrapped (WrapConn), nil
 	// otherwise.
 	bc *batchConn
@@ -263,6 +272,7 @@ func establish(ctx context.Context, conn *tls.Conn, opts Options) (*Link, error)
 		peer:        peer,
 		peerOK:      peerOK,
 		idleTimeout: opts.IdleTimeout,
+		limit:       opts.Limiter,
 		sendq:       make(chan queuedCell, queue),
 		kick:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),

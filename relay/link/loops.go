@@ -58,6 +58,9 @@ func (l *Link) readCells() error {
 			return fmt.Errorf("link: read: %w", err)
 		}
 		l.cellsIn.Add(1)
+		if l.limit != nil {
+			l.payRead()
+		}
 		switch {
 		case l.isClosing.Load(), c.Cmd == onion.CellPadding:
 			Release(c)
@@ -148,7 +151,12 @@ func (l *Link) writeQueued(wait bool) (done bool, err error) {
 		// since (refill).
 		l.refill()
 		n := 0
+		short := false // out of tokens (limit.go)
 		for n < batchCells {
+			if !l.mayWrite() {
+				short = true
+				break
+			}
 			qc, ok := l.take()
 			if !ok && wait && n > 0 {
 				// Give a producer in the middle of a burst one chance
@@ -165,6 +173,7 @@ func (l *Link) writeQueued(wait bool) (done bool, err error) {
 			if err := l.writeCell(qc); err != nil {
 				return false, err
 			}
+			l.spendWrite()
 			n++
 		}
 		if err := l.flush(wait); err != nil {
@@ -172,6 +181,17 @@ func (l *Link) writeQueued(wait bool) (done bool, err error) {
 		}
 		if l.corked {
 			return false, nil // only without wait: the socket is full
+		}
+		if short {
+			// What was buffered has gone; now wait for tokens (the
+			// writer) or leave the rest to the writer (a Flush).
+			if !wait {
+				return false, nil
+			}
+			if !l.waitWriteCredit() {
+				return true, nil // closing
+			}
+			continue
 		}
 		if n < batchCells {
 			return true, nil
