@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,10 @@ const (
 	// about one circuit build, so it costs little throughput with
 	// DefaultWorkers uploads at once.
 	uploadJitter = 3 * time.Millisecond
+	// unstableWeight is the public placement weight of a relay without
+	// the Stable flag (SPEC.md §8): it has not stayed up as long, so a
+	// shard on it is likelier to be gone at fetch time.
+	unstableWeight = 0.5
 )
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
@@ -67,6 +72,10 @@ type Net struct {
 	View    func() *directory.View
 	Workers int
 	Log     *slog.Logger
+	// Reliability is the client's record of storage relays (SPEC.md
+	// §8.3): a share and a repair weigh relays by it and add what they
+	// measure. nil: every relay weighs the same and nothing is kept.
+	Reliability *Reliability
 
 	// random makes file keys; nil means crypto/rand. Tests fix it to know
 	// a share's shard IDs before it is made.
@@ -322,4 +331,36 @@ func (n *Net) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return n.Log
+}
+
+// publicWeights is each storage relay's weight from the consensus alone,
+// the same for every client (SPEC.md §8): 1 for a Stable relay, half for
+// one that is not (it is more likely gone when the file is fetched),
+// times its declared storage capacity over the median one, capped at 1. A
+// relay's claim can only lower its weight, never raise it above a typical
+// relay's, so claiming a huge disk attracts no extra shards.
+func publicWeights(byID map[keys.NodeID]directory.Entry) func(keys.NodeID) float64 {
+	caps := make([]uint64, 0, len(byID))
+	for _, e := range byID {
+		caps = append(caps, e.Descriptor.StorageCapacity)
+	}
+	slices.Sort(caps)
+	median := uint64(0)
+	if len(caps) > 0 {
+		median = caps[len(caps)/2]
+	}
+	return func(r keys.NodeID) float64 {
+		e, ok := byID[r]
+		if !ok {
+			return 1
+		}
+		w := 1.0
+		if e.Flags&directory.FlagStable == 0 {
+			w = unstableWeight
+		}
+		if median > 0 && e.Descriptor.StorageCapacity < median {
+			w *= float64(e.Descriptor.StorageCapacity) / float64(median)
+		}
+		return w
+	}
 }

@@ -71,6 +71,7 @@ func answered(err error) bool {
 type segmentClaims struct {
 	kind  shard.Kind
 	index uint64
+	ids   [][32]byte // the segment's shard IDs, to place a shard again
 
 	mu    sync.Mutex // guards owner
 	owner map[keys.NodeID]int
@@ -79,7 +80,7 @@ type segmentClaims struct {
 // newSegmentClaims gives each shard its primary from the start: shard i
 // never tries another shard's primary (SPEC.md §8).
 func newSegmentClaims(seg *shard.Segment, cands [][]keys.NodeID) *segmentClaims {
-	c := &segmentClaims{kind: seg.Kind, index: seg.Index, owner: make(map[keys.NodeID]int, len(cands))}
+	c := &segmentClaims{kind: seg.Kind, index: seg.Index, ids: seg.IDs(), owner: make(map[keys.NodeID]int, len(cands))}
 	for i, list := range cands {
 		c.owner[list[0]] = i
 	}
@@ -98,6 +99,17 @@ func (c *segmentClaims) claim(relay keys.NodeID, i int) bool {
 	return true
 }
 
+// spent is the owner of a relay that failed a spot check holding a shard
+// of the segment: no shard of it may go there again, not even that one.
+const spent = -1
+
+// spend marks relay as no longer taking any shard of the segment.
+func (c *segmentClaims) spend(relay keys.NodeID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.owner[relay] = spent
+}
+
 // upload is one shard to store: its place in its segment, the relays to
 // try in order (primary first), and the segment's claims.
 type upload struct {
@@ -105,6 +117,7 @@ type upload struct {
 	i      int
 	cands  []keys.NodeID
 	claims *segmentClaims
+	win    *window // the shuffle window it is sent in, which checks it
 }
 
 // Share encodes the file read from r and stores every shard, each over its
@@ -120,11 +133,12 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 	dial := func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error {
 		return n.withStore(ctx, byID[relay], f)
 	}
-	return n.share(ctx, relays, dial, r, size, p, ttl, progress)
+	return n.share(ctx, relays, publicWeights(byID), dial, r, size, p, ttl, progress)
 }
 
-// share is Share over the relays given, storing through dial.
-func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+// share is Share over the relays given, weighted by public (nil: all
+// alike) as fetchers weigh them, storing through dial.
+func (n *Net) share(ctx context.Context, relays []keys.NodeID, public func(keys.NodeID) float64, dial dialFunc, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
 	ttl, err := shard.BucketTTL(ttl)
 	if err != nil {
 		return nil, err
@@ -146,6 +160,15 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 		mu       sync.Mutex // guards firstErr
 		firstErr error
 	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	chk := &checker{n: n, dial: dial, ttl: ttl, relays: relays, key: key, weight: n.placementWeight(public), verified: map[keys.NodeID]bool{}}
 	// The workers are this call's: they end when jobs is closed, and
 	// share waits for them before it returns.
 	for range n.workers() {
@@ -155,33 +178,55 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 			for u := range jobs {
 				// A random pause blurs the start of circuits the
 				// window's order puts side by side.
-				if !sleepCtx(ctx, mathrand.N(uploadJitter)) {
-					continue
-				}
-				if err := n.upload(ctx, dial, u, ttl); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						cancel()
+				if sleepCtx(ctx, mathrand.N(uploadJitter)) {
+					relay, err := n.upload(ctx, dial, u, ttl)
+					if err != nil {
+						fail(err)
+					} else {
+						u.win.stored(relay, u)
 					}
-					mu.Unlock()
 				}
+				u.win.pending.Done()
 			}
 		}()
 	}
+	// Each window is checked once its uploads are done, while the next
+	// ones go out (checks.go); holding is how many windows' shards are
+	// kept for that, which bounds the memory.
+	var checks sync.WaitGroup
+	holding := make(chan struct{}, windowsHeld)
 	// The producer holds shuffleWindow data segments' shards and sends
 	// them in random order. The last window also takes the manifest and
 	// the head, so their shards are not the last to arrive as a group.
-	var window []upload
+	var batch []upload
 	flush := func() {
-		mathrand.Shuffle(len(window), func(a, b int) { window[a], window[b] = window[b], window[a] })
-		for _, u := range window {
+		win := &window{took: map[keys.NodeID][]upload{}}
+		select {
+		case holding <- struct{}{}:
+		case <-ctx.Done():
+			batch = batch[:0]
+			return
+		}
+		mathrand.Shuffle(len(batch), func(a, b int) { batch[a], batch[b] = batch[b], batch[a] })
+		for _, u := range batch {
+			u.win = win
+			win.pending.Add(1)
 			select {
 			case jobs <- u:
 			case <-ctx.Done():
+				win.pending.Done()
 			}
 		}
-		window = window[:0]
+		batch = batch[:0]
+		checks.Add(1)
+		go func() {
+			defer checks.Done()
+			defer func() { <-holding }()
+			win.pending.Wait()
+			if err := chk.window(ctx, win); err != nil {
+				fail(err)
+			}
+		}()
 	}
 	var done, segs int64
 	var encErr error
@@ -195,14 +240,16 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 			encErr = err
 			break
 		}
-		cands, err := shard.Place(key, seg.IDs(), relays)
+		// Placed with the weights as they are now: a relay a check of
+		// an earlier window caught takes almost none of the later ones.
+		cands, err := shard.PlaceWeighted(key, seg.IDs(), relays, chk.weight)
 		if err != nil {
 			encErr = err
 			break
 		}
 		claims := newSegmentClaims(seg, cands)
 		for i, sh := range seg.Shards {
-			window = append(window, upload{shard: sh, i: i, cands: cands[i], claims: claims})
+			batch = append(batch, upload{shard: sh, i: i, cands: cands[i], claims: claims})
 		}
 		if seg.Kind != shard.KindData {
 			continue
@@ -215,8 +262,15 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 			progress(done, size)
 		}
 	}
+	// Checks end before jobs closes: none sends on it, but a check's
+	// window must have had every upload done, which needs the workers.
+	checks.Wait()
 	close(jobs)
 	wg.Wait()
+	chk.report()
+	if err := n.Reliability.Save(); err != nil {
+		n.log().Warn("share: the storage relays' record was not saved", "err", err)
+	}
 	if encErr != nil {
 		return nil, encErr
 	}
@@ -229,9 +283,21 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, dial dialFunc, r 
 	return enc.Link()
 }
 
+// placementWeight is a relay's weight for this client's uploads: the
+// public one times what this client measured of it (SPEC.md §8.3).
+func (n *Net) placementWeight(public func(keys.NodeID) float64) func(keys.NodeID) float64 {
+	return func(r keys.NodeID) float64 {
+		w := n.Reliability.Weight(r)
+		if public != nil {
+			w *= public(r)
+		}
+		return w
+	}
+}
+
 // upload stores one shard on the first of its relays that takes it among
-// those offered no other shard of its segment.
-func (n *Net) upload(ctx context.Context, dial dialFunc, u upload, ttl time.Duration) error {
+// those offered no other shard of its segment, and returns that relay.
+func (n *Net) upload(ctx context.Context, dial dialFunc, u upload, ttl time.Duration) (keys.NodeID, error) {
 	var last error
 	tried := 0
 	for _, relay := range u.cands {
@@ -244,10 +310,10 @@ func (n *Net) upload(ctx context.Context, dial dialFunc, u upload, ttl time.Dura
 				return sc.Put(u.shard.ID, u.shard.Data, ttl)
 			})
 			if err == nil {
-				return nil
+				return relay, nil
 			}
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return keys.NodeID{}, ctx.Err()
 			}
 			last = err
 			n.log().Debug("transfer: shard not stored", "relay", relay.Short(), "attempt", attempt, "err", err)
@@ -259,6 +325,6 @@ func (n *Net) upload(ctx context.Context, dial dialFunc, u upload, ttl time.Dura
 	if last == nil {
 		last = errors.New("every listed relay was offered another shard of the segment")
 	}
-	return fmt.Errorf("%w: %v segment %d, shard %d: %d relays tried of %d listed: %w",
+	return keys.NodeID{}, fmt.Errorf("%w: %v segment %d, shard %d: %d relays tried of %d listed: %w",
 		ErrNoRelayLeft, u.claims.kind, u.claims.index, u.i, tried, len(u.cands), last)
 }

@@ -33,6 +33,8 @@ type fakeNet struct {
 	puts []put
 	// segOf maps a shard ID to its segment's first shard ID (expect).
 	segOf map[[32]byte][32]byte
+	// dropping holds the relays that keep nothing they are given (drop).
+	dropping map[keys.NodeID]bool
 }
 
 // fixedKey is the file key of every share a test makes with expect.
@@ -103,6 +105,9 @@ func (f *fakeNet) dial(ctx context.Context, relay keys.NodeID, fn func(*store.Cl
 	st := f.stores[relay]
 	if st == nil {
 		return fmt.Errorf("no relay %x", relay[:2])
+	}
+	if f.dropping[relay] {
+		st = f.sink()
 	}
 	a, b := net.Pipe()
 	served := make(chan struct{})
@@ -208,7 +213,7 @@ func TestShareNeverPutsTwoShardsOfASegmentOnOneRelay(t *testing.T) {
 	f := newFakeNet(t, 7, time.Now, 2, 5)
 	data := randomFile(40*tiny.SegmentSize + 3)
 	n := f.expect(&Net{}, tiny, int64(len(data)))
-	link, err := n.share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatalf("share: %v", err)
 	}
@@ -251,7 +256,7 @@ func TestShareFailsRatherThanDoubleUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.fill(cands[0][0], cands[1][0])
-	_, err = n.share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	_, err = n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
 	if !errors.Is(err, ErrNoRelayLeft) {
 		t.Fatalf("share: %v, want ErrNoRelayLeft", err)
 	}
@@ -283,7 +288,8 @@ func TestUploadOffersARelayOneShardOfASegment(t *testing.T) {
 	errs := make(chan error, 2)
 	for i := range 2 {
 		go func() {
-			errs <- n.upload(context.Background(), f.dial, upload{shard: seg.Shards[i], i: i, cands: cands[i], claims: claims}, shard.DefaultTTL)
+			_, err := n.upload(context.Background(), f.dial, upload{shard: seg.Shards[i], i: i, cands: cands[i], claims: claims}, shard.DefaultTTL)
+			errs <- err
 		}()
 	}
 	var failed int
@@ -317,7 +323,7 @@ func TestShareTTLIsABucket(t *testing.T) {
 	}
 	f := newFakeNet(t, 5, clock)
 	data := randomFile(3 * tiny.SegmentSize)
-	link, err := (&Net{}).share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, 50*time.Hour, nil)
+	link, err := (&Net{}).share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, 50*time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +356,7 @@ func TestShareShufflesWithinAWindow(t *testing.T) {
 	f := newFakeNet(t, 5, time.Now)
 	data := randomFile(3 * shuffleWindow * tiny.SegmentSize)
 	n := &Net{Workers: 1} // one at a time: arrival order is send order
-	link, err := n.share(context.Background(), f.ids, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
