@@ -1,12 +1,15 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"veil/onion/keys"
+	"veil/relay/path"
 	"veil/shard"
 	"veil/shard/store"
 )
@@ -16,6 +19,13 @@ type RepairReport struct {
 	Segments int // segments checked, the head counted as one
 	Missing  int // shards no relay had intact
 	Restored int // of those, stored again on another relay
+	Relays   int // relays the restored shards went to
+	// Dropped is how many relays took a restored shard and did not return
+	// it when asked straight after: the shard went on to another relay,
+	// and the relay weighs less in this client's record (SPEC.md §8.3).
+	Dropped int
+	// Damaged is how many relays returned a shard that failed its hash.
+	Damaged int
 }
 
 // Repair checks every segment of a share (the head, the manifest, the
@@ -32,6 +42,18 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		return rep, err
 	}
 	var unplaced error
+	relays, byID, err := n.storageRelays()
+	if err != nil {
+		return rep, err
+	}
+	r := &restorer{n: n, ttl: ttl, key: link.PlacementKey(), relays: relays, weight: n.placementWeight(publicWeights(byID)),
+		verified: map[keys.NodeID]bool{}, dropped: map[keys.NodeID]bool{}, took: map[keys.NodeID]bool{}}
+	defer func() {
+		if err := n.Reliability.Save(); err != nil {
+			n.log().Warn("repair: the storage relays' record was not saved", "err", err)
+		}
+	}()
+	damaged := map[keys.NodeID]bool{}
 	err = n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
 		rep.Segments++
 		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
@@ -39,8 +61,13 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 			return err
 		}
 		rep.Missing += len(rb.Missing)
+		r.measure(s, rb, damaged)
+		order, err := shard.PlaceWeighted(r.key, s.ids, r.relays, r.weight)
+		if err != nil {
+			return err
+		}
 		for _, i := range rb.Missing {
-			if err := n.restore(ctx, s, i, rb.All[i], ttl); err != nil {
+			if err := r.restore(ctx, s, i, rb.All[i], order[i]); err != nil {
 				err = fmt.Errorf("%w: %v segment %d, shard %d: %w", ErrNoRelayLeft, want.Kind, want.Index, i, err)
 				n.log().Debug("repair: a shard could not be stored again", "err", err)
 				unplaced = err
@@ -50,6 +77,7 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		}
 		return s.dec.Add(rb.All)
 	})
+	rep.Relays, rep.Dropped, rep.Damaged = len(r.took), len(r.dropped), len(damaged)
 	if err != nil {
 		return rep, err
 	}
@@ -63,20 +91,64 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 // shard: it holds another shard of the segment.
 var errHoldsOne = errors.New("it holds another shard of the segment")
 
-// restore stores shard i of the segment again on the first of its relays
-// that holds no other shard of it, and notes it there. A relay that
-// returned a shard of the segment in this repair, or was offered one by
-// it, is passed over; one that is left is asked on the PUT's own circuit,
-// before the PUT, whether it holds any other shard of the segment it has
-// not already said it lacks. The gather asks a shard's relays only until
-// one has it, so a shard stored twice (once while its first relay was
-// unreachable) can sit unseen on a relay further down its list, and
-// giving that relay a second shard would break the rule a repair is
-// there to keep (DESIGN.md G7). What the question tells the relay is in
-// SPEC.md §7.
-func (n *Net) restore(ctx context.Context, s *segmentFetch, i int, data []byte, ttl time.Duration) error {
+// errDropped is a relay that took a restored shard and did not return it.
+var errDropped = errors.New("it did not return the shard it took")
+
+// restorer is one repair's placing of rebuilt shards, and what it learned
+// of the relays on the way.
+type restorer struct {
+	n      *Net
+	ttl    time.Duration
+	key    [32]byte
+	relays []keys.NodeID
+	weight func(keys.NodeID) float64 // public times this client's record
+
+	verified map[keys.NodeID]bool // returned a shard intact in this repair
+	dropped  map[keys.NodeID]bool // took a restored shard, then had none
+	took     map[keys.NodeID]bool // took a restored shard and kept it
+}
+
+// measure records in the client's record what the gather of one segment
+// showed: a relay that returned a shard intact kept it, one that returned
+// other bytes did not. (A shard missing everywhere blames no relay: a
+// repair cannot know where the share put it.)
+func (r *restorer) measure(s *segmentFetch, rb *shard.Rebuilt, damaged map[keys.NodeID]bool) {
+	bad := map[int]bool{}
+	for _, i := range rb.Missing {
+		bad[i] = true
+	}
+	for i, data := range s.got {
+		if data == nil {
+			continue
+		}
+		if bad[i] {
+			r.n.Reliability.Lost(s.from[i])
+			damaged[s.from[i]] = true
+			continue
+		}
+		r.n.Reliability.Kept(s.from[i])
+		r.verified[s.from[i]] = true
+	}
+}
+
+// restore stores shard i of the segment again on the first relay in order
+// (this client's weighted placement, SPEC.md §8.3) that holds no other
+// shard of it, and notes it there. A relay that returned a shard of the
+// segment in this repair, or was offered one by it, is passed over; one
+// that is left is asked on the PUT's own circuit, before the PUT, whether
+// it holds any other shard of the segment it has not already said it
+// lacks. The gather asks a shard's relays only until one has it, so a
+// shard stored twice (once while its first relay was unreachable) can sit
+// unseen on a relay further down its list, and giving that relay a second
+// shard would break the rule a repair is there to keep (DESIGN.md G7).
+// What the question tells the relay is in SPEC.md §7. A relay that has
+// not returned a shard intact in this repair is asked for the restored
+// one straight after, over a circuit of its own, as an upload's spot
+// check does (§8.3): one that does not return it is recorded, and the
+// shard goes on down the order.
+func (r *restorer) restore(ctx context.Context, s *segmentFetch, i int, data []byte, order []keys.NodeID) error {
 	err := errors.New("every listed relay holds, or was offered, a shard of the segment")
-	for _, relay := range s.cands[i] {
+	for _, relay := range order {
 		if s.holdsOne(relay) {
 			continue
 		}
@@ -94,13 +166,43 @@ func (n *Net) restore(ctx context.Context, s *segmentFetch, i int, data []byte, 
 					return fmt.Errorf("%w (shard %d)", errHoldsOne, j)
 				}
 			}
-			return sc.Put(s.ids[i], data, ttl)
+			return sc.Put(s.ids[i], data, r.ttl)
 		})
+		if err == nil && !r.verified[relay] {
+			err = r.check(ctx, s, relay, s.ids[i], data)
+		}
 		if err == nil {
 			s.got[i], s.from[i] = data, relay
+			r.took[relay] = true
 			return nil
 		}
-		n.log().Debug("repair: relay passed over for a rebuilt shard", "relay", relay.Short(), "err", err)
+		r.n.log().Debug("repair: relay passed over for a rebuilt shard", "relay", relay.Short(), "err", err)
 	}
 	return err
+}
+
+// check asks relay for the shard it just took, over fresh circuits.
+func (r *restorer) check(ctx context.Context, s *segmentFetch, relay keys.NodeID, id [32]byte, data []byte) error {
+	for attempt := 0; attempt < fetchAttempts; attempt++ {
+		var got []byte
+		err := s.dial(ctx, relay, func(sc *store.Client) error {
+			var err error
+			got, err = sc.Get(id)
+			return err
+		})
+		if ctx.Err() != nil || errors.Is(err, path.ErrNoGuard) {
+			return nil // not the relay's doing: take its word
+		}
+		if err == nil && bytes.Equal(got, data) {
+			r.n.Reliability.Kept(relay)
+			r.verified[relay] = true
+			return nil
+		}
+		if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
+			break
+		}
+	}
+	r.n.Reliability.Lost(relay)
+	r.dropped[relay] = true
+	return errDropped
 }

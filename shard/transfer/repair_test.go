@@ -44,7 +44,7 @@ func TestRestoreSkipsARelayHoldingAnUnseenShard(t *testing.T) {
 	if err := f.stores[f.ids[5]].Put(s.ids[2], []byte{2}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&Net{}).restore(context.Background(), s, 4, []byte{4}, shard.DefaultTTL); err != nil {
+	if err := testRestorer().restore(context.Background(), s, 4, []byte{4}, s.cands[4]); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	if s.from[4] != f.ids[6] || !f.stores[f.ids[6]].Has(s.ids[4]) {
@@ -69,7 +69,7 @@ func TestRestoreKnowsWhatTheGatherLearned(t *testing.T) {
 	if got := s.unknownAt(f.ids[5], 4); len(got) != 0 {
 		t.Fatalf("relay 5 said it lacks shards 0..3, yet %v are unknown", got)
 	}
-	if err := (&Net{}).restore(context.Background(), s, 4, []byte{4}, shard.DefaultTTL); err != nil {
+	if err := testRestorer().restore(context.Background(), s, 4, []byte{4}, s.cands[4]); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	if s.from[4] != f.ids[5] {
@@ -79,7 +79,7 @@ func TestRestoreKnowsWhatTheGatherLearned(t *testing.T) {
 	// relay 5, which holds shard 4 now. It has nowhere to go.
 	delete(f.stores, f.ids[0])
 	s.got[0] = nil
-	err := (&Net{}).restore(context.Background(), s, 0, []byte{0}, shard.DefaultTTL)
+	err := testRestorer().restore(context.Background(), s, 0, []byte{0}, s.cands[0])
 	if err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("restore with every relay holding a shard or gone: %v, want an error", err)
 	}
@@ -88,5 +88,35 @@ func TestRestoreKnowsWhatTheGatherLearned(t *testing.T) {
 		if _, n := st.Usage(); n > 1 {
 			t.Fatalf("relay %x holds %d shards of the segment", r[:1], n)
 		}
+	}
+}
+
+// testRestorer is a repair's restorer with nothing learned yet.
+func testRestorer() *restorer {
+	return &restorer{n: &Net{}, ttl: shard.DefaultTTL, verified: map[keys.NodeID]bool{}, dropped: map[keys.NodeID]bool{}, took: map[keys.NodeID]bool{}}
+}
+
+// TestAttackRestorePassesOverADropper: relay 5, first on the rebuilt
+// shard's list, says OK to every PUT and keeps nothing. A repair that
+// trusted the OK would leave the shard as lost as before; it asks for the
+// shard straight back, records relay 5 as having lost it, and stores it
+// on relay 6.
+func TestAttackRestorePassesOverADropper(t *testing.T) {
+	f := newFakeNet(t, 8, time.Now)
+	s := repairSegment(t, f)
+	f.drop(f.ids[5])
+	r := testRestorer()
+	r.n.Reliability = NewReliability("", time.Now)
+	if err := r.restore(context.Background(), s, 4, []byte{4}, []keys.NodeID{f.ids[5], f.ids[6], f.ids[7]}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if s.from[4] != f.ids[6] || !f.stores[f.ids[6]].Has(s.ids[4]) {
+		t.Fatalf("shard 4 restored on %x, want relay 6", s.from[4][:1])
+	}
+	if w := r.n.Reliability.Weight(f.ids[5]); w >= 1 || !r.dropped[f.ids[5]] {
+		t.Fatalf("the dropper keeps weight %.3f", w)
+	}
+	if w := r.n.Reliability.Weight(f.ids[6]); w != 1 || !r.took[f.ids[6]] {
+		t.Fatalf("relay 6 has weight %.3f", w)
 	}
 }
