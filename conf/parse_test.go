@@ -147,6 +147,7 @@ func TestParseValid(t *testing.T) {
 	r, err := ParseRelay("relay.toml", []byte(`
 nickname = "Relay7"
 or_addr = "0.0.0.0:0"        # port 0: pick a free port
+or_advertise = "203.0.113.7:0" # published, with the port picked
 gossip_addr = "[::1]:7947"
 seeds = ["seed.example.org:7946", "[2001:db8::1]:7946"]
 exit = true
@@ -266,5 +267,54 @@ listen_adress = "x"
 	}
 	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(want) || !strings.HasPrefix(lines[2], "relay.toml:3: ") {
 		t.Fatalf("Error() is not one line per problem:\n%s", err)
+	}
+}
+
+// TestListenAndAdvertise (issue 16 item 2): what a relay or seed would
+// refuse at start because of its addresses, config check refuses at the
+// key's line; a listen address on every interface is fine once the
+// address to publish is given.
+func TestListenAndAdvertise(t *testing.T) {
+	for _, tc := range []badCase{
+		{"or_addr everywhere", "or_addr = \"0.0.0.0:9001\"\n", 1, "or_addr", "listens on every address", "or_advertise ="},
+		{"or_addr everywhere v6", "\nor_addr = \"[::]:9001\"\n", 2, "or_addr", "listens on every address", "or_advertise ="},
+		{"or_addr host name", "or_addr = \"localhost:9001\"\n", 1, "or_addr", "not an IP address", "0.0.0.0:9001"},
+		{"gossip everywhere", "gossip_addr = \"0.0.0.0:7947\"\n", 1, "gossip_addr", "listens on every address", "gossip_advertise ="},
+		{"gossip host name", "gossip_addr = \"localhost:7947\"\n", 1, "gossip_addr", "not an IP address", ""},
+		{"advertise unspecified", "or_addr = \"0.0.0.0:9001\"\nor_advertise = \"0.0.0.0:9001\"\n", 2, "or_advertise", "unspecified", "public IP"},
+		{"advertise host name", "or_advertise = \"relay.example.org:9001\"\n", 1, "or_advertise", "not an IP address", ""},
+		{"advertise mapped", "or_advertise = \"[::ffff:192.0.2.1]:9001\"\n", 1, "or_advertise", "IPv4-mapped", `"192.0.2.1:9001"`},
+		{"v6 listener not v6", "or_addr_v6 = \"127.0.0.2:9001\"\n", 1, "or_addr_v6", "not an IPv6 address", ""},
+		{"v6 listener twice", "or_addr = \"[::]:9001\"\nor_advertise = \"192.0.2.1:9001\"\nor_addr_v6 = \"[::1]:9002\"\n", 3, "or_addr_v6", "already listens", ""},
+		{"v6 listener everywhere", "or_addr_v6 = \"[::]:9001\"\n", 1, "or_addr_v6", "every IPv6 address", "or_advertise_v6 ="},
+		{"v6 advertise not v6", "or_advertise_v6 = \"192.0.2.1:9001\"\n", 1, "or_advertise_v6", "not an IPv6 address", ""},
+		{"two v6", "or_addr = \"[::1]:9001\"\nor_advertise_v6 = \"[2001:db8::7]:9001\"\n", 2, "or_advertise_v6", "IPv6 already", "IPv4 one"},
+	} {
+		_, err := ParseRelay("test.toml", []byte(tc.doc))
+		checkBad(t, tc, err)
+	}
+	for _, tc := range []badCase{
+		{"seed gossip everywhere", "gossip_addr = \"0.0.0.0:7946\"\n", 1, "gossip_addr", "listens on every address", "gossip_advertise"},
+		{"seed dir everywhere", "dir_addr = \"[::]:7080\"\n", 1, "dir_addr", "listens on every address", "dir_advertise"},
+		{"seed gossip host name", "gossip_addr = \"localhost:7946\"\n", 1, "gossip_addr", "not an IP address", ""},
+	} {
+		_, err := ParseSeed("test.toml", []byte(tc.doc))
+		checkBad(t, tc, err)
+	}
+
+	r, err := ParseRelay("relay.toml", []byte(`or_addr = "[::]:9001"
+or_advertise = "192.0.2.1:0"
+or_advertise_v6 = "[2001:db8::7]:9001"
+gossip_addr = "0.0.0.0:7947"
+gossip_advertise = "192.0.2.1:0"
+`))
+	if err != nil || r.ORAdvertise != "192.0.2.1:0" || r.ORAdvertiseV6 != "[2001:db8::7]:9001" {
+		t.Fatalf("a dual-stack relay behind NAT: %+v, %v", r, err)
+	}
+	if _, err := ParseRelay("relay.toml", []byte("or_addr = \"127.0.0.1:0\"\nor_addr_v6 = \"[::1]:0\"\n")); err != nil {
+		t.Fatalf("an IPv4 and an IPv6 listener: %v", err)
+	}
+	if _, err := ParseSeed("seed.toml", []byte("gossip_addr = \"[::]:7946\"\ngossip_advertise = \"[2001:db8::1]:0\"\ndir_addr = \"0.0.0.0:7080\"\ndir_advertise = \"192.0.2.1:7080\"\n")); err != nil {
+		t.Fatalf("a seed on every address: %v", err)
 	}
 }

@@ -15,7 +15,11 @@ type Relay struct {
 	Common
 	Gossip
 	ORAddr           string   `toml:"or_addr"`            // onion-routing listener; port 0 = pick a free port
+	ORAddrV6         string   `toml:"or_addr_v6"`         // a second OR listener, IPv6; "" = none
+	ORAdvertise      string   `toml:"or_advertise"`       // OR address in the descriptor; "" = or_addr's
+	ORAdvertiseV6    string   `toml:"or_advertise_v6"`    // IPv6 OR address in the descriptor; "" = or_addr_v6's
 	GossipAddr       string   `toml:"gossip_addr"`        // memberlist bind address; port 0 = pick a free port
+	GossipAdvertise  string   `toml:"gossip_advertise"`   // gossip address others are told; "" = gossip_addr's
 	Seeds            []string `toml:"seeds"`              // gossip addresses of seeds to join; at least one
 	Exit             bool     `toml:"exit"`               // connect to the internet for clients
 	ExitPolicy       []string `toml:"exit_policy"`        // exitpolicy rules, used when exit = true
@@ -52,8 +56,18 @@ func DefaultRelay() Relay {
 		// Tor's customary ORPort, on loopback until the operator decides
 		// to face the internet.
 		ORAddr: "127.0.0.1:9001",
+		// No second listener: a host with IPv6 adds it, or listens on
+		// [::] for both.
+		ORAddrV6: "",
+		// Advertise what is bound; behind NAT, in a container or on
+		// 0.0.0.0 the operator names the public address (torrc's
+		// Address, and ORPort's NoListen / NoAdvertise).
+		ORAdvertise:   "",
+		ORAdvertiseV6: "",
 		// Next to DefaultSeed's 7946 so both fit on one machine.
 		GossipAddr: "127.0.0.1:7947",
+		// As or_advertise: what is bound, unless the operator says.
+		GossipAdvertise: "",
 		// DefaultSeed's gossip address, so the defaults form a network.
 		Seeds: []string{"127.0.0.1:7946"},
 		// Exiting puts the operator's address on other people's traffic;
@@ -105,8 +119,8 @@ func (r *Relay) Validate() error {
 func (r *Relay) validate(p *problems) {
 	r.Common.validate(p)
 	r.Gossip.validate(p)
-	p.add(checkAddr("or_addr", r.ORAddr, freePortOK))
-	p.add(checkAddr("gossip_addr", r.GossipAddr, freePortOK))
+	r.checkORAddrs(p)
+	checkAdvertised(p, "gossip_addr", r.GossipAddr, "gossip_advertise", r.GossipAdvertise, freePortOK)
 	if len(r.Seeds) == 0 {
 		p.add(keyError("seeds", `add a seed's gossip address, e.g. seeds = ["127.0.0.1:7946"]`, "no seeds: a relay needs at least one to join the network"))
 	}

@@ -8,7 +8,9 @@ type Seed struct {
 	Common
 	Gossip
 	GossipAddr          string   `toml:"gossip_addr"`              // memberlist bind address
+	GossipAdvertise     string   `toml:"gossip_advertise"`         // gossip address others are told; "" = gossip_addr's
 	DirAddr             string   `toml:"dir_addr"`                 // HTTP directory address
+	DirAdvertise        string   `toml:"dir_advertise"`            // directory address in the seed's descriptor; "" = dir_addr's
 	PeerSeeds           []string `toml:"peer_seeds"`               // gossip addresses of the other seeds
 	ConsensusInterval   Duration `toml:"consensus_interval"`       // how often a consensus is signed
 	Admission           string   `toml:"admission"`                // "open" or "allowlist"
@@ -28,9 +30,14 @@ func DefaultSeed() Seed {
 		// memberlist's own default port; loopback so that a seed started
 		// without thought is not exposed until its operator says so.
 		GossipAddr: "127.0.0.1:7946",
+		// What is bound, unless the operator names a public address
+		// (behind NAT, in a container, or listening on 0.0.0.0).
+		GossipAdvertise: "",
 		// Next to the gossip port and clear of common services; loopback
 		// for the same reason.
 		DirAddr: "127.0.0.1:7080",
+		// As gossip_advertise.
+		DirAdvertise: "",
 		// A lone seed is a valid (test) network; more seeds are listed
 		// explicitly because each one is a trust decision.
 		PeerSeeds: []string{},
@@ -76,8 +83,8 @@ func (s *Seed) Validate() error {
 
 func (s *Seed) validate(p *problems) {
 	s.Common.validate(p)
-	p.add(checkAddr("gossip_addr", s.GossipAddr, fixedPort))
-	p.add(checkAddr("dir_addr", s.DirAddr, fixedPort))
+	checkAdvertised(p, "gossip_addr", s.GossipAddr, "gossip_advertise", s.GossipAdvertise, fixedPort)
+	checkAdvertised(p, "dir_addr", s.DirAddr, "dir_advertise", s.DirAdvertise, fixedPort)
 	checkAddrs(p, "peer_seeds", s.PeerSeeds, fixedPort)
 	p.add(checkPositive("consensus_interval", s.ConsensusInterval))
 	switch s.Admission {

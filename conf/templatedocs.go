@@ -49,11 +49,19 @@ networks) or "local" (about a second, for a network on one machine).`,
 
 var seedDocs = map[string]string{
 	"gossip_addr": `
-Address (host:port) the membership gossip binds to; relays and the other
-seeds connect here. Use a public address to accept relays from elsewhere.`,
+Address (IP:port) the membership gossip binds to, TCP and UDP; relays and
+the other seeds connect here. Use a public address to accept relays from
+elsewhere; "0.0.0.0" or "[::]" needs gossip_advertise.`,
+	"gossip_advertise": `
+The gossip address (IP:port) relays and seeds are told, if it is not
+gossip_addr (behind NAT, in a container, or when gossip_addr is 0.0.0.0 or
+[::]). Port 0 means gossip_addr's port.`,
 	"dir_addr": `
-Address (host:port) of the HTTP directory that serves the consensus to
-clients and relays.`,
+Address (IP:port) of the HTTP directory that serves the consensus to
+clients and relays. "0.0.0.0" or "[::]" needs dir_advertise.`,
+	"dir_advertise": `
+The directory address (IP:port) the seed publishes in its own descriptor,
+if it is not dir_addr. Port 0 means dir_addr's port.`,
 	"peer_seeds": `
 Gossip addresses (host:port) of the other seeds of this network.`,
 	"consensus_interval": `
@@ -86,12 +94,28 @@ limit.`,
 
 var relayDocs = map[string]string{
 	"or_addr": `
-Address (host:port) where the relay accepts circuits from clients and other
-relays. Use a public address to serve the network; port 0 picks a free port
-and advertises it.`,
+Address (IP:port) where the relay accepts circuits from clients and other
+relays. "0.0.0.0:9001" listens on every IPv4 address, "[::]:9001" on every
+IPv4 and IPv6 address; both need or_advertise. Port 0 picks a free port.`,
+	"or_addr_v6": `
+A second OR listener for IPv6 (IP:port), beside an IPv4 or_addr, e.g.
+"[::]:9001" or "[2001:db8::7]:9001". "" listens on or_addr alone.`,
+	"or_advertise": `
+The OR address (IP:port) published in the relay's descriptor, if it is not
+or_addr: the public address behind NAT or a container's port mapping, or
+the address to publish when or_addr is 0.0.0.0 or [::]. Port 0 means
+or_addr's port. "" publishes or_addr.`,
+	"or_advertise_v6": `
+The IPv6 OR address (IP:port) published beside an IPv4 one, so clients with
+either kind of network reach the relay. "" publishes or_addr_v6 if set, else
+no IPv6 address. Port 0 means the listening port.`,
 	"gossip_addr": `
-Address (host:port) the membership gossip binds to. Port 0 picks a free
-port.`,
+Address (IP:port) the membership gossip binds to, TCP and UDP. Port 0 picks a
+free port. "0.0.0.0" or "[::]" needs gossip_advertise.`,
+	"gossip_advertise": `
+The gossip address (IP:port) other nodes are told, if it is not gossip_addr
+(behind NAT, in a container, or when gossip_addr is 0.0.0.0 or [::]). Port 0
+means gossip_addr's port.`,
 	"seeds": `
 Gossip addresses (host:port) of the seeds to join. At least one.`,
 	"exit": `

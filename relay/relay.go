@@ -37,8 +37,10 @@ type Relay struct {
 	log        *slog.Logger
 	store      *keys.Store
 	orLn       net.Listener
-	orAddr     netip.AddrPort
-	gossipAddr netip.AddrPort
+	orAddr     netip.AddrPort // published; the listener may be bound elsewhere (listen.go)
+	orAddrV6   netip.AddrPort // published IPv6 OR address beside an IPv4 orAddr, or zero
+	gossipBind netip.AddrPort // where gossip listens
+	gossipAddr netip.AddrPort // what gossip and the descriptor tell others
 	pub        publisher
 	now        func() time.Time
 	handshakes *onion.RelayIdentity
@@ -89,22 +91,24 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.ORAddr)
+	port, err := listenOR(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: or_addr: %w", err)
 	}
-	orAddr, err := netip.ParseAddrPort(ln.Addr().String())
+	ln := port.ln
+	gossipBind, err := resolveGossipAddr(cfg.GossipAddr)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("relay: or_addr: %w", err)
 	}
-	gossipAddr, err := resolveGossipAddr(cfg.GossipAddr)
+	gossipAddr, err := conf.Advertised(gossipBind, cfg.GossipAdvertise)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	r := &Relay{
-		cfg: cfg, log: log, store: store, orLn: ln, orAddr: orAddr, gossipAddr: gossipAddr,
+		cfg: cfg, log: log, store: store, orLn: ln, orAddr: port.addr, orAddrV6: port.addrV6,
+		gossipBind: gossipBind, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
 		republishNow: make(chan struct{}, 1),
 	}
@@ -188,7 +192,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	node, err := member.Join(ctx, member.Options{
-		Identity: r.store.Identity(), Descriptor: d, BindAddr: r.gossipAddr.String(),
+		Identity: r.store.Identity(), Descriptor: d, BindAddr: r.gossipBind.String(), AdvertiseAddr: r.gossipAddr.String(),
 		Join: r.cfg.Seeds, Gossip: &r.cfg.Gossip, Logger: r.log, Now: r.now,
 	})
 	if err != nil {

@@ -67,11 +67,14 @@ func (v Verifier) Descriptor(p gossip.PointerInfo, b []byte) error {
 type Options struct {
 	Identity   *keys.Identity
 	Descriptor *directory.Descriptor // signed
-	BindAddr   string                // must be the descriptor's gossip address
-	Join       []string              // seeds' gossip addresses
-	Gossip     *conf.Gossip          // network key and timing profile
-	Logger     *slog.Logger
-	Now        func() time.Time
+	BindAddr   string                // the gossip listen address
+	// AdvertiseAddr is the address other nodes are told, which must be the
+	// descriptor's gossip address; "" = BindAddr (gossip.Config).
+	AdvertiseAddr string
+	Join          []string     // seeds' gossip addresses
+	Gossip        *conf.Gossip // network key and timing profile
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Join starts the node's membership. Joining the seeds goes on in the
@@ -85,6 +88,7 @@ func Join(ctx context.Context, o Options) (*gossip.Node, error) {
 	cfg := gossip.Config{
 		Name:             o.Identity.ID().String(),
 		BindAddr:         o.BindAddr,
+		AdvertiseAddr:    o.AdvertiseAddr,
 		Join:             o.Join,
 		Pointer:          ptr,
 		Descriptor:       o.Descriptor.Bytes(),

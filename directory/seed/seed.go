@@ -209,13 +209,23 @@ func (s *Seed) Run(ctx context.Context) error {
 
 // join starts the seed's membership with a Seed-role descriptor.
 func (s *Seed) join(ctx context.Context, join []string) (*gossip.Node, error) {
-	gossipAddr, err := netip.ParseAddrPort(s.cfg.GossipAddr)
+	// Listen and advertised addresses differ behind NAT, in a container
+	// or on 0.0.0.0 (conf.Advertised); the descriptor names the latter.
+	gossipBind, err := netip.ParseAddrPort(s.cfg.GossipAddr)
 	if err != nil {
 		return nil, fmt.Errorf("seed: gossip address: %w", err)
 	}
-	dirAddr, err := netip.ParseAddrPort(s.dirLn.Addr().String())
+	gossipAddr, err := conf.Advertised(gossipBind, s.cfg.GossipAdvertise)
+	if err != nil {
+		return nil, fmt.Errorf("seed: gossip_advertise: %w", err)
+	}
+	dirBound, err := netip.ParseAddrPort(s.dirLn.Addr().String())
 	if err != nil {
 		return nil, fmt.Errorf("seed: directory address: %w", err)
+	}
+	dirAddr, err := conf.Advertised(netip.AddrPortFrom(dirBound.Addr().Unmap(), dirBound.Port()), s.cfg.DirAdvertise)
+	if err != nil {
+		return nil, fmt.Errorf("seed: dir_advertise: %w", err)
 	}
 	cur, _ := s.store.OnionKeys()
 	now := s.now().Truncate(time.Second)
@@ -236,7 +246,7 @@ func (s *Seed) join(ctx context.Context, join []string) (*gossip.Node, error) {
 		return nil, fmt.Errorf("seed: sign descriptor: %w", err)
 	}
 	return member.Join(ctx, member.Options{
-		Identity: s.store.Identity(), Descriptor: d, BindAddr: s.cfg.GossipAddr,
+		Identity: s.store.Identity(), Descriptor: d, BindAddr: s.cfg.GossipAddr, AdvertiseAddr: gossipAddr.String(),
 		Join: join, Gossip: &s.cfg.Gossip, Logger: s.log, Now: s.now,
 	})
 }
