@@ -93,18 +93,18 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	}
 	port, err := listenOR(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("relay: or_addr: %w", err)
+		return nil, err
 	}
 	ln := port.ln
 	gossipBind, err := resolveGossipAddr(cfg.GossipAddr)
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("relay: or_addr: %w", err)
+		return nil, err
 	}
 	gossipAddr, err := conf.Advertised(gossipBind, cfg.GossipAdvertise)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return nil, fmt.Errorf("relay: gossip_advertise: %w", err)
 	}
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: port.addr, orAddrV6: port.addrV6,
