@@ -30,6 +30,46 @@ const (
 	viaCache              // Options.DirCache
 )
 
+// answer is how one seed's document came: what a fetch logs, so that an
+// operator (and a test through real processes) sees what the directory
+// costs.
+type answer int
+
+const (
+	whole       answer = iota // 200 with the document
+	asDiff                    // 200 with a diff (SPEC.md §5.7)
+	notModified               // 304: the document held is the newest
+)
+
+// tally sums one fetch's answers and the body bytes read on the wire
+// (compressed, as sent), over every request, fallbacks included.
+type tally struct {
+	mu                        sync.Mutex // guards the following fields
+	whole, diffs, notModified int
+	bytes                     int64
+}
+
+func (t *tally) add(a answer, n int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.bytes += n
+	switch a {
+	case whole:
+		t.whole++
+	case asDiff:
+		t.diffs++
+	case notModified:
+		t.notModified++
+	}
+}
+
+// attrs are the tally's fields for a log line.
+func (t *tally) attrs() []any {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return []any{"whole", t.whole, "diffs", t.diffs, "not_modified", t.notModified, "bytes", t.bytes}
+}
+
 // wrap says that err came through the directory cache; a SeedError
 // already names the seed and its URL.
 func (r route) wrap(err error) error {
@@ -56,8 +96,9 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 	for i := range pending {
 		pending[i] = true
 	}
+	var got tally
 	if c.dirCache != nil && c.View() != nil {
-		errs := c.fetchAll(ctx, viaCache, pending)
+		errs := c.fetchAll(ctx, viaCache, pending, &got)
 		answered := 0
 		for _, e := range errs {
 			if e == nil {
@@ -71,7 +112,8 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 		if need := len(c.pinned)/2 + 1; answered >= need {
 			var v *directory.View
 			if v, err = c.combineErrs(errs, "dirclient: no usable consensus from the directory cache"); err == nil {
-				c.log.Debug("dirclient: consensus fetched through the directory cache", "valid_after", v.ValidAfter.UTC().Format(time.RFC3339))
+				c.log.Debug("dirclient: consensus fetched through the directory cache",
+					append([]any{"valid_after", v.ValidAfter.UTC().Format(time.RFC3339)}, got.attrs()...)...)
 				c.writeCache(v)
 				return v, nil
 			}
@@ -91,11 +133,13 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 		c.log.Info("dirclient: the directory cache gave no majority view; asking the seeds it could not serve",
 			"err", err, "seeds", errors.Join(why...))
 	}
-	errs := c.fetchAll(ctx, direct, pending)
+	errs := c.fetchAll(ctx, direct, pending, &got)
 	v, err := c.combineErrs(errs, "dirclient: no usable consensus")
 	if err != nil {
 		return nil, err
 	}
+	c.log.Debug("dirclient: consensus fetched",
+		append([]any{"valid_after", v.ValidAfter.UTC().Format(time.RFC3339)}, got.attrs()...)...)
 	c.writeCache(v)
 	return v, nil
 }
@@ -109,7 +153,7 @@ func (c *Client) Fetch(ctx context.Context) (*directory.View, error) {
 // the others then name its new document too: the seeds list the same
 // descriptors, so the others come as flags and weights, and an hour's new
 // descriptors are downloaded once, not once per seed.
-func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
+func (c *Client) fetchAll(ctx context.Context, r route, which []bool, got *tally) []error {
 	c.mu.Lock()
 	held := slices.Clone(c.held)
 	c.mu.Unlock()
@@ -122,7 +166,7 @@ func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
 	}
 	var fresh *directory.Consensus // the first seed's new document
 	if first >= 0 {
-		docs[first], errs[first] = c.fetchSeed(ctx, first, r, bases(held, first, nil))
+		docs[first], errs[first] = c.fetchSeed(ctx, first, r, bases(held, first, nil), got)
 		if errs[first] == nil && docs[first] != held[first] {
 			fresh = docs[first]
 		}
@@ -130,7 +174,7 @@ func (c *Client) fetchAll(ctx context.Context, r route, which []bool) []error {
 	var wg sync.WaitGroup
 	for i := range c.seeds {
 		if which[i] && i != first {
-			wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, r, bases(held, i, fresh)) })
+			wg.Go(func() { docs[i], errs[i] = c.fetchSeed(ctx, i, r, bases(held, i, fresh), got) })
 		}
 	}
 	wg.Wait()
@@ -197,18 +241,18 @@ func (c *Client) combineErrs(errs []error, what string) (*directory.View, error)
 // returns it. A diff that does not make a document signed by the seed's
 // pinned key is dropped and the whole document asked for (SPEC.md
 // §5.7.2): a server that garbles diffs costs one request more.
-func (c *Client) fetchSeed(ctx context.Context, i int, r route, bases []*directory.Consensus) (*directory.Consensus, error) {
+func (c *Client) fetchSeed(ctx context.Context, i int, r route, bases []*directory.Consensus, got *tally) (*directory.Consensus, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var held *directory.Consensus
 	if len(bases) > 0 && bases[0].SeedID() == c.seeds[i].ID {
 		held = bases[0]
 	}
-	doc, err := c.fetchOnce(ctx, i, r, held, bases)
+	doc, err := c.fetchOnce(ctx, i, r, held, bases, got)
 	var de *diffError
 	if errors.As(err, &de) {
 		c.log.Info("dirclient: a consensus diff did not check; fetching the whole document", "seed", c.seeds[i].Name, "err", r.wrap(err))
-		doc, err = c.fetchOnce(ctx, i, r, held, nil)
+		doc, err = c.fetchOnce(ctx, i, r, held, nil, got)
 	}
 	return doc, err
 }
@@ -221,7 +265,7 @@ func (e *diffError) Unwrap() error { return e.err }
 
 // fetchOnce makes one request for seed i's newest document by route r,
 // naming held in If-None-Match and bases in dirserve.DiffFromHeader.
-func (c *Client) fetchOnce(ctx context.Context, i int, r route, held *directory.Consensus, bases []*directory.Consensus) (*directory.Consensus, error) {
+func (c *Client) fetchOnce(ctx context.Context, i int, r route, held *directory.Consensus, bases []*directory.Consensus, got *tally) (*directory.Consensus, error) {
 	s := c.seeds[i]
 	target := strings.TrimSuffix(s.URL, "/") + dirserve.ConsensusPath
 	if r == viaCache {
@@ -269,6 +313,7 @@ func (c *Client) fetchOnce(ctx context.Context, i int, r route, held *directory.
 		if held == nil {
 			return nil, r.wrap(errors.New("304 Not Modified for a request that named no document"))
 		}
+		got.add(notModified, 0)
 		return held, nil
 	default:
 		msg := "HTTP " + resp.Status
@@ -281,7 +326,14 @@ func (c *Client) fetchOnce(ctx context.Context, i int, r route, held *directory.
 	if isDiff && len(bases) == 0 {
 		return nil, r.wrap(errors.New("a consensus diff for a request that named no base"))
 	}
+	wire := &countingBody{r: resp.Body}
+	resp.Body = wire
 	b, err := readBody(resp)
+	kind := whole
+	if isDiff {
+		kind = asDiff
+	}
+	got.add(kind, wire.n)
 	if err != nil {
 		return nil, r.wrap(err)
 	}
@@ -316,6 +368,20 @@ func applyDiff(b []byte, bases []*directory.Consensus) (*directory.Consensus, er
 	}
 	return d.Apply(bases[i])
 }
+
+// countingBody counts the bytes read from a response body.
+type countingBody struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingBody) Close() error { return c.r.Close() }
 
 // readBody reads a response of at most directory.MaxConsensusLen bytes,
 // unpacking gzip, and refuses more on the wire or once unpacked (G9).
