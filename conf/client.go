@@ -16,6 +16,7 @@ type Client struct {
 	CircuitLifetime  Duration  `toml:"circuit_lifetime"`  // how long a circuit takes new streams
 	LocalTestnet     bool      `toml:"local_testnet"`     // relax the one-relay-per-/16 path rule
 	MetricsAddr      string    `toml:"metrics_addr"`      // Prometheus listener; "" = off, port 0 = pick a free port
+	MetricsPublic    bool      `toml:"metrics_public"`    // allow metrics_addr off loopback
 	Seeds            []SeedPin `toml:"seed"`              // [[seed]] tables; at least one
 }
 
@@ -64,6 +65,8 @@ func DefaultClient() Client {
 		// Metrics are opt-in: their counts show when and how much the
 		// client is used.
 		MetricsAddr: "",
+		// Off loopback, anyone who reaches them learns the user's habits.
+		MetricsPublic: false,
 		// No seeds: trusting one is the user's decision (G8).
 		Seeds: nil,
 	}
@@ -86,9 +89,7 @@ func (c *Client) validate(p *problems) {
 	}
 	p.add(checkPositive("guard_lifetime", c.GuardLifetime))
 	p.add(checkPositive("circuit_lifetime", c.CircuitLifetime))
-	if c.MetricsAddr != "" {
-		p.add(checkAddr("metrics_addr", c.MetricsAddr, freePortOK))
-	}
+	p.add(checkMetrics(c.MetricsAddr, c.MetricsPublic))
 	if len(c.Seeds) == 0 {
 		p.add(keyError("seed", "add a [[seed]] table with the name, dir_url and identity of each seed you trust",
 			"no seeds: a client needs at least one to fetch and check the consensus"))

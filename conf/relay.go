@@ -31,6 +31,7 @@ type Relay struct {
 	Family           []string `toml:"family"`             // node IDs of the operator's other relays
 	Contact          string   `toml:"contact"`            // how to reach the operator; public
 	MetricsAddr      string   `toml:"metrics_addr"`       // Prometheus listener; "" = off, port 0 = pick a free port
+	MetricsPublic    bool     `toml:"metrics_public"`     // allow metrics_addr off loopback
 	MaxMemory        Size     `toml:"max_memory"`         // ceiling for circuit and stream buffers
 	MaxCircuits      int      `toml:"max_circuits"`       // open circuits at once
 	// DirCacheSeeds are the [[dir_cache_seed]] tables: the seeds whose
@@ -93,6 +94,9 @@ func DefaultRelay() Relay {
 		Contact:       "",
 		// Metrics are opt-in: they reveal load patterns.
 		MetricsAddr: "",
+		// A relay's counters over time show when it carries traffic;
+		// serving them beyond the machine is a choice to make knowingly.
+		MetricsPublic: false,
 		// Fits a small VPS beside the OS; at a few KB per circuit the
 		// buffers of thousands of circuits fit.
 		MaxMemory: 256 * MiB,
@@ -153,9 +157,7 @@ func (r *Relay) validate(p *problems) {
 	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
 		p.add(keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break"))
 	}
-	if r.MetricsAddr != "" {
-		p.add(checkAddr("metrics_addr", r.MetricsAddr, freePortOK))
-	}
+	p.add(checkMetrics(r.MetricsAddr, r.MetricsPublic))
 	if r.MaxMemory < minMaxMemory {
 		p.add(keyError("max_memory", fmt.Sprintf("give at least %s", minMaxMemory), "max_memory %s is too small", r.MaxMemory))
 	}

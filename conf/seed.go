@@ -20,6 +20,8 @@ type Seed struct {
 	GuardMinUptime      Duration `toml:"guard_min_uptime"`         // weighted time known before the Guard flag; 0 = at once
 	GuardMinUptimePct   int      `toml:"guard_min_uptime_percent"` // weighted fractional uptime Guard needs, 0..100; 0 = no minimum
 	RateLimitPerMinute  int      `toml:"rate_limit_per_minute"`    // directory requests per client IP; 0 = no limit
+	MetricsAddr         string   `toml:"metrics_addr"`             // Prometheus listener; "" = off, port 0 = pick a free port
+	MetricsPublic       bool     `toml:"metrics_public"`           // allow metrics_addr off loopback
 }
 
 // DefaultSeed returns a seed config that runs on loopback out of the box.
@@ -70,6 +72,10 @@ func DefaultSeed() Seed {
 		// A client needs about one consensus a minute; 60 leaves room for
 		// retries and descriptor fetches while bounding a flood (G9).
 		RateLimitPerMinute: 60,
+		// Metrics are opt-in, and on loopback unless the operator says
+		// otherwise: a seed's counters show when relays come and go.
+		MetricsAddr:   "",
+		MetricsPublic: false,
 	}
 }
 
@@ -115,4 +121,5 @@ func (s *Seed) validate(p *problems) {
 	if s.RateLimitPerMinute < 0 {
 		p.add(keyError("rate_limit_per_minute", "use 0 for no limit", "limit %d is negative", s.RateLimitPerMinute))
 	}
+	p.add(checkMetrics(s.MetricsAddr, s.MetricsPublic))
 }

@@ -90,7 +90,19 @@ minimum.`,
 	"rate_limit_per_minute": `
 Directory requests served per client IP address per minute. 0 means no
 limit.`,
+	"metrics_addr": `
+Address (host:port) to serve Prometheus metrics on; "" turns metrics off.
+Off loopback it needs metrics_public = true. Port 0 picks a free port and
+logs it.`,
+	"metrics_public": metricsPublicDoc,
 }
+
+// metricsPublicDoc is metrics_public's comment, the same in every role.
+const metricsPublicDoc = `
+Set to true to serve metrics_addr on an address other than loopback, such as
+0.0.0.0:9100 for a Prometheus on another machine. The counters show when and
+how much this node is used, so firewall the port to your Prometheus; the
+daemon warns at start.`
 
 var relayDocs = map[string]string{
 	"or_addr": `
@@ -146,7 +158,9 @@ List this relay in theirs too.`,
 How to reach you about this relay (an email address, say). Public.`,
 	"metrics_addr": `
 Address (host:port) to serve Prometheus metrics on; "" turns metrics off.
-Port 0 picks a free port and logs it.`,
+Off loopback it needs metrics_public = true. Port 0 picks a free port and
+logs it.`,
+	"metrics_public": metricsPublicDoc,
 	"max_memory": `
 Memory for circuit and stream buffers; past it the relay refuses new
 circuits rather than fail.`,
@@ -195,6 +209,7 @@ How long a circuit takes new connections before a fresh one is built.`,
 Address (host:port) to serve Prometheus metrics on; "" turns metrics off.
 They show when and how much you use the proxy, so keep it on loopback. Port
 0 picks a free port and logs it.`,
+	"metrics_public": metricsPublicDoc,
 	"seed": `
 The seeds you trust, one [[seed]] table each: a consensus is used only when
 a majority of them signed it. Get each seed's identity from its operator.`,
