@@ -7,6 +7,7 @@ import (
 
 	"veil/relay/path"
 	"veil/shard"
+	"veil/shard/transfer"
 )
 
 func runRepair(args []string, stdout, stderr io.Writer) error {
@@ -38,6 +39,15 @@ func runRepair(args []string, stdout, stderr io.Writer) error {
 	rep, err := n.net.Repair(ctx, link, bucket, bar.update)
 	bar.finish(err == nil)
 	fmt.Fprintf(stdout, "checked %d segments: %d shards missing, %d stored again\n", rep.Segments, rep.Missing, rep.Restored)
+	if rep.Restored > 0 {
+		fmt.Fprintf(stdout, "stored again on %d relays, none holding another shard of the same segment\n", rep.Relays)
+	}
+	if rep.Dropped > 0 {
+		fmt.Fprintf(stdout, "%d relays took a rebuilt shard and did not return it: passed over, and weighed down in %s\n", rep.Dropped, transfer.ReliabilityFile)
+	}
+	if rep.Damaged > 0 {
+		fmt.Fprintf(stdout, "%d relays returned damaged shards: weighed down in %s\n", rep.Damaged, transfer.ReliabilityFile)
+	}
 	if err != nil {
 		hint := ""
 		var se *shard.ShardsError

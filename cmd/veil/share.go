@@ -52,7 +52,16 @@ func openNetwork(ctx context.Context, configPath string, stderr io.Writer) (*net
 	if err != nil {
 		return nil, err
 	}
-	n := &network{dc: dc, cl: cl, net: &transfer.Net{Client: cl, Paths: sel, View: dc.View, Log: log}}
+	// The client's own record of storage relays that lost shards it
+	// stored (shard/SPEC.md §8.3): a damaged one is started afresh, since
+	// all it costs is what was learned.
+	relPath := filepath.Join(cfg.DataDir, transfer.ReliabilityFile)
+	rel, err := transfer.LoadReliability(relPath, nil)
+	if err != nil {
+		log.Warn("starting the storage relays' record afresh", "err", err)
+		rel = transfer.NewReliability(relPath, nil)
+	}
+	n := &network{dc: dc, cl: cl, net: &transfer.Net{Client: cl, Paths: sel, View: dc.View, Log: log, Reliability: rel}}
 	// The cache first: its view lets the fetch go through the guard, with
 	// If-None-Match, and its documents are the floor no seed or cache may
 	// roll back (directory/SPEC.md §8).

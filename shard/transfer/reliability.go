@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +53,8 @@ type relayRecord struct {
 	LostAt int64   `json:"lost_at,omitempty"` // Unix time Lost was last raised, to the hour
 }
 
+// reliabilityFile is the record on disk: relays by node ID as `veil
+// status` writes them.
 type reliabilityFile struct {
 	Version int                     `json:"version"`
 	Relays  map[string]*relayRecord `json:"relays"`
@@ -98,15 +99,15 @@ func LoadReliability(path string, now func() time.Time) (*Reliability, error) {
 		return r, nil
 	}
 	for h, rec := range f.Relays {
-		id, err := hex.DecodeString(h)
-		if err != nil || len(id) != len(keys.NodeID{}) || rec == nil {
+		id, err := keys.ParseNodeID(h)
+		if err != nil || rec == nil {
 			return nil, fmt.Errorf("transfer: %s: bad relay entry %q (remove the file to start the record afresh)", path, h)
 		}
 		rec.Kept = min(max(rec.Kept, 0), keptCap)
 		if rec.Lost < 0 || math.IsNaN(rec.Lost) || math.IsInf(rec.Lost, 0) {
 			rec.Lost = 0
 		}
-		r.relays[keys.NodeID(id)] = rec
+		r.relays[id] = rec
 	}
 	return r, nil
 }
@@ -124,7 +125,7 @@ func (r *Reliability) Save() error {
 		if aged(rec, now) < forgotten {
 			c.Lost, c.LostAt = 0, 0
 		}
-		f.Relays[hex.EncodeToString(id[:])] = &c
+		f.Relays[id.String()] = &c
 	}
 	r.mu.Unlock()
 	b, err := json.MarshalIndent(f, "", "\t")
