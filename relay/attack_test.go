@@ -4,15 +4,14 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"veil/directory"
+	"veil/directory/daemonmetrics/metricstest"
 	"veil/onion"
 	"veil/onion/keys"
 	"veil/relay/client"
@@ -145,26 +144,11 @@ func testInjection(t *testing.T, position int) {
 // labels; a sample that is missing fails the test.
 func relayMetric(t *testing.T, r *Relay, sample string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + r.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := metricstest.Get(t, r.MetricsAddr().String())[sample]
+	if !ok {
+		t.Fatalf("no %s in the metrics", sample)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatalf("%s: %v", sample, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in the metrics", sample)
-	return 0
+	return int(v)
 }
 
 // echoTarget is a TCP server on 127.0.0.1 that echoes what it reads.

@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"veil/directory"
+	"veil/directory/daemonmetrics/metricstest"
 	"veil/onion"
 	"veil/onion/keys"
 	"veil/relay/client"
@@ -111,21 +111,10 @@ func TestCircuitEndToEnd(t *testing.T) {
 	// whom: the three relays of the path each created one circuit.
 	created := 0
 	for _, rr := range n.relays {
-		resp, err := http.Get("http://" + rr.r.MetricsAddr().String() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var c int
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, "veil_relay_circuits_created_total "); ok {
-				c, _ = strconv.Atoi(v)
-			}
-		}
-		created += c
-		if !strings.Contains(string(body), `veil_relay_circuits_destroyed_total{reason="TAMPERED"} 0`) {
-			t.Fatalf("metrics lack the destroy counters:\n%s", body)
+		got := metricstest.Get(t, rr.r.MetricsAddr().String())
+		created += int(got["veil_relay_circuits_created_total"])
+		if v, ok := got[`veil_relay_circuits_destroyed_total{reason="TAMPERED"}`]; !ok || v != 0 {
+			t.Fatalf("metrics lack the destroy counters: %v", got)
 		}
 	}
 	if created != 3 {

@@ -142,6 +142,7 @@ func newEngine(ctx context.Context, r *Relay) *engine {
 	e.store = r.shards
 	e.links = newLinkPool(e, r.store.Identity(), r.log)
 	e.links.onLink = e.mem.addLink
+	e.stats.init()
 	return e
 }
 
@@ -184,6 +185,7 @@ func hopOn(c *relayCircuit, l *link.Link) hop {
 
 func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 	defer link.Release(c)
+	start := time.Now()
 	if err := l.AcceptCircID(c.CircID); err != nil {
 		// A CREATE in the wrong half or on a used ID breaks the protocol;
 		// over the limit, the circuit is refused and the link stays.
@@ -217,6 +219,7 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 	}
 	if err != nil {
 		res.Cancel()
+		e.stats.handshake(handshakeFailed)
 		e.log.Debug("refused a CREATE", "err", err)
 		e.sendDestroy(l, c.CircID, onion.DestroyProtocol)
 		l.ReleaseCircID(c.CircID)
@@ -232,7 +235,10 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 	}
 	if err != nil {
 		e.destroy(circ, circ.prev, onion.DestroyInternal)
+		return
 	}
+	e.stats.handshake(handshakeOK)
+	e.stats.createSeconds.Observe(time.Since(start).Seconds())
 }
 
 // handleRelay moves a RELAY cell one hop: forward (from the client side)

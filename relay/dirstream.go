@@ -52,6 +52,7 @@ func (e *engine) beginDir(circ *relayCircuit, sid uint16) {
 		if !ok {
 			return
 		}
+		e.stats.streamOpened(streamDir)
 		// abort unblocks the stream's Read or Write when the client idles
 		// or the relay stops; after it, CloseWith below does nothing.
 		err := cache.ServeStream(e.ctx, s, func() { s.CloseWith(onion.EndTimeout) })

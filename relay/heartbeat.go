@@ -32,15 +32,7 @@ func (e *engine) heartbeat(ctx context.Context, started time.Time, every time.Du
 // relay's flags in the consensus it mirrors, when it is a directory cache.
 // Nothing names a peer, a client or a destination.
 func (e *engine) heartbeatAttrs(started time.Time) []any {
-	var cellsIn, cellsOut uint64
-	e.mem.mu.Lock()
-	links := len(e.mem.links)
-	for l := range e.mem.links {
-		st := l.Stats()
-		cellsIn += st.CellsIn
-		cellsOut += st.CellsOut
-	}
-	e.mem.mu.Unlock()
+	t := e.mem.traffic()
 	circuits := map[*relayCircuit]bool{}
 	for _, c := range e.circs.all() {
 		circuits[c] = true
@@ -58,9 +50,9 @@ func (e *engine) heartbeatAttrs(started time.Time) []any {
 		slog.Duration("uptime", e.r.now().Sub(started).Round(time.Second)),
 		slog.Int("circuits", len(circuits)),
 		slog.Uint64("circuits_created", e.stats.created.Load()),
-		slog.Int("links", links),
-		slog.Uint64("mb_in", cellsIn*onion.CellSize>>20),
-		slog.Uint64("mb_out", cellsOut*onion.CellSize>>20),
+		slog.Int("links", t.links),
+		slog.Uint64("mb_in", t.cellsIn*onion.CellSize>>20),
+		slog.Uint64("mb_out", t.cellsOut*onion.CellSize>>20),
 		slog.Uint64("exit_streams", e.stats.begins.Load()),
 		slog.String("flags", flags),
 	}

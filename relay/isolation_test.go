@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"veil/directory/daemonmetrics/metricstest"
 	"veil/onion/keys"
 	"veil/relay/socks"
 )
@@ -33,22 +31,11 @@ func pongsReceived(t *testing.T, n *testNetwork) int {
 // sumMetric sums one unlabelled counter over every relay's /metrics.
 func sumMetric(t *testing.T, n *testNetwork, name string) int {
 	t.Helper()
-	created := 0
+	sum := 0
 	for _, rr := range n.relays {
-		resp, err := http.Get("http://" + rr.r.MetricsAddr().String() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				c, _ := strconv.Atoi(v)
-				created += c
-			}
-		}
+		sum += int(metricstest.Get(t, rr.r.MetricsAddr().String())[name])
 	}
-	return created
+	return sum
 }
 
 // echoServer echoes every connection until the test ends.

@@ -44,10 +44,13 @@ var errLinkStuck = errors.New("relay: link closed under the memory cap: its peer
 // memory tracks what the relay holds in queues: cells waiting on links
 // and stream data waiting for slow destinations at the exit.
 type memory struct {
-	mu sync.Mutex // guards links
+	mu sync.Mutex // guards links and the closed totals
 	// links maps each link to what the governor saw of it at its last
 	// check.
 	links map[*link.Link]*linkWatch
+	// closedCellsIn and closedCellsOut are the cells links carried
+	// before they closed, so the totals in /metrics never go back.
+	closedCellsIn, closedCellsOut uint64
 
 	// The governor's goroutine alone uses the following fields.
 	// exits is links' counterpart for the circuits whose exit streams
@@ -93,6 +96,11 @@ func (m *memory) addLink(l *link.Link) {
 func (m *memory) removeLink(l *link.Link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.links[l]; ok {
+		st := l.Stats()
+		m.closedCellsIn += st.CellsIn
+		m.closedCellsOut += st.CellsOut
+	}
 	delete(m.links, l)
 }
 

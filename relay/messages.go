@@ -125,6 +125,7 @@ func (e *engine) goTracked(f func()) {
 // extend opens the next hop of a circuit: a link to the named relay, a
 // CREATE on it, and EXTENDED back once its CREATED arrives.
 func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(e.ctx, extendTimeout)
 	defer cancel()
 	fail := func(why string, err error) {
@@ -187,6 +188,7 @@ func (e *engine) extend(circ *relayCircuit, ext onion.Extend) {
 	circ.next, circ.extending = next, false
 	circ.mu.Unlock()
 	e.stats.extends.Add(1)
+	e.stats.extendSeconds.Observe(time.Since(start).Seconds())
 	m := onion.Extended{Handshake: reply}
 	body, err := m.Marshal()
 	if err == nil {
@@ -274,6 +276,7 @@ func (e *engine) beginStore(circ *relayCircuit, sid uint16) {
 	if !ok {
 		return
 	}
+	e.stats.streamOpened(streamStorage)
 	lim, _ := store.NewLimiter(store.DefaultLimiterConfig())
 	err := store.Serve(e.ctx, s, e.store, lim)
 	reason := onion.EndDone
@@ -298,6 +301,7 @@ func (e *engine) begin(circ *relayCircuit, sid uint16, b onion.Begin) {
 	if !ok {
 		return
 	}
+	e.stats.streamOpened(streamExit)
 	// Both ways until both end, a half-close passed on each way, and the
 	// stream and conn released once either side is gone and the other
 	// has had its linger: a client that leaves a keep-alive server's

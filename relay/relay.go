@@ -13,6 +13,7 @@ import (
 
 	"veil/conf"
 	"veil/directory"
+	"veil/directory/daemonmetrics"
 	"veil/directory/dircache"
 	"veil/directory/gossip"
 	"veil/directory/linkauth"
@@ -123,9 +124,9 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	if cfg.MetricsAddr != "" {
-		if r.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		if r.metricsLn, err = daemonmetrics.Listen(cfg.MetricsAddr, cfg.MetricsPublic); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("relay: metrics_addr: %w", err)
+			return nil, fmt.Errorf("relay: %w", err)
 		}
 	}
 	r.handshakes = &onion.RelayIdentity{
@@ -228,7 +229,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			eng.serveMetrics(ctx, r.metricsLn)
+			eng.serveMetrics(ctx, r.metricsLn, r.now())
 		}()
 	}
 	if r.dirCache != nil {
@@ -244,8 +245,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		eng.heartbeat(ctx, started, heartbeatEvery)
 	}()
-	r.log.Info("relay running", "node", r.ID().Short(), "id", r.ID().String(),
-		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage)
+	attrs := []any{"node", r.ID().Short(), "id", r.ID().String(),
+		"or", r.orAddr.String(), "gossip", node.Addr().String(), "exit", r.cfg.Exit, "storage", r.cfg.Storage}
+	if r.metricsLn != nil {
+		attrs = append(attrs, "metrics", r.metricsLn.Addr().String())
+	}
+	r.log.Info("relay running", attrs...)
 
 	r.republish(ctx, node, d)
 

@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"veil/directory"
+	"veil/directory/daemonmetrics/metricstest"
 	"veil/directory/dirclient"
 	"veil/directory/linkauth"
 	"veil/onion"
@@ -103,29 +100,15 @@ func TestAttackCreateFloodLeavesRoomForOthers(t *testing.T) {
 	}
 }
 
-// metric returns one sample of a Prometheus /metrics page.
+// metric returns one sample of a Prometheus /metrics page, by its name
+// with labels as written (metricstest.Check).
 func metric(t *testing.T, addr, name string) int64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := metricstest.Get(t, addr)[name]
+	if !ok {
+		t.Fatalf("no %s in %s's metrics", name, addr)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatalf("%s: %q", name, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in %s's metrics", name, addr)
-	return 0
+	return int64(v)
 }
 
 // createFlood is one anonymous link that sends CREATEs to a relay without

@@ -16,6 +16,7 @@ import (
 	"veil/conf"
 	"veil/conf/durable"
 	"veil/directory"
+	"veil/directory/daemonmetrics"
 	"veil/directory/dirserve"
 	"veil/directory/gossip"
 	"veil/directory/linkauth"
@@ -57,6 +58,10 @@ type Seed struct {
 	members member.Cache
 	// prober checks OR ports in the background (probe.go); made by Run.
 	prober *prober
+	// metricsLn serves /metrics when metrics_addr is set, else nil;
+	// metrics are what the signing loop records for it (metrics.go).
+	metricsLn net.Listener
+	metrics   *metrics
 
 	// The signing loop's own fields, used by it alone (and by Run after
 	// it returns):
@@ -106,6 +111,13 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seed: directory address: %w", err)
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = daemonmetrics.Listen(cfg.MetricsAddr, cfg.MetricsPublic); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("seed: %w", err)
+		}
+	}
 	return &Seed{
 		bw:     bw,
 		cfg:    cfg,
@@ -117,6 +129,9 @@ func New(cfg *conf.Seed, log *slog.Logger) (*Seed, error) {
 		now:    time.Now,
 		probe:  linkauth.Probe,
 		hist:   NewHistory(probeGrace(cfg.ConsensusInterval.D())),
+		// What /metrics serves, when metrics_addr is set.
+		metricsLn: metricsLn,
+		metrics:   newMetrics(),
 	}, nil
 }
 
@@ -133,6 +148,22 @@ func (s *Seed) ID() keys.NodeID { return s.store.Identity().ID() }
 
 // DirAddr returns the directory address the seed serves on.
 func (s *Seed) DirAddr() net.Addr { return s.dirLn.Addr() }
+
+// MetricsAddr returns the address /metrics is served on, or nil.
+func (s *Seed) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+// closeListeners closes what New bound, when Run fails before serving.
+func (s *Seed) closeListeners() {
+	s.dirLn.Close()
+	if s.metricsLn != nil {
+		s.metricsLn.Close()
+	}
+}
 
 // Run serves until ctx ends: it joins the gossip cluster, signs a consensus
 // every interval and soon after membership changes, and serves it. On
@@ -162,7 +193,7 @@ func (s *Seed) Run(ctx context.Context) error {
 	}
 	node, err := s.join(ctx, join)
 	if err != nil {
-		s.dirLn.Close()
+		s.closeListeners()
 		return err
 	}
 	if s.relays == nil {
@@ -185,8 +216,21 @@ func (s *Seed) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.prober.run(ctx, s.targets)
 	}()
-	s.log.Info("seed running", "node", s.ID().Short(), "id", s.ID().String(),
-		"dir", s.dirLn.Addr().String(), "gossip", node.Addr().String())
+	if s.metricsLn != nil {
+		reg := daemonmetrics.NewRegistry("seed", s.now())
+		s.metrics.register(reg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			daemonmetrics.Serve(ctx, s.metricsLn, reg, s.log)
+		}()
+	}
+	attrs := []any{"node", s.ID().Short(), "id", s.ID().String(),
+		"dir", s.dirLn.Addr().String(), "gossip", node.Addr().String()}
+	if s.metricsLn != nil {
+		attrs = append(attrs, "metrics", s.metricsLn.Addr().String())
+	}
+	s.log.Info("seed running", attrs...)
 
 	// With a saved consensus to serve, or relays to remember, wait an
 	// interval before signing the first new one, so that it is not signed
@@ -325,6 +369,7 @@ func (s *Seed) sign(ctx context.Context) {
 	}
 	signed, err := c.Sign(s.store.Identity())
 	if err != nil {
+		s.metrics.signFailures.Inc()
 		s.log.Error("signing the consensus", "err", err)
 		return
 	}
@@ -348,6 +393,7 @@ func (s *Seed) sign(ctx context.Context) {
 			guards++
 		}
 	}
+	s.metrics.signedOne(time.Since(start), va, len(known), entries, refused, len(signed))
 	s.log.Log(ctx, level, "consensus signed", "relays", len(entries), "guards", guards, "refused", len(refused),
 		"members", len(known), "valid_after", va.UTC(), "took", time.Since(start).Round(time.Microsecond))
 }

@@ -47,10 +47,35 @@ type Admission struct {
 	Weight func(keys.NodeID) uint32
 }
 
-// Refusal says why a relay is listed without Valid.
+// Refusal says why a relay is listed without Valid, or left out.
 type Refusal struct {
 	ID     keys.NodeID
 	Reason string
+	// Kind is Reason's class, from a fixed set, for metrics: Reason
+	// names networks and gossip names, which a label must never carry.
+	Kind RefusalKind
+}
+
+// RefusalKind classes refusals. Append only: the names are metric labels
+// that dashboards know.
+type RefusalKind int
+
+const (
+	RefusedAllowlist  RefusalKind = iota // not on the allowlist
+	RefusedSlash16                       // its /16 already has max_relays_per_slash16
+	RefusedFamily                        // its family already has max_relays_per_family
+	RefusedDuplicate                     // another gossip member carries its identity
+	RefusedUnsignable                    // its entry could not be signed
+	numRefusalKinds
+)
+
+var refusalKindNames = [numRefusalKinds]string{"allowlist", "slash16", "family", "duplicate_identity", "unsignable"}
+
+func (k RefusalKind) String() string {
+	if k >= 0 && k < numRefusalKinds {
+		return refusalKindNames[k]
+	}
+	return fmt.Sprintf("RefusalKind(%d)", int(k))
 }
 
 // Select decides the entries of a consensus. Every candidate whose
@@ -84,15 +109,16 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 	for _, c := range listed {
 		id := c.Desc.NodeID()
 		var reason string
+		var kind RefusalKind
 		net := directory.OperatorNet(c.Desc.ORAddr.Addr())
 		fam := families[id]
 		switch {
 		case pol.Allowlist != nil && !pol.Allowlist[id]:
-			reason = "not on the allowlist"
+			reason, kind = "not on the allowlist", RefusedAllowlist
 		case pol.MaxPerSlash16 > 0 && perNet[net] >= pol.MaxPerSlash16:
-			reason = fmt.Sprintf("more than %d relays in %s", pol.MaxPerSlash16, net)
+			reason, kind = fmt.Sprintf("more than %d relays in %s", pol.MaxPerSlash16, net), RefusedSlash16
 		case pol.MaxPerFamily > 0 && perFamily[fam] >= pol.MaxPerFamily:
-			reason = fmt.Sprintf("more than %d relays in its family", pol.MaxPerFamily)
+			reason, kind = fmt.Sprintf("more than %d relays in its family", pol.MaxPerFamily), RefusedFamily
 		}
 		flags := directory.FlagRunning
 		if reason == "" {
@@ -100,7 +126,7 @@ func Select(cands []Candidate, pol Admission, now time.Time) ([]directory.Entry,
 			perNet[net]++
 			perFamily[fam]++
 		} else {
-			refused = append(refused, Refusal{ID: id, Reason: reason})
+			refused = append(refused, Refusal{ID: id, Reason: reason, Kind: kind})
 		}
 		flags |= roleFlags(c.Desc)
 		stable := c.History.MTBF >= min(stableCap, pol.GuardMinUptime)
@@ -147,11 +173,11 @@ func signable(entries []directory.Entry) (kept []directory.Entry, dropped []Refu
 			if e.Descriptor != nil {
 				id = e.Descriptor.NodeID()
 			}
-			dropped = append(dropped, Refusal{ID: id, Reason: "cannot be signed: " + err.Error()})
+			dropped = append(dropped, Refusal{ID: id, Reason: "cannot be signed: " + err.Error(), Kind: RefusedUnsignable})
 			continue
 		}
 		if n := len(kept); n > 0 && kept[n-1].Descriptor.NodeID() == e.Descriptor.NodeID() {
-			dropped = append(dropped, Refusal{ID: e.Descriptor.NodeID(), Reason: "listed twice"})
+			dropped = append(dropped, Refusal{ID: e.Descriptor.NodeID(), Reason: "listed twice", Kind: RefusedDuplicate})
 			continue
 		}
 		kept = append(kept, e)
@@ -182,7 +208,7 @@ func oneByIdentity(cands []Candidate) (kept []Candidate, refused []Refusal) {
 			kept = append(kept, c)
 			continue
 		}
-		refused = append(refused, Refusal{ID: id, Reason: fmt.Sprintf(
+		refused = append(refused, Refusal{ID: id, Kind: RefusedDuplicate, Reason: fmt.Sprintf(
 			"identity carried by %d gossip members; kept the one named %q", count[id], cands[best[id]].Desc.GossipName)})
 	}
 	return kept, refused

@@ -141,8 +141,8 @@ func TestSelectCaps(t *testing.T) {
 			valid++
 		}
 	}
-	if len(entries) != 5 || valid != 3 || len(refused) != 2 {
-		t.Fatalf("%d listed, %d valid, %d refused; want 5, 3, 2", len(entries), valid, len(refused))
+	if len(entries) != 5 || valid != 3 || len(refused) != 2 || refused[0].Kind != RefusedSlash16 {
+		t.Fatalf("%d listed, %d valid, %d refused (%v); want 5, 3, 2 for their /16", len(entries), valid, len(refused), refused)
 	}
 	// The longest-serving relays keep their place.
 	for _, c := range cands[2:] {
@@ -178,7 +178,7 @@ func TestSelectAllowlist(t *testing.T) {
 	entries, refused := Select([]Candidate{{Desc: a, History: since(t0), ProbedOK: true}, {Desc: b, History: since(t0), ProbedOK: true}},
 		Admission{Allowlist: map[keys.NodeID]bool{idA.ID(): true}}, t0)
 	f := flagsOf(entries)
-	if f[a.NodeID()]&directory.FlagValid == 0 || f[b.NodeID()]&directory.FlagValid != 0 || len(refused) != 1 {
+	if f[a.NodeID()]&directory.FlagValid == 0 || f[b.NodeID()]&directory.FlagValid != 0 || len(refused) != 1 || refused[0].Kind != RefusedAllowlist {
 		t.Fatalf("allowlist: a=%v b=%v refused=%v", f[a.NodeID()], f[b.NodeID()], refused)
 	}
 }
@@ -213,7 +213,7 @@ func TestSelectKeepsOneEntryPerIdentity(t *testing.T) {
 				t.Fatalf("kept sequence %d, want the newest, %d", e.Descriptor.Sequence, b.Sequence)
 			}
 		}
-		if len(refused) != 1 || refused[0].ID != id.ID() {
+		if len(refused) != 1 || refused[0].ID != id.ID() || refused[0].Kind != RefusedDuplicate {
 			t.Fatalf("refused %v, want the twin's older member", refused)
 		}
 		c := &directory.Consensus{ValidAfter: t0, FreshUntil: t0.Add(time.Hour), ValidUntil: t0.Add(3 * time.Hour), Relays: entries}

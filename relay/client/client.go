@@ -71,6 +71,8 @@ type Client struct {
 	built  int
 	// wake tells Maintain that a spare was taken.
 	wake chan struct{}
+	// metrics are for the proxy's /metrics (metrics.go).
+	metrics metrics
 }
 
 type circKey struct {
@@ -89,7 +91,7 @@ func New(o Options) *Client {
 	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
 		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, building: map[string]chan struct{}{},
 		silent: map[keys.NodeID]time.Time{},
-		wake:   make(chan struct{}, 1)}
+		wake:   make(chan struct{}, 1), metrics: newMetrics()}
 }
 
 // HandleCell takes cells from the guards.
@@ -217,8 +219,10 @@ func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast b
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
+	start := time.Now()
 	l, err := cl.guardLink(ctx, hops[0])
 	if err != nil {
+		cl.metrics.buildFailures.Inc()
 		// The view may still list a guard that just died: pass it over
 		// for a while so the next circuit uses the next guard.
 		if parent.Err() == nil {
@@ -237,7 +241,9 @@ func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast b
 	cl.circs[circKey{l, id}] = c
 	cl.mu.Unlock()
 	for i, h := range hops {
+		hopStart := time.Now()
 		if err := c.extendTo(ctx, h); err != nil {
+			cl.metrics.buildFailures.Inc()
 			if i > 0 && parent.Err() == nil {
 				// Past the first hop the failure is the guard's to
 				// answer for (blameGuard).
@@ -247,7 +253,9 @@ func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast b
 			cl.forget(c)
 			return nil, fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)
 		}
+		cl.metrics.extendSeconds.Observe(since(hopStart))
 	}
+	cl.metrics.buildSeconds.Observe(since(start))
 	if len(hops) > 1 && cl.opts.Paths != nil {
 		cl.opts.Paths.CountCircuit(hops[0].Descriptor.NodeID(), true)
 	}

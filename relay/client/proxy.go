@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"veil/conf"
 	"veil/directory"
+	"veil/directory/daemonmetrics"
 	"veil/directory/dirclient"
-	"veil/relay/internal/procmetrics"
 	"veil/relay/path"
 	"veil/relay/socks"
 )
@@ -67,9 +69,9 @@ func NewProxy(cfg *conf.Client, log *slog.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, log: log, dir: dc, client: cl, socks: srv, ln: ln}
 	if cfg.MetricsAddr != "" {
-		if p.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		if p.metricsLn, err = daemonmetrics.Listen(cfg.MetricsAddr, cfg.MetricsPublic); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("proxy: metrics_addr: %w", err)
+			return nil, fmt.Errorf("proxy: %w", err)
 		}
 	}
 	return p, nil
@@ -86,15 +88,12 @@ func (p *Proxy) MetricsAddr() net.Addr {
 	return p.metricsLn.Addr()
 }
 
-// writeMetrics writes the proxy's /metrics: counts that name no circuit,
-// relay or destination, and the process gauges.
-func (p *Proxy) writeMetrics(w io.Writer) {
-	circuits, streams, built := p.client.Stats()
-	procmetrics.Metric(w, "veil_proxy_circuits", "gauge", "Open circuits, built or being built.", uint64(circuits))
-	procmetrics.Metric(w, "veil_proxy_spare_circuits", "gauge", "Circuits built ahead, not yet used.", uint64(p.client.Spares()))
-	procmetrics.Metric(w, "veil_proxy_streams", "gauge", "Open streams.", uint64(streams))
-	procmetrics.Metric(w, "veil_proxy_circuits_built_total", "counter", "Circuits built since start.", uint64(built))
-	procmetrics.Write(w)
+// metricsRegistry is the proxy's /metrics: the client's counts, which
+// name no circuit, relay or destination, beside the process's.
+func (p *Proxy) metricsRegistry(started time.Time) *prometheus.Registry {
+	reg := daemonmetrics.NewRegistry("proxy", started)
+	reg.MustRegister(p.client)
+	return reg
 }
 
 // Run serves until ctx ends. It starts from the cached consensus when that
@@ -124,16 +123,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 	attrs := []any{"socks", p.ln.Addr().String()}
 	if p.metricsLn != nil {
 		attrs = append(attrs, "metrics", p.metricsLn.Addr().String())
-		// Metrics show when and how much the proxy is used: anyone who
-		// can read them learns the owner's habits.
-		if a, ok := p.metricsLn.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
-			p.log.Warn("metrics_addr is not a loopback address: whoever reaches it sees when and how much this proxy is used",
-				"metrics", p.metricsLn.Addr().String())
-		}
+		// Metrics show when and how much the proxy is used: Listen took
+		// an address off loopback only with metrics_public, and Serve
+		// warns of it.
+		reg := p.metricsRegistry(time.Now())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			procmetrics.Serve(ctx, p.metricsLn, p.writeMetrics, p.log)
+			daemonmetrics.Serve(ctx, p.metricsLn, reg, p.log)
 		}()
 	}
 	p.log.Info("proxy running", attrs...)

@@ -2,15 +2,14 @@ package client
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"veil/conf"
+	"veil/directory/daemonmetrics/metricstest"
 	"veil/onion/keys"
-	"veil/relay/internal/procmetrics"
 )
 
 // TestProxyMetrics: with metrics_addr set, the proxy serves /metrics in
@@ -26,30 +25,18 @@ func TestProxyMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
+	defer cancel()
 	url := "http://" + p.MetricsAddr().String() + "/metrics"
-	resp, err := http.Get(url)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		cancel()
-		t.Fatalf("GET /metrics: %s, %v", resp.Status, err)
-	}
-	got, err := procmetrics.Parse(string(body))
-	if err != nil {
-		t.Errorf("%v in:\n%s", err, body)
-	}
+	got := metricstest.Get(t, p.MetricsAddr().String())
 	for _, name := range []string{"go_goroutines", "veil_proxy_circuits", "veil_proxy_spare_circuits",
-		"veil_proxy_streams", "veil_proxy_circuits_built_total"} {
+		"veil_proxy_streams", "veil_proxy_circuits_built_total", "veil_proxy_circuit_build_seconds_count",
+		"veil_proxy_circuit_extend_seconds_count", "veil_proxy_circuit_build_failures_total", "veil_uptime_seconds"} {
 		if _, ok := got[name]; !ok {
-			t.Errorf("no %s in:\n%s", name, body)
+			t.Errorf("no %s in %v", name, got)
 		}
 	}
 	if got["go_goroutines"] < 1 {
-		t.Errorf("go_goroutines = %d", got["go_goroutines"])
+		t.Errorf("go_goroutines = %v", got["go_goroutines"])
 	}
 	cancel()
 	select {
@@ -77,6 +64,25 @@ func TestProxyMetricsOff(t *testing.T) {
 	if a := p.MetricsAddr(); a != nil {
 		t.Errorf("MetricsAddr() = %v with metrics off", a)
 	}
+}
+
+// TestProxyMetricsNotLoopback: a metrics address off loopback is refused
+// unless metrics_public says the user means it.
+func TestProxyMetricsNotLoopback(t *testing.T) {
+	cfg := proxyConfig(t)
+	cfg.MetricsAddr = "0.0.0.0:0"
+	if p, err := NewProxy(&cfg, nil); err == nil {
+		p.ln.Close()
+		p.metricsLn.Close()
+		t.Fatal("NewProxy served metrics on 0.0.0.0 without metrics_public")
+	}
+	cfg.MetricsPublic = true
+	p, err := NewProxy(&cfg, nil)
+	if err != nil {
+		t.Fatalf("NewProxy with metrics_public: %v", err)
+	}
+	p.ln.Close()
+	p.metricsLn.Close()
 }
 
 // proxyConfig is a valid client config on free loopback ports whose one

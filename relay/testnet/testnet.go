@@ -69,8 +69,8 @@ type Proc struct {
 	ORAddr  string `json:"or_addr,omitempty"`
 	DirAddr string `json:"dir_addr,omitempty"`
 	ID      string `json:"id,omitempty"`
-	// Metrics is the host:port of a relay's or the proxy's Prometheus
-	// /metrics.
+	// Metrics is the host:port of a seed's, a relay's or the proxy's
+	// Prometheus /metrics.
 	Metrics string `json:"metrics,omitempty"`
 }
 
@@ -259,6 +259,10 @@ func (n *Network) writeConfigs() error {
 		cfg.MaxRelaysPerSlash16 = 0 // they all share 127.0.0.0/16
 		cfg.RateLimitPerMinute = 0  // the local client polls freely
 		cfg.GossipTiming = conf.GossipLocal
+		// Metrics on loopback let a soak watch every seed for leaks.
+		if cfg.MetricsAddr, err = freeAddr(); err != nil {
+			return err
+		}
 		// The seed's keys are made now so the client can pin its ID.
 		store, err := keys.Open(cfg.DataDir, keys.Options{})
 		if err != nil {
@@ -270,7 +274,7 @@ func (n *Network) writeConfigs() error {
 			return err
 		}
 		n.Manifest.Seeds = append(n.Manifest.Seeds, Proc{Name: name, Config: config, DirAddr: cfg.DirAddr, ID: id.String(),
-			Log: n.path("logs", name+".log")})
+			Metrics: cfg.MetricsAddr, Log: n.path("logs", name+".log")})
 		client.Seeds = append(client.Seeds, conf.SeedPin{Name: name, DirURL: "http://" + cfg.DirAddr, Identity: id.String()})
 	}
 	for i := 0; i < n.opts.Relays; i++ {

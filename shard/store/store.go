@@ -168,6 +168,7 @@ type Store struct {
 	index      map[[IDLen]byte]entry
 	usage      int64 // sum of index sizes
 	nextExpiry int64 // no entry expires before this (a lower bound)
+	expired    uint64 // shards removed by sweeps since Open, for metrics
 }
 
 // Open opens the store in dir, creating it (mode 0700) if missing, and
@@ -331,6 +332,15 @@ func (s *Store) Usage() (bytes int64, shards int) {
 	return s.usage, len(s.index)
 }
 
+// Expired returns how many shards sweeps have removed since Open because
+// their time ran out. The store never evicts a live shard: a full store
+// refuses a Put (ErrQuota) instead.
+func (s *Store) Expired() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expired
+}
+
 // Delete removes shard id. It is for the operator and for tests; the
 // storage commands offer no way to reach it from the network.
 func (s *Store) Delete(id [IDLen]byte) error {
@@ -377,6 +387,7 @@ func (s *Store) sweep(now int64) int {
 		}
 	}
 	s.nextExpiry = next
+	s.expired += uint64(len(expired))
 	s.mu.Unlock()
 	for _, id := range expired {
 		if err := os.Remove(shardPath(s.dir, &id)); err != nil && !errors.Is(err, os.ErrNotExist) {
