@@ -1,10 +1,12 @@
 // Package dirclient is the client's view of the directory: it fetches each
 // pinned seed's signed consensus over HTTP, from a directory cache (the
 // client's guard) while it holds a usable view and from the seeds
-// themselves only to bootstrap (SPEC.md §5.6), keeps only what a strict
+// themselves only to bootstrap (SPEC.md §8), keeps only what a strict
 // majority of the pinned seeds back (directory.Combine, SPEC.md §6), caches
 // the last good documents in the data directory so a client starts fast,
-// and refreshes when fresh-until passes (DESIGN.md G8).
+// and refreshes when fresh-until passes (DESIGN.md G8). A client that
+// holds documents asks for diffs from them (SPEC.md §5.7) and checks what
+// it makes byte for byte, as a document fetched whole.
 //
 // Nothing a single seed or cache says is trusted: a document counts only
 // if it is signed by the key pinned for the seed it is for and is valid

@@ -18,6 +18,12 @@
 //	    W/"<hex digest>" (same document, different bytes). Every response
 //	    carries Vary: Accept-Encoding.
 //	    503 with Retry-After while no document has been published.
+//	    X-Veil-Diff-From naming, as lowercase hex digests, documents the
+//	    client holds: when one is kept as a base (Bases: every document
+//	    published in the last DiffBaseAge) and the diff from it is shorter
+//	    than the document, the shortest such diff instead, with
+//	    Content-Type application/x-veil-consensus-diff and the weak ETag
+//	    (SPEC.md §5.7); then Vary also names X-Veil-Diff-From.
 //
 //	GET /veil/v1/consensus/<64 lowercase hex digits>
 //	    The document with that digest if it is one of the last KeepDocuments
