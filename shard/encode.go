@@ -21,6 +21,7 @@ type Encoder struct {
 
 	next     int64  // next data segment
 	segs     int64  // data segments
+	meta     Meta   // the manifest's content type and name
 	manifest []byte // SPEC.md §5.1, hashes appended as segments are sealed
 	tail     []*Segment
 	link     *Link
@@ -46,10 +47,27 @@ func NewEncoder(r io.Reader, size int64, p Params, rand io.Reader) (*Encoder, er
 		return nil, err
 	}
 	e.c = c
+	// The header is written by finish, once the meta is final; the hashes
+	// follow it as segments are sealed.
 	e.manifest = make([]byte, manifestHeaderSize, p.manifestSize(size))
-	m := &Manifest{Params: p, FileSize: size}
-	copy(e.manifest, m.Marshal()) // the header; hashes follow
 	return e, nil
+}
+
+// SetMeta sets what the manifest says the bytes are and their name
+// (SPEC.md §5.1). Without it a share is an unnamed file. It must come
+// before Next returns the manifest's first segment, which seals it.
+func (e *Encoder) SetMeta(m Meta) error {
+	if err := CheckName(m.Name); err != nil {
+		return err
+	}
+	if m.Content > maxContent {
+		return fmt.Errorf("shard: content type %d unknown", byte(m.Content))
+	}
+	if e.link != nil {
+		return errors.New("shard: SetMeta after the manifest was sealed")
+	}
+	e.meta = m
+	return nil
 }
 
 // PlacementKey is the key Place wants for this share's shards.
@@ -107,6 +125,8 @@ func (e *Encoder) dataSegment() (*Segment, error) {
 // (SPEC.md §5.2, §6) and makes the link.
 func (e *Encoder) finish() {
 	p, S := e.c.p, e.c.p.SegmentSize
+	hdr := (&Manifest{Params: p, FileSize: e.size, Meta: e.meta}).Marshal()
+	copy(e.manifest, hdr)
 	h := &head{p: p, manifestSize: int64(len(e.manifest))}
 	ms := h.manifestSegments()
 	for j := int64(0); j < ms; j++ {

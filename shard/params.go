@@ -29,8 +29,7 @@ const (
 	// MaxSegmentSize); storage relays may refuse anything longer.
 	MaxShardSize = MaxSegmentSize + TagSize
 
-	manifestHeaderSize = 20 // SPEC.md §5
-	headHeaderSize     = 20 // SPEC.md §6
+	headHeaderSize = 20 // SPEC.md §6
 )
 
 // Params are a share's erasure code and segment size. They travel in the link
@@ -101,8 +100,12 @@ func (p Params) maxManifestSegments() int64 {
 // MaxFileSize is the largest file a share with these params can hold: the
 // head lists at most maxManifestSegments manifest segments (SPEC.md §6). It is
 // about 465 GiB for DefaultParams and 0 for unusable params.
-func (p Params) MaxFileSize() int64 {
-	room := p.maxManifestSegments()*int64(p.SegmentSize) - manifestHeaderSize
+func (p Params) MaxFileSize() int64 { return p.maxFileSize(manifestHeaderSize) }
+
+// maxFileSize is MaxFileSize for a manifest header of hdr bytes: the
+// version-1 header is shorter (SPEC.md §5.1).
+func (p Params) maxFileSize(hdr int) int64 {
+	room := p.maxManifestSegments()*int64(p.SegmentSize) - int64(hdr)
 	if room <= 0 {
 		return 0
 	}

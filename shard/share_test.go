@@ -118,7 +118,7 @@ func TestDeterministic(t *testing.T) {
 	if a != b {
 		t.Fatal("two encodings with the same rand differ")
 	}
-	const want = "084d03853aa34603b72ed3c146bd9c83c38bfee314b7c6bced24524b8624c72f"
+	const want = "6b02539197a1e173b5e81ca1eb40815a80d9c27c309a466adf4b3aea0ba87d12"
 	if a != want {
 		t.Fatalf("share digest %s, want %s: a wire change must update SPEC.md and this vector", a, want)
 	}
@@ -377,7 +377,7 @@ func TestTruncatedManifestRefused(t *testing.T) {
 			mf.Hashes = append(mf.Hashes, sh.Hash)
 		}
 	}
-	e := &Encoder{c: c, fileKey: s.Link.FileKey, manifest: mf.Marshal()}
+	e := &Encoder{c: c, fileKey: s.Link.FileKey, size: mf.FileSize, manifest: mf.Marshal()}
 	e.finish()
 	m := s.store()
 	for _, seg := range e.tail {
