@@ -166,8 +166,8 @@ type Store struct {
 
 	mu         sync.Mutex // guards the following fields
 	index      map[[IDLen]byte]entry
-	usage      int64 // sum of index sizes
-	nextExpiry int64 // no entry expires before this (a lower bound)
+	usage      int64  // sum of index sizes
+	nextExpiry int64  // no entry expires before this (a lower bound)
 	expired    uint64 // shards removed by sweeps since Open, for metrics
 }
 
