@@ -196,9 +196,10 @@ func TestKilledFetchLeavesNoPart(t *testing.T) {
 
 	// A fetch in progress (stopped, so that it is surely still running),
 	// and another to the same output run beside it: both succeed, so the
-	// second left the first one's file alone.
+	// second left the first one's file alone. The first finishes last,
+	// over the second's file: it may, with --force.
 	os.Remove(out)
-	running := startFetch(t, m, link, out)
+	running := startProc(t, "fetch", "--config", m.ClientConfig, "--force", "-o", out, link)
 	waitPart(t, running, out, 1<<20)
 	if err := running.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -22,9 +22,10 @@ commands:
   relay    --config FILE      run a relay
   proxy    --config FILE      run the local SOCKS5 proxy
   share    [--config FILE] [--ttl 168h] [--qr] PATH
-                              share a file; prints its link
-  fetch    [--config FILE] LINK -o PATH
-                              fetch a shared file (LINK "-" or none: stdin)
+                              share a file or a directory; prints its link
+  fetch    [--config FILE] [-o PATH] [--force] LINK
+                              fetch a shared file or directory under its
+                              name, or at PATH (LINK "-" or none: stdin)
   repair   [--config FILE] [--ttl 168h] LINK
                               re-create a share's missing shards
   status   [--config FILE] [--json]
@@ -101,6 +102,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &help) {
 			fmt.Fprint(stdout, help.text)
 			return 0
+		}
+		if errors.Is(err, errInterrupted) {
+			// Ctrl-C is the user's own doing, not an error: 128 + SIGINT.
+			fmt.Fprintln(stderr, "veil: interrupted")
+			return 130
 		}
 		printError(stderr, err)
 		var ue *usageError

@@ -43,20 +43,3 @@ func TestQRDrawsEveryModule(t *testing.T) {
 		}
 	}
 }
-
-// TestProgressWaitsForTheSize: a fetch's bar stays silent until the
-// manifest gives the size, then shows bytes and a rate.
-func TestProgressWaitsForTheSize(t *testing.T) {
-	var b bytes.Buffer
-	p := newProgress(&b, "fetch")
-	p.update(0, 0)
-	if b.Len() != 0 {
-		t.Fatalf("drew %q before the size was known", b.String())
-	}
-	p.update(5e6, 10e6)
-	p.update(10e6, 10e6)
-	p.finish(true)
-	if out := b.String(); !strings.Contains(out, "fetch") || !strings.Contains(out, "10 MB") || !strings.HasSuffix(out, "\n") {
-		t.Fatalf("progress drew %q", out)
-	}
-}

@@ -30,12 +30,14 @@ func runRepair(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	n, err := openNetwork(ctx, *cfgPath, stderr)
+	// Logs go through the bar, which erases itself before a log line.
+	bar := newProgress(stderr, "repair")
+	defer bar.finish(false)
+	n, err := openNetwork(ctx, *cfgPath, bar)
 	if err != nil {
-		return err
+		return interruptedOr(ctx, err)
 	}
 	defer n.close()
-	bar := newProgress(stderr, "repair")
 	rep, err := n.net.Repair(ctx, link, bucket, bar.update)
 	bar.finish(err == nil)
 	fmt.Fprintf(stdout, "checked %d segments: %d shards missing, %d stored again\n", rep.Segments, rep.Missing, rep.Restored)

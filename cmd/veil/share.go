@@ -9,11 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"veil/conf"
-	"veil/conf/durable"
 	"veil/directory"
 	"veil/directory/dirclient"
 	"veil/relay/client"
@@ -29,7 +27,9 @@ type network struct {
 	net *transfer.Net
 }
 
-func openNetwork(ctx context.Context, configPath string, stderr io.Writer) (*network, error) {
+// openNetwork loads the client config and the consensus. Its log goes to
+// logTo: a progress, so that log lines and the bar do not mix.
+func openNetwork(ctx context.Context, configPath string, logTo io.Writer) (*network, error) {
 	cfg, err := conf.LoadClient(configPath)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func openNetwork(ctx context.Context, configPath string, stderr io.Writer) (*net
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(stderr, cfg.SlogLevel())
+	log := newLogger(logTo, cfg.SlogLevel())
 	sel, err := path.NewSelector(path.Options{DataDir: cfg.DataDir, GuardLifetime: cfg.GuardLifetime.D(), AllowSameSubnet: cfg.LocalTestnet, Logger: log})
 	if err != nil {
 		return nil, err
@@ -110,41 +110,39 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageErr("veil share [--config client.toml] [--ttl 168h] [--qr] FILE", "share: want one file to share")
+		return usageErr("veil share [--config client.toml] [--ttl 168h] [--qr] PATH", "share: want one file or directory to share")
 	}
 	bucket, err := checkTTL("share", *ttl, stderr)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(fs.Arg(0))
+	src, err := openSource(fs.Arg(0), stderr)
 	if err != nil {
 		return &cliError{msg: "share", err: err}
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return &cliError{msg: "share", err: err}
-	}
+	defer src.close()
 	ctx, stop := signalContext()
 	defer stop()
-	n, err := openNetwork(ctx, *cfgPath, stderr)
+	// Logs go through the bar, which erases itself before a log line.
+	bar := newProgress(stderr, "share")
+	defer bar.finish(false)
+	n, err := openNetwork(ctx, *cfgPath, bar)
 	if err != nil {
-		return err
+		return interruptedOr(ctx, err)
 	}
 	defer n.close()
 	p, err := paramsFor(n.dc.View())
 	if err != nil {
 		return &cliError{msg: "share", err: err}
 	}
-	bar := newProgress(stderr, "share")
-	link, err := n.net.Share(ctx, f, st.Size(), p, bucket, bar.update)
+	link, err := n.net.Share(ctx, src.r, src.size, src.meta, p, bucket, bar.update)
 	bar.finish(err == nil)
 	if err != nil {
 		hint := ""
 		if errors.Is(err, transfer.ErrNoRelayLeft) {
 			hint = "storage relays refused shards or could not be reached, and every other one was already offered a shard of the same segment, which no relay ever holds two of; try again later, when relays have room"
 		}
-		return &cliError{msg: "share", err: err, hint: hint}
+		return interruptedOr(ctx, &cliError{msg: "share", err: err, hint: hint})
 	}
 	if *showQR {
 		if err := writeQR(stderr, link.String()); err != nil {
@@ -155,137 +153,80 @@ func runShare(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runFetch(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("fetch", stderr)
-	cfgPath := clientConfigFlag(fs)
-	out := fs.String("o", "", "where to write the file")
-	if err := parseFlags(fs, reorderFlags(fs, args)); err != nil {
-		return err
-	}
-	if *out == "" || fs.NArg() > 1 {
-		return usageErr("veil fetch [--config client.toml] LINK -o FILE   (or the link on standard input)", "fetch: want -o and a link")
-	}
-	link, err := linkArg(fs, "fetch")
-	if err != nil {
-		return err
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	n, err := openNetwork(ctx, *cfgPath, stderr)
-	if err != nil {
-		return err
-	}
-	defer n.close()
-	// The file is written to a temporary file beside OUT and renamed only
-	// once every byte is verified, so OUT never holds a partial file. A
-	// fetch that was killed left its own behind: remove those first.
-	removeStaleParts(*out)
-	tmp, err := createPart(*out)
-	if err != nil {
-		return &cliError{msg: "fetch", err: err}
-	}
-	defer os.Remove(tmp.Name())
-	bar := newProgress(stderr, "fetch")
-	err = n.net.Fetch(ctx, link, tmp, bar.update)
-	bar.finish(err == nil)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	// Renamed while still open and locked: closed first, it could be taken
-	// for a killed fetch's file and removed before the rename.
-	if err == nil {
-		err = os.Rename(tmp.Name(), *out)
-	}
-	// Once Sync has succeeded, Close has nothing left to report.
-	tmp.Close()
-	if err == nil {
-		err = durable.SyncDir(filepath.Dir(*out))
-	}
-	if err != nil {
-		var se *shard.ShardsError
-		hint := ""
-		switch {
-		case errors.Is(err, path.ErrNoGuard):
-			hint = noGuardHint
-		case errors.As(err, &se):
-			hint = "too many storage relays are gone or damaged; run veil repair while enough remain"
-		}
-		return &cliError{msg: "fetch", err: err, hint: hint}
-	}
-	return nil
+// shareSource is what a share reads: a file's bytes, or a directory
+// packed as it goes (tree.go), with what the manifest says of them.
+type shareSource struct {
+	r     io.Reader
+	size  int64
+	meta  shard.Meta
+	close func()
 }
 
-// partPrefix starts the name of the temporary file a fetch to out writes
-// ("." and out's name, then ".part-" and random digits): hidden, and
-// findable by the next fetch to out.
-func partPrefix(out string) string { return "." + filepath.Base(out) + ".part-" }
-
-// partAttempts bounds how often createPart starts over when another fetch
-// removed its new file before it was locked: that needs a third fetch to
-// the same output starting within microseconds, so twice is already rare.
-const partAttempts = 3
-
-// createPart creates the temporary file for a fetch to out and holds an
-// exclusive flock on it while the fetch runs, so that another fetch to out
-// knows it is in use. The kernel drops the lock when the process ends,
-// killed or not.
-func createPart(out string) (*os.File, error) {
-	for range partAttempts {
-		f, err := os.CreateTemp(filepath.Dir(out), partPrefix(out)+"*")
+// openSource opens the file or directory at p for sharing under its own
+// name (shard/SPEC.md §5.1).
+func openSource(p string, stderr io.Writer) (*shareSource, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	name := shareName(p, stderr)
+	switch {
+	case st.IsDir():
+		entries, err := scanTree(p)
 		if err != nil {
 			return nil, err
 		}
-		// Between CreateTemp and Flock the file is unlocked, and a fetch
-		// cleaning up may take it for a stale one: it then holds the lock
-		// (and removes the file), or has removed it already.
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			continue
-		}
+		size, err := treeSize(entries)
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+			return nil, err
 		}
-		mine, err := f.Stat()
-		if err == nil {
-			var there os.FileInfo
-			if there, err = os.Lstat(f.Name()); err == nil && os.SameFile(mine, there) {
-				return f, nil
-			}
+		// The packer is this source's: close stops it (its next write
+		// fails once the reader is closed) and waits for it.
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pw.CloseWithError(writeTree(pw, entries, openEntry))
+		}()
+		closeFn := func() { pr.Close(); <-done }
+		return &shareSource{r: pr, size: size, meta: shard.Meta{Content: shard.ContentTree, Name: name}, close: closeFn}, nil
+	case st.Mode().IsRegular():
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
 		}
-		f.Close()
+		return &shareSource{r: f, size: st.Size(), meta: shard.Meta{Content: shard.ContentFile, Name: name}, close: func() { f.Close() }}, nil
 	}
-	return nil, fmt.Errorf("creating a temporary file beside %s: removed under us %d times by another fetch", out, partAttempts)
+	return nil, fmt.Errorf("%s is a %s: veil shares a regular file or a directory", p, fileKind(st.Mode().Type()))
 }
 
-// removeStaleParts removes the temporary files that fetches to out left
-// when they were killed: those no running fetch holds locked. It touches
-// only regular files named as createPart names them, and leaves any it
-// cannot open or lock.
-func removeStaleParts(out string) {
-	dir, prefix := filepath.Dir(out), partPrefix(out)
-	entries, err := os.ReadDir(dir)
+// shareName is the name a share of p carries: its last element. A name
+// no manifest may carry (a control character, over 255 bytes) is left
+// out, and the fetcher must then give -o; stderr says so.
+func shareName(p string, stderr io.Writer) string {
+	abs, err := filepath.Abs(p)
 	if err != nil {
-		return
+		return ""
 	}
-	for _, e := range entries {
-		digits, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" || !e.Type().IsRegular() {
-			continue
-		}
-		name := filepath.Join(dir, e.Name())
-		f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			// Removed while locked, so no fetch can be starting on it.
-			os.Remove(name)
-		}
-		f.Close()
+	name := filepath.Base(abs)
+	if err := shard.CheckName(name); err != nil {
+		fmt.Fprintf(stderr, "veil: note: the share carries no name (%v): whoever fetches it must give -o\n", err)
+		return ""
 	}
+	return name
+}
+
+// errInterrupted ends a command stopped by SIGINT (Ctrl-C) or SIGTERM;
+// run says "interrupted" and exits 130, as shells expect.
+var errInterrupted = errors.New("interrupted")
+
+// interruptedOr is errInterrupted if a signal ended ctx, else err: what a
+// cancelled transfer reports ("context canceled") says nothing useful.
+func interruptedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	return err
 }
 
 // noGuardHint explains a fetch or repair that could not reach a storage

@@ -54,7 +54,7 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		}
 	}()
 	damaged := map[keys.NodeID]bool{}
-	err = n.walk(ctx, link, io.Discard, progress, 0, func(want shard.Want, s *segmentFetch) error {
+	err = n.walk(ctx, link, io.Discard, progress, 0, nil, func(want shard.Want, s *segmentFetch) error {
 		rep.Segments++
 		rb, err := s.dec.Rebuild(s.get(len(want.IDs), 0))
 		if err != nil {

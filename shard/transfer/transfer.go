@@ -77,6 +77,10 @@ type Net struct {
 	// measure. nil: every relay weighs the same and nothing is kept.
 	Reliability *Reliability
 
+	// meta is what the manifest of the share in progress says of its
+	// bytes; Share sets it on its own copy of the Net.
+	meta shard.Meta
+
 	// random makes file keys; nil means crypto/rand. Tests fix it to know
 	// a share's shard IDs before it is made.
 	random io.Reader
@@ -137,14 +141,32 @@ func (n *Net) withStore(ctx context.Context, relay directory.Entry, f func(*stor
 type Progress func(done, total int64)
 
 // Fetch gets a shared file and writes it to w, verifying every shard and
-// segment. It asks for k shards of a segment plus a margin in parallel and
-// goes on with the first k to arrive, cancelling the slowest; a request
-// that fails or lags its peers has another shard asked for beside it at
-// once (hedge.go), and relays that failed are asked last. It asks for the
-// rest only if too few of the first k verify. progress is told the file's
-// size once the manifest is in.
+// segment: FetchTo with a w known from the start.
 func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress Progress) error {
-	return n.walk(ctx, link, w, progress, fetchAhead, func(want shard.Want, s *segmentFetch) error {
+	return n.FetchTo(ctx, link, func(*shard.Manifest) (io.Writer, error) { return w, nil }, progress)
+}
+
+// Opener is given a share's verified manifest before any of its bytes are
+// fetched, and says where to write them; an error ends the fetch there.
+// The CLI learns the file's name and kind from it (shard/SPEC.md §5.1).
+type Opener func(*shard.Manifest) (io.Writer, error)
+
+// FetchTo gets a shared file, verifying every shard and segment, and
+// writes it where open says once the manifest is in. It asks for k shards
+// of a segment plus a margin in parallel and goes on with the first k to
+// arrive, cancelling the slowest; a request that fails or lags its peers
+// has another shard asked for beside it at once (hedge.go), and relays
+// that failed are asked last. It asks for the rest only if too few of the
+// first k verify. progress is told the file's size once the manifest is
+// in.
+func (n *Net) FetchTo(ctx context.Context, link *shard.Link, open Opener, progress Progress) error {
+	out := &openedWriter{}
+	onManifest := func(m *shard.Manifest) error {
+		w, err := open(m)
+		out.w = w
+		return err
+	}
+	return n.walk(ctx, link, out, progress, fetchAhead, onManifest, func(want shard.Want, s *segmentFetch) error {
 		err := s.dec.Add(s.get(want.Need+fetchMargin, want.Need))
 		var se *shard.ShardsError
 		if errors.As(err, &se) && s.pending() > 0 {
@@ -154,6 +176,12 @@ func (n *Net) Fetch(ctx context.Context, link *shard.Link, w io.Writer, progress
 		return err
 	})
 }
+
+// openedWriter writes to what an Opener returned; the decoder writes
+// only data segments, which come after the manifest.
+type openedWriter struct{ w io.Writer }
+
+func (o *openedWriter) Write(b []byte) (int, error) { return o.w.Write(b) }
 
 // getShard asks the candidates in order for one shard and returns it with
 // the relay that had it; nil if none had it (or ctx ended), and then the
@@ -201,13 +229,15 @@ func (n *Net) getShard(ctx context.Context, id [32]byte, cands []keys.NodeID, by
 
 // walk runs a Decoder over the share, writing the file to w, and calls
 // segment for the head and each segment in order; segment gathers shards
-// with get and passes them to the decoder.
+// with get and passes them to the decoder. onManifest, if not nil, is
+// called once the manifest is verified, before any data segment is asked
+// for; its error ends the walk.
 //
 // With ahead > 0, the next ahead data segments are fetched (k plus the
 // margin, the first k kept) while the current one is decoded and
 // written, so that circuit builds and relays' disks overlap instead of
 // adding up segment after segment.
-func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress Progress, ahead int, segment func(shard.Want, *segmentFetch) error) error {
+func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress Progress, ahead int, onManifest func(*shard.Manifest) error, segment func(shard.Want, *segmentFetch) error) error {
 	relays, byID, err := n.storageRelays()
 	if err != nil {
 		return err
@@ -217,6 +247,7 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		return err
 	}
 	key := link.PlacementKey()
+	public := publicWeights(byID)
 	stats := newFetchStats()
 	ctx, cancel := context.WithCancel(ctx)
 	var prefetches sync.WaitGroup
@@ -229,7 +260,7 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		stats.log(n.log(), byID)
 	}()
 	newFetch := func(ids [][32]byte) (*segmentFetch, error) {
-		cands, err := fetchCandidates(key, ids, relays)
+		cands, err := fetchCandidates(key, ids, relays, public)
 		if err != nil {
 			return nil, err
 		}
@@ -292,6 +323,12 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if m := dec.Manifest(); m != nil && want.Kind == shard.KindManifest && onManifest != nil {
+			// The manifest's last segment is in, no data asked for yet.
+			if err := onManifest(m); err != nil {
+				return err
+			}
+		}
 		if m := dec.Manifest(); m != nil && progress != nil {
 			if want.Kind == shard.KindData {
 				done = min(m.FileSize, done+int64(m.Params.SegmentSize))
@@ -303,14 +340,17 @@ func (n *Net) walk(ctx context.Context, link *shard.Link, w io.Writer, progress 
 
 // fetchCandidates orders, for each shard, the relays to ask: the relay
 // placement gives it among the relays listed now, then every listed relay
-// in its rendezvous order. When relays have left since the share, the
-// placement of the remaining shards can shift; the full order still
-// reaches the relay that took the shard, which scores high for it.
-func fetchCandidates(key [32]byte, ids [][32]byte, relays []keys.NodeID) ([][]keys.NodeID, error) {
+// in its rendezvous order, both weighted by the consensus alone (public),
+// as every uploader weighs them before its own record (SPEC.md §8). When
+// relays have left since the share, or an uploader passed over a relay it
+// had seen lose shards, the placement of the remaining shards can shift;
+// the full order still reaches the relay that took the shard, which
+// ranks high for it.
+func fetchCandidates(key [32]byte, ids [][32]byte, relays []keys.NodeID, public func(keys.NodeID) float64) ([][]keys.NodeID, error) {
 	out := make([][]keys.NodeID, len(ids))
-	primaries, perr := shard.Place(key, ids, relays)
+	primaries, perr := shard.PlaceWeighted(key, ids, relays, public)
 	for i, id := range ids {
-		ranked, err := shard.Place(key, [][32]byte{id}, relays)
+		ranked, err := shard.PlaceWeighted(key, [][32]byte{id}, relays, public)
 		if err != nil {
 			return nil, err
 		}

@@ -124,8 +124,9 @@ type upload struct {
 // own circuit, trying alternates when a relay refuses or is gone, but never
 // a relay offered another shard of the same segment. The TTL is rounded up
 // to a public bucket (shard.BucketTTL). It returns the link once every
-// shard is stored.
-func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+// shard is stored. meta is what the encrypted manifest says the bytes are,
+// and their name (shard/SPEC.md §5.1).
+func (n *Net) Share(ctx context.Context, r io.Reader, size int64, meta shard.Meta, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
 	relays, byID, err := n.storageRelays()
 	if err != nil {
 		return nil, err
@@ -133,7 +134,11 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, p shard.Params
 	dial := func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error {
 		return n.withStore(ctx, byID[relay], f)
 	}
-	return n.share(ctx, relays, publicWeights(byID), dial, r, size, p, ttl, progress)
+	// The meta goes to share on a copy of n, so that shares running at
+	// once on one Net each keep their own.
+	named := *n
+	named.meta = meta
+	return named.share(ctx, relays, publicWeights(byID), dial, r, size, p, ttl, progress)
 }
 
 // share is Share over the relays given, weighted by public (nil: all
@@ -149,6 +154,9 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, public func(keys.
 	}
 	enc, err := shard.NewEncoder(r, size, p, random)
 	if err != nil {
+		return nil, err
+	}
+	if err := enc.SetMeta(n.meta); err != nil {
 		return nil, err
 	}
 	key := enc.PlacementKey()
