@@ -19,6 +19,8 @@ import (
 // headers are not counted.
 type traffic struct {
 	udp      atomic.Int64 // probes, acks and gossip (memberlist messages)
+	udpState atomic.Int64 // of udp, the suspect, alive and dead messages (gossip of membership changes)
+	udpNew   atomic.Int64 // of udpState, alive messages carrying an updated pointer (scaleUpdateMark)
 	udpUser  atomic.Int64 // this package's messages: first fetch requests, leaving notices
 	pushPull atomic.Int64 // push/pull and join streams, both sides
 	tcpUser  atomic.Int64 // this package's messages by TCP: fetch answers and retries
@@ -34,10 +36,53 @@ func (c *traffic) sent() int64 {
 // (after a 5-byte CRC header when the type is hasCrc) or of a TCP stream,
 // with compression and encryption off.
 const (
+	mlSuspect  = 3
+	mlAlive    = 4
+	mlDead     = 5
 	mlPushPull = 6
+	mlCompound = 7
 	mlUser     = 8
 	mlHasCRC   = 12
 )
+
+// stateBytes returns how many bytes of the memberlist packet b are
+// suspect, alive or dead messages, and of them alive messages whose
+// pointer holds scaleUpdateMark, looking into a compound message (type,
+// count, count × 2-byte length, the messages; memberlist util.go) where
+// gossip rides beside a probe.
+func stateBytes(b []byte) (state, updated int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	switch b[0] {
+	case mlAlive:
+		if bytes.Contains(b, scaleUpdateMark) {
+			return len(b), len(b)
+		}
+		return len(b), 0
+	case mlSuspect, mlDead:
+		return len(b), 0
+	case mlCompound:
+		if len(b) < 2 {
+			return 0, 0
+		}
+		parts := int(b[1])
+		off := 2 + 2*parts
+		if len(b) < off {
+			return 0, 0
+		}
+		for i := range parts {
+			l := int(b[2+2*i])<<8 | int(b[3+2*i])
+			if off+l > len(b) {
+				break
+			}
+			s, u := stateBytes(b[off : off+l])
+			state, updated = state+s, updated+u
+			off += l
+		}
+	}
+	return state, updated
+}
 
 func (c *traffic) packet(b []byte) {
 	t := -1
@@ -49,9 +94,15 @@ func (c *traffic) packet(b []byte) {
 	}
 	if t == mlUser {
 		c.udpUser.Add(int64(len(b)))
-	} else {
-		c.udp.Add(int64(len(b)))
+		return
 	}
+	c.udp.Add(int64(len(b)))
+	if len(b) > 5 && b[0] == mlHasCRC {
+		b = b[5:]
+	}
+	state, updated := stateBytes(b)
+	c.udpState.Add(int64(state))
+	c.udpNew.Add(int64(updated))
 }
 
 // countingTransport counts a node's traffic into c.
