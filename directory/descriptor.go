@@ -4,11 +4,12 @@ package directory
 // (SPEC.md §2), integers big-endian:
 //
 //	size         field
-//	1            version = descriptorVersion (1)
+//	1            version: 1, or 2 when the next field is there
 //	32           identity: Ed25519 public key
 //	145          onion cert (onion/keys/SPEC.md §2), signed by identity
 //	1 + n        nickname: n (1..19), n bytes of [A-Za-z0-9]
 //	7 or 19      OR address: type (1) | IPv4 (4) or IPv6 (16) | port (2)
+//	19           version 2 only: IPv6 OR address beside an IPv4 one
 //	1 + n        gossip node name: n (1..64), n bytes of printable ASCII
 //	7 or 19      gossip address, as the OR address
 //	1            roles: bit 0 Exit, bit 1 Storage, others zero
@@ -23,9 +24,11 @@ package directory
 //	8            published: unix seconds, two's complement
 //	8            expires: unix seconds, two's complement
 //	64           signature: Ed25519 by identity over
-//	             DescriptorLabel || 0x00 || every byte above
+//	             the version's label || 0x00 || every byte above
 //
-// Versions are append-only; a new layout gets a new version and label.
+// Versions are append-only; a new layout gets a new version and label. A
+// relay signs version 1 unless it has an IPv6 OR address beside an IPv4
+// one, so nodes that know only version 1 still use every other relay.
 
 import (
 	"bytes"
@@ -41,8 +44,11 @@ import (
 )
 
 const (
-	// DescriptorLabel is the signature label of a descriptor.
+	// DescriptorLabel is the signature label of a version 1 descriptor.
 	DescriptorLabel = "veil descriptor v1"
+	// DescriptorLabelV2 is the label of a version 2 descriptor, which
+	// carries a second, IPv6, OR address (SPEC.md §2.1).
+	DescriptorLabelV2 = "veil descriptor v2"
 
 	// ClockSkew is how far in the future a document may start and still be
 	// accepted, because relays', seeds' and clients' clocks disagree a
@@ -70,14 +76,18 @@ const (
 	// "reject [" + 39-char IPv6 + "]/127:65534-65535" = 64 bytes.
 	maxRuleLen = 64
 
-	descriptorVersion = 1
+	// Versions (append-only): 1, and 2 for a descriptor with an IPv6 OR
+	// address beside its IPv4 one.
+	descriptorVersion   = 1
+	descriptorVersionV6 = 2
 
-	// MaxDescriptorLen is the largest valid encoding: 17821 bytes, of
+	// MaxDescriptorLen is the largest valid encoding: 17828 bytes, of
 	// which 16642 are a full 256-rule exit policy. A typical descriptor is
 	// about 400 bytes. The consensus stores a descriptor's length in 2
-	// bytes, which this fits.
+	// bytes, which this fits. The longest OR addresses are version 2's
+	// IPv4 and IPv6 pair (7 + 19 bytes).
 	MaxDescriptorLen = 1 + ed25519.PublicKeySize + keys.OnionCertLen +
-		1 + MaxNicknameLen + addrPortMaxLen + 1 + MaxGossipNameLen + addrPortMaxLen +
+		1 + MaxNicknameLen + addrPortMinLen + addrPortMaxLen + 1 + MaxGossipNameLen + addrPortMaxLen +
 		1 + 2 + MaxExitRules*(1+maxRuleLen) + 8 + 8 + 2 +
 		1 + MaxFamily*len(keys.NodeID{}) + 2 + MaxContactLen + 8 + 8 + 8 + ed25519.SignatureSize
 	// minDescriptorLen is the smallest: one-byte names, IPv4, nothing optional.
@@ -110,6 +120,7 @@ type Descriptor struct {
 	OnionCert       *keys.OnionCert   // signed by IdentityKey, valid from Published to Expires
 	Nickname        string            // 1..MaxNicknameLen of [A-Za-z0-9]; not unique
 	ORAddr          netip.AddrPort    // where circuits are made
+	ORAddrV6        netip.AddrPort    // an IPv6 OR address beside an IPv4 ORAddr (version 2); zero when none
 	GossipName      string            // the memberlist node name
 	GossipAddr      netip.AddrPort    // the memberlist address
 	Roles           Roles             // RoleExit, RoleStorage
@@ -144,7 +155,7 @@ func (d *Descriptor) Sign(id *keys.Identity) ([]byte, error) {
 		return nil, errorf(ErrBadSignature, "directory: sign descriptor: %v", err)
 	}
 	body := d.appendBody(make([]byte, 0, d.encodedLen()))
-	copy(d.Signature[:], id.Sign(DescriptorLabel, body))
+	copy(d.Signature[:], id.Sign(d.label(), body))
 	d.setRaw(append(body, d.Signature[:]...))
 	return bytes.Clone(d.raw), nil
 }
@@ -211,6 +222,32 @@ func (d *Descriptor) CheckTime(now time.Time) error {
 	return nil
 }
 
+// version is 2 for a descriptor with an IPv6 OR address beside its IPv4
+// one, else 1: each document has exactly one encoding.
+func (d *Descriptor) version() byte {
+	if d.ORAddrV6.IsValid() {
+		return descriptorVersionV6
+	}
+	return descriptorVersion
+}
+
+// label is the signature label of d's version.
+func (d *Descriptor) label() string {
+	if d.version() == descriptorVersionV6 {
+		return DescriptorLabelV2
+	}
+	return DescriptorLabel
+}
+
+// ORAddrs returns the relay's OR addresses, ORAddr first: a node dials
+// the first its network reaches.
+func (d *Descriptor) ORAddrs() []netip.AddrPort {
+	if d.ORAddrV6.IsValid() {
+		return []netip.AddrPort{d.ORAddr, d.ORAddrV6}
+	}
+	return []netip.AddrPort{d.ORAddr}
+}
+
 func (d *Descriptor) setRaw(b []byte) {
 	d.raw = b
 	d.id = keys.NodeIDFromIdentity(d.IdentityKey)
@@ -221,6 +258,9 @@ func (d *Descriptor) encodedLen() int {
 	n := minDescriptorLen - 2 + len(d.Nickname) + len(d.GossipName) + len(d.Contact) + len(d.Family)*len(keys.NodeID{})
 	if d.ORAddr.Addr().Is6() {
 		n += 12
+	}
+	if d.ORAddrV6.IsValid() {
+		n += addrPortMaxLen
 	}
 	if d.GossipAddr.Addr().Is6() {
 		n += 12
@@ -233,11 +273,14 @@ func (d *Descriptor) encodedLen() int {
 
 // appendBody encodes everything but the signature, without checks.
 func (d *Descriptor) appendBody(b []byte) []byte {
-	b = append(b, descriptorVersion)
+	b = append(b, d.version())
 	b = append(b, d.IdentityKey...)
 	b = append(b, d.OnionCert.Marshal()...)
 	b = append(append(b, byte(len(d.Nickname))), d.Nickname...)
 	b = appendAddrPort(b, d.ORAddr)
+	if d.ORAddrV6.IsValid() {
+		b = appendAddrPort(b, d.ORAddrV6)
+	}
 	b = append(append(b, byte(len(d.GossipName))), d.GossipName...)
 	b = appendAddrPort(b, d.GossipAddr)
 	b = append(b, byte(d.Roles))

@@ -46,13 +46,17 @@ func parseDescriptor(b []byte) (*Descriptor, error) {
 	}
 	c := &cursor{b: b, doc: "descriptor"}
 	d := &Descriptor{}
-	if v := c.u8("version"); v != descriptorVersion {
+	v := c.u8("version")
+	if v != descriptorVersion && v != descriptorVersionV6 {
 		c.fail("unknown version %d", v)
 	}
 	d.IdentityKey = ed25519.PublicKey(c.take(ed25519.PublicKeySize, "identity"))
 	certBytes := c.take(keys.OnionCertLen, "onion cert")
 	d.Nickname = string(c.take(int(c.u8("nickname length")), "nickname"))
 	d.ORAddr = c.addrPort("OR address")
+	if v == descriptorVersionV6 {
+		d.ORAddrV6 = c.addrPort("IPv6 OR address")
+	}
 	d.GossipName = string(c.take(int(c.u8("gossip name length")), "gossip name"))
 	d.GossipAddr = c.addrPort("gossip address")
 	d.Roles = Roles(c.u8("roles"))
@@ -105,7 +109,7 @@ func parseDescriptor(b []byte) (*Descriptor, error) {
 		return nil, err
 	}
 	signed := b[:len(b)-ed25519.SignatureSize]
-	if !keys.Verify(d.IdentityKey, DescriptorLabel, signed, sig) {
+	if !keys.Verify(d.IdentityKey, d.label(), signed, sig) {
 		return nil, errorf(ErrBadSignature, "directory: parse descriptor of %s: bad signature",
 			keys.NodeIDFromIdentity(d.IdentityKey).Short())
 	}

@@ -35,6 +35,14 @@ func (d *Descriptor) check(op string) error {
 	if msg := checkAddrPort(d.ORAddr); msg != "" {
 		return fail("OR address: %s", msg)
 	}
+	if d.ORAddrV6.IsValid() {
+		if msg := checkAddrPort(d.ORAddrV6); msg != "" {
+			return fail("IPv6 OR address: %s", msg)
+		}
+		if !d.ORAddrV6.Addr().Is6() || !d.ORAddr.Addr().Is4() {
+			return fail("IPv6 OR address %s beside %s: version 2 pairs an IPv4 OR address with an IPv6 one", d.ORAddrV6, d.ORAddr)
+		}
+	}
 	if msg := checkGossipName(d.GossipName); msg != "" {
 		return fail("gossip name: %s", msg)
 	}

@@ -79,14 +79,17 @@ func maxDescriptor(t testing.TB, id *keys.Identity) *Descriptor {
 		d.Family[i] = keys.NodeID{byte(i + 1)}
 	}
 	d.Contact = strings.Repeat("c", MaxContactLen)
+	// The longest OR addresses: version 2's IPv4 and IPv6 pair.
+	d.ORAddr = netip.MustParseAddrPort("192.0.2.7:443")
+	d.ORAddrV6 = netip.MustParseAddrPort("[2001:db8::7]:443")
 	return d
 }
 
 func TestDescriptorMaxLen(t *testing.T) {
 	id := testIdentity(t, "max")
 	b := signed(t, id, maxDescriptor(t, id))
-	if len(b) != MaxDescriptorLen || MaxDescriptorLen != 17821 {
-		t.Fatalf("largest descriptor is %d bytes, MaxDescriptorLen %d, SPEC.md says 17821", len(b), MaxDescriptorLen)
+	if len(b) != MaxDescriptorLen || MaxDescriptorLen != 17828 {
+		t.Fatalf("largest descriptor is %d bytes, MaxDescriptorLen %d, SPEC.md says 17828", len(b), MaxDescriptorLen)
 	}
 	if _, err := ParseDescriptor(b, t0); err != nil {
 		t.Fatal(err)
@@ -289,11 +292,11 @@ func TestDescriptorRefusesNonCanonicalRule(t *testing.T) {
 func TestDescriptorUnknownVersion(t *testing.T) {
 	id := testIdentity(t, "a")
 	b := signed(t, id, newDescriptor(t, id, "a"))
-	b[0] = 2
+	b[0] = 3
 	body := b[:len(b)-64]
 	b = append(body, id.Sign(DescriptorLabel, body)...)
 	if _, err := ParseDescriptorAnyTime(b); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "version") {
-		t.Fatalf("version 2: %v", err)
+		t.Fatalf("version 3: %v", err)
 	}
 }
 
@@ -301,5 +304,65 @@ func TestDescriptorErrorsArePrefixed(t *testing.T) {
 	_, err := ParseDescriptor([]byte{1, 2, 3}, t0)
 	if err == nil || !strings.HasPrefix(err.Error(), "directory: ") {
 		t.Fatalf("error %q lacks the package prefix", err)
+	}
+}
+
+// TestDescriptorIPv6ORAddr (issue 16 item 2): a relay with an IPv4 and an
+// IPv6 OR address signs a version 2 descriptor carrying both (SPEC.md
+// §2.1), byte by byte 19 bytes longer than version 1 right after the OR
+// address; one without keeps version 1, so nodes that know only version 1
+// still use it. The pair is always IPv4 then IPv6, and each version has
+// its own label.
+func TestDescriptorIPv6ORAddr(t *testing.T) {
+	id := testIdentity(t, "a")
+	v1 := newDescriptor(t, id, "a")
+	b1 := signed(t, id, v1)
+	if b1[0] != 1 {
+		t.Fatalf("a descriptor with one OR address is version %d, want 1", b1[0])
+	}
+	d := newDescriptor(t, id, "a")
+	d.ORAddrV6 = netip.MustParseAddrPort("[2001:db8::7]:9001")
+	b2 := signed(t, id, d)
+	if b2[0] != 2 || len(b2) != len(b1)+19 {
+		t.Fatalf("version %d, %d bytes; want version 2, %d + 19", b2[0], len(b2), len(b1))
+	}
+	at := 1 + 32 + keys.OnionCertLen + 1 + len(d.Nickname) + 7
+	want := append([]byte{2}, netip.MustParseAddr("2001:db8::7").AsSlice()...)
+	want = append(want, 0x23, 0x29) // 9001
+	if !bytes.Equal(b2[at:at+19], want) || !bytes.Equal(b2[1:at], b1[1:at]) || !bytes.Equal(b2[at+19:len(b2)-64], b1[at:len(b1)-64]) {
+		t.Fatalf("version 2 is not version 1 with the IPv6 address after the OR address:\n v1 %x\n v2 %x", b1, b2)
+	}
+	got, err := ParseDescriptor(b2, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ORAddrV6 != d.ORAddrV6 || !reflect.DeepEqual(got.ORAddrs(), []netip.AddrPort{d.ORAddr, d.ORAddrV6}) {
+		t.Fatalf("parsed OR addresses %v", got.ORAddrs())
+	}
+	if again, err := got.Marshal(); err != nil || !bytes.Equal(again, b2) {
+		t.Fatalf("re-marshal: %v", err)
+	}
+	// Signed under the version 1 label, it is refused: no document can be
+	// taken for another version's.
+	body := b2[:len(b2)-64]
+	if _, err := ParseDescriptorAnyTime(append(bytes.Clone(body), id.Sign(DescriptorLabel, body)...)); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("version 2 signed with the version 1 label: %v, want ErrBadSignature", err)
+	}
+	for name, edit := range map[string]func(*Descriptor){
+		"IPv6 beside IPv6": func(d *Descriptor) { d.ORAddr = netip.MustParseAddrPort("[2001:db8::1]:9001") },
+		"IPv4 as the IPv6": func(d *Descriptor) { d.ORAddrV6 = netip.MustParseAddrPort("192.0.2.11:9001") },
+		"mapped":           func(d *Descriptor) { d.ORAddrV6 = netip.MustParseAddrPort("[::ffff:192.0.2.11]:9001") },
+		"unspecified":      func(d *Descriptor) { d.ORAddrV6 = netip.MustParseAddrPort("[::]:9001") },
+		"port 0":           func(d *Descriptor) { d.ORAddrV6 = netip.MustParseAddrPort("[2001:db8::7]:0") },
+	} {
+		bad := newDescriptor(t, id, "a")
+		bad.ORAddrV6 = netip.MustParseAddrPort("[2001:db8::7]:9001")
+		edit(bad)
+		if _, err := bad.Sign(id); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Sign: %v, want ErrMalformed", name, err)
+		}
+		if _, err := ParseDescriptorAnyTime(forgeDescriptor(id, bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: parse: %v, want ErrMalformed", name, err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -17,11 +18,14 @@ func FuzzParseDescriptor(f *testing.F) {
 	id := testIdentity(f, "a")
 	middle := signed(f, id, newDescriptor(f, id, "a"))
 	exit := signed(f, id, exitDescriptor(f, id, "a"))
+	dual := newDescriptor(f, id, "a")
+	dual.ORAddrV6 = netip.MustParseAddrPort("[2001:db8::7]:9001")
 	f.Add(middle)                           // valid: middle relay, IPv4
 	f.Add(exit)                             // valid: exit and storage, IPv6, family, contact
+	f.Add(signed(f, id, dual))              // valid: version 2, an IPv4 and an IPv6 OR address
 	f.Add(middle[:len(middle)-1])           // invalid: truncated signature
 	f.Add(append(bytes.Clone(middle), 0))   // invalid: trailing byte
-	f.Add(append([]byte{2}, middle[1:]...)) // invalid: version 2
+	f.Add(append([]byte{2}, middle[1:]...)) // invalid: version 2 without its IPv6 address
 	f.Add(make([]byte, minDescriptorLen))   // invalid: all zeros
 	bad := newDescriptor(f, id, "a")
 	bad.Nickname = "bad-name"

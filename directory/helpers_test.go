@@ -90,7 +90,7 @@ func signed(t testing.TB, id *keys.Identity, d *Descriptor) []byte {
 func forgeDescriptor(id *keys.Identity, d *Descriptor) []byte {
 	d.IdentityKey = id.Public()
 	body := d.appendBody(nil)
-	return append(body, id.Sign(DescriptorLabel, body)...)
+	return append(body, id.Sign(d.label(), body)...)
 }
 
 // relay is a signed descriptor with the identity behind it.

@@ -21,6 +21,9 @@ type publisher struct {
 	cfg     *conf.Relay // set at New; replaced, never changed, by setConfig
 	store   *keys.Store
 	lastSeq uint64 // owned by the relay's run loop
+	// orAddrV6 is the IPv6 OR address published beside an IPv4 one (a
+	// version 2 descriptor, directory/SPEC.md §2.1), or zero; set at New.
+	orAddrV6 netip.AddrPort
 
 	mu       sync.Mutex  // guards cfg after New
 	reloaded atomic.Bool // a reload changed what descriptors say
@@ -54,6 +57,7 @@ func (p *publisher) build(now time.Time, orAddr, gossipAddr netip.AddrPort) (*di
 		OnionCert:       cert,
 		Nickname:        cfg.Nickname,
 		ORAddr:          orAddr,
+		ORAddrV6:        p.orAddrV6,
 		GossipName:      p.store.Identity().ID().String(),
 		GossipAddr:      gossipAddr,
 		Bandwidth:       uint64(cfg.BandwidthRate),

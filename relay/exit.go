@@ -106,6 +106,9 @@ func dialEndReason(err error) onion.EndReason {
 // of them. Interfaces are read once, at start.
 func (r *Relay) ownAddrs() []netip.Addr {
 	own := []netip.Addr{r.orAddr.Addr()}
+	if r.orAddrV6.IsValid() {
+		own = append(own, r.orAddrV6.Addr())
+	}
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		r.log.Warn("exit: cannot list this host's addresses; refusing only the OR address", "err", err)

@@ -172,3 +172,67 @@ func TestMultiListenerClose(t *testing.T) {
 		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 }
+
+// TestIPv4AndIPv6ORAddresses (issue 16 item 2): a relay with or_addr and
+// or_addr_v6 publishes both in a version 2 descriptor; a client whose
+// network does not reach the first (here: the IPv4 address of the entry
+// points at a closed port) builds its circuit through the second, and
+// another relay extends to it.
+func TestIPv4AndIPv6ORAddresses(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		ln.Close()
+	}
+	n := newTestNetwork(t, 1)
+	n.relayEdit = func(c *conf.Relay) {
+		if c.Nickname == "dual" {
+			c.ORAddrV6 = "[::1]:0"
+		}
+	}
+	dual := n.startRelay("dual", false)
+	other := n.startRelay("other", true)
+	cl, v := testClient(t, n, map[keys.NodeID]bool{dual.ID(): true, other.ID(): true})
+	e, _ := v.ByID(dual.ID())
+	if !e.Descriptor.ORAddrV6.Addr().Is6() || e.Descriptor.ORAddrV6 != dual.orAddrV6 || e.Descriptor.Bytes()[0] != 2 {
+		t.Fatalf("consensus lists OR addresses %v (descriptor version %d), want %s and %s in version 2",
+			e.Descriptor.ORAddrs(), e.Descriptor.Bytes()[0], dual.ORAddr(), dual.orAddrV6)
+	}
+
+	// The IPv4 address, as a network without IPv4 sees it: nothing there.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := netip.MustParseAddrPort(closed.Addr().String())
+	closed.Close()
+	unreachable := *e.Descriptor
+	unreachable.ORAddr = dead
+	guard := e
+	guard.Descriptor = &unreachable
+	last, _ := v.ByID(other.ID())
+
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	c, err := cl.Build(ctx, []directory.Entry{guard, last})
+	if err != nil {
+		t.Fatalf("circuit through the IPv6 address: %v", err)
+	}
+	c.Close()
+	c, err = cl.Build(ctx, []directory.Entry{last, e})
+	if err != nil {
+		t.Fatalf("circuit extended to the dual-stack relay: %v", err)
+	}
+	c.Close()
+
+	// Without the IPv6 address the same entry cannot be reached by a
+	// client with no link to it yet: the circuit above did go through it.
+	fresh, _ := testClient(t, n, map[keys.NodeID]bool{dual.ID(): true, other.ID(): true})
+	v4only := unreachable
+	v4only.ORAddrV6 = netip.AddrPort{}
+	guard.Descriptor = &v4only
+	if c, err := fresh.Build(ctx, []directory.Entry{guard, last}); err == nil {
+		c.Close()
+		t.Fatal("a circuit was built to a guard at a closed port")
+	}
+}

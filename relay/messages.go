@@ -209,7 +209,7 @@ const knownWait = 3 * time.Second
 func (e *engine) waitKnown(ctx context.Context, ext onion.Extend) bool {
 	deadline := time.Now().Add(knownWait)
 	for {
-		if addr, ok := e.r.knownRelay(ext.NodeID); ok && addr == ext.AddrPort {
+		if e.r.knownAt(ext.NodeID, ext.AddrPort) {
 			return true
 		}
 		if time.Now().After(deadline) {

@@ -71,6 +71,7 @@ type Relay struct {
 	viewMu   sync.Mutex // guards the fields below
 	node     *gossip.Node
 	view     map[keys.NodeID]netip.AddrPort
+	viewV6   map[keys.NodeID]netip.AddrPort // IPv6 OR addresses beside view's IPv4 ones
 	viewTime time.Time
 }
 
@@ -110,7 +111,7 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: port.addr, orAddrV6: port.addrV6,
 		gossipBind: gossipBind, gossipAddr: gossipAddr,
-		pub: publisher{cfg: cfg, store: store}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
+		pub: publisher{cfg: cfg, store: store, orAddrV6: port.addrV6}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
 		republishNow: make(chan struct{}, 1),
 	}
 	if cfg.Storage {
@@ -291,13 +292,29 @@ func (r *Relay) knownRelay(id keys.NodeID) (netip.AddrPort, bool) {
 	_, known := r.view[id]
 	if r.node != nil && (now.Sub(r.viewTime) > viewTTL || !known && now.Sub(r.viewTime) > viewMissTTL) {
 		r.view = map[keys.NodeID]netip.AddrPort{}
+		r.viewV6 = map[keys.NodeID]netip.AddrPort{}
 		for _, k := range member.Relays(r.node, now) {
 			r.view[k.Desc.NodeID()] = k.Desc.ORAddr
+			if k.Desc.ORAddrV6.IsValid() {
+				r.viewV6[k.Desc.NodeID()] = k.Desc.ORAddrV6
+			}
 		}
 		r.viewTime = now
 	}
 	a, ok := r.view[id]
 	return a, ok
+}
+
+// knownAt reports whether id is a relay this relay knows (knownRelay) at
+// addr, either of its OR addresses: a client names the one to extend to.
+func (r *Relay) knownAt(id keys.NodeID, addr netip.AddrPort) bool {
+	a, ok := r.knownRelay(id)
+	if !ok {
+		return false
+	}
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	return a == addr || r.viewV6[id] == addr && addr.IsValid()
 }
 
 // republish rotates the onion key when due and announces a new descriptor

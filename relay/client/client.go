@@ -182,7 +182,7 @@ func (cl *Client) guardLink(ctx context.Context, g directory.Entry) (*link.Link,
 			return l, nil
 		}
 	}
-	conn, err := link.Dial(ctx, g.Descriptor.ORAddr.String(), id, nil)
+	conn, err := dialOR(ctx, g.Descriptor, id)
 	if err != nil {
 		return nil, err
 	}
