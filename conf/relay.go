@@ -39,6 +39,12 @@ type Relay struct {
 	// §8). None: the relay is no directory cache.
 	DirCacheSeeds   []SeedPin `toml:"dir_cache_seed"`
 	DirCacheRefresh Duration  `toml:"dir_cache_refresh"` // least time between fetches of the mirrored consensus
+	// The cap on relayed bytes and the accounting (accounting.go).
+	RelayBandwidthRate  Size            `toml:"relay_bandwidth_rate"`  // bytes per second each way on links; 0 = no cap
+	RelayBandwidthBurst Size            `toml:"relay_bandwidth_burst"` // token bucket size; 0 = the rate
+	AccountingMax       Size            `toml:"accounting_max"`        // bytes per accounting period, then hibernate; 0 = off
+	AccountingStart     AccountingStart `toml:"accounting_start"`      // when each accounting period begins
+	AccountingRule      string          `toml:"accounting_rule"`       // how sent and received bytes count against accounting_max
 }
 
 // maxContact bounds the contact string, which every descriptor carries.
@@ -109,6 +115,16 @@ func DefaultRelay() Relay {
 		// fresh-until, and this floor keeps a seed with a tiny
 		// fresh-until from making every relay poll it.
 		DirCacheRefresh: Duration(30 * time.Second),
+		// No cap and no accounting, as Tor: an operator who pays by the
+		// byte or shares a line says so.
+		RelayBandwidthRate:  0,
+		RelayBandwidthBurst: 0,
+		AccountingMax:       0,
+		// Tor's AccountingStart default: a period a month, from the 1st.
+		AccountingStart: AccountingStart{Unit: PeriodMonth, Day: 1},
+		// Tor's AccountingRule default: sent and received each within
+		// accounting_max, as most hosting plans count.
+		AccountingRule: AccountingRuleMax,
 	}
 }
 
@@ -166,6 +182,7 @@ func (r *Relay) validate(p *problems) {
 	}
 	checkSeedPins(p, "dir_cache_seed", r.DirCacheSeeds)
 	p.add(checkPositive("dir_cache_refresh", r.DirCacheRefresh))
+	r.checkBandwidthLimits(p)
 }
 
 // Policy returns the exit policy to enforce: RejectAll unless exit is on.

@@ -171,6 +171,30 @@ address may hold an eighth of them and one relay's address half (at least
 	"dir_cache_refresh": `
 A directory cache fetches each seed's consensus again when it stops being
 fresh, but never sooner than this after the last fetch.`,
+	"relay_bandwidth_rate": `
+Most bytes per second the relay's links read, and the most they write
+(torrc's RelayBandwidthRate): clients, relays and directory answers all
+count. 0 is no cap; otherwise at least 75KiB. Circuits share it in turn.
+The descriptor then advertises the lower of this and bandwidth_rate.
+A reload (SIGHUP) applies a new cap at once.`,
+	"relay_bandwidth_burst": `
+Token bucket size for relay_bandwidth_rate, each way (torrc's
+RelayBandwidthBurst): how much may pass at once after a quiet spell. At
+least the rate; 0 means the rate.`,
+	"accounting_max": `
+Most bytes per accounting period (torrc's AccountingMax). Once spent, the
+relay hibernates: it leaves the network (drops out of the consensus),
+refuses new circuits and streams, lets its open circuits finish, and comes
+back when the next period begins. 0 turns accounting off. What was spent
+is kept in data_dir, so a restart does not reset it.`,
+	"accounting_start": `
+When each accounting period begins, in local time (torrc's
+AccountingStart): "day HH:MM", "week D HH:MM" (D 1 = Monday to 7 = Sunday)
+or "month D HH:MM" (D 1 to 28).`,
+	"accounting_rule": `
+How bytes count against accounting_max (torrc's AccountingRule): "max"
+(sent and received each up to it), "sum" (the two together), "in" (only
+received) or "out" (only sent).`,
 	"dir_cache_seed": `
 Seeds whose signed consensus this relay mirrors for clients, one
 [[dir_cache_seed]] table each, as in a client's [[seed]] tables: clients

@@ -60,7 +60,7 @@ func (p *publisher) build(now time.Time, orAddr, gossipAddr netip.AddrPort) (*di
 		ORAddrV6:        p.orAddrV6,
 		GossipName:      p.store.Identity().ID().String(),
 		GossipAddr:      gossipAddr,
-		Bandwidth:       uint64(cfg.BandwidthRate),
+		Bandwidth:       uint64(cfg.AdvertisedBandwidth()),
 		ProtocolVersion: onion.ProtocolVersion,
 		Contact:         cfg.Contact,
 		Sequence:        seq,

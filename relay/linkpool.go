@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"veil/onion/keys"
+	"veil/relay/internal/ratelimit"
 	"veil/relay/link"
 )
 
@@ -21,6 +22,8 @@ type linkPool struct {
 	onLink func(*link.Link)
 	own    *keys.Identity
 	log    *slog.Logger
+	// limit caps what the links read and write (limits.go); nil is none.
+	limit *ratelimit.Limiter
 
 	mu   sync.Mutex // guards byID
 	byID map[keys.NodeID]*link.Link
@@ -47,7 +50,7 @@ func (p *linkPool) get(ctx context.Context, id keys.NodeID, addr netip.AddrPort)
 	if err != nil {
 		return nil, fmt.Errorf("link to %s: %w", id.Short(), err)
 	}
-	l, err = link.Establish(ctx, conn, link.Options{Handler: p.h, Initiator: true, Logger: p.log})
+	l, err = link.Establish(ctx, conn, link.Options{Handler: p.h, Initiator: true, Logger: p.log, Limiter: p.limit})
 	if err != nil {
 		return nil, fmt.Errorf("link to %s: %w", id.Short(), err)
 	}

@@ -138,7 +138,7 @@ func (o *orListener) handle(ctx context.Context, e *admit.Entry, c net.Conn) {
 	var l *link.Link
 	if err == nil {
 		stage = "versions"
-		l, err = link.Establish(hctx, tc, link.Options{Handler: o.eng, Logger: o.log, HandshakeTimeout: handshakeTimeout})
+		l, err = link.Establish(hctx, tc, link.Options{Handler: o.eng, Logger: o.log, HandshakeTimeout: handshakeTimeout, Limiter: o.eng.r.limiter})
 		// Establish's error names the peer's address, which a relay's
 		// log must not list; its cause does not.
 		if cause := errors.Unwrap(err); cause != nil {

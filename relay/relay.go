@@ -20,6 +20,7 @@ import (
 	"veil/directory/member"
 	"veil/onion"
 	"veil/onion/keys"
+	"veil/relay/internal/ratelimit"
 	shardstore "veil/shard/store"
 )
 
@@ -63,6 +64,9 @@ type Relay struct {
 	// it returns true, with CONNECTFAILED as if that relay were down.
 	refuseExtend func(to keys.NodeID) bool
 
+	// limiter caps and counts what every link reads and writes
+	// (relay_bandwidth_rate; limits.go).
+	limiter *ratelimit.Limiter
 	// eng is the running engine, for Reload; nil before Run.
 	eng atomic.Pointer[engine]
 	// republishNow wakes the republication loop after a reload.
@@ -114,6 +118,7 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 		pub: publisher{cfg: cfg, store: store, orAddrV6: port.addrV6}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
 		republishNow: make(chan struct{}, 1),
 	}
+	r.limiter = ratelimit.New(uint64(cfg.RelayBandwidthRate), uint64(cfg.RelayBurst()))
 	if cfg.Storage {
 		if r.shards, err = shardstore.Open(filepath.Join(cfg.DataDir, "shards"), shardstore.Options{Quota: int64(cfg.StorageQuota), Logger: log}); err != nil {
 			ln.Close()
@@ -182,6 +187,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	eng := newEngine(ctx, r)
+	eng.links.limit = r.limiter
 	if eng.exiter != nil {
 		eng.exiter.own = r.ownAddrs()
 		eng.exiter.setPolicy(r.cfg.Policy())

@@ -20,7 +20,7 @@ var liveKeys = []string{"log_level", "exit_policy", "contact", "family", "nickna
 func (r *Relay) Reload(next *conf.Relay) (applied, restart []string) {
 	cur := r.pub.config()
 	for _, k := range conf.Changed(cur, next) {
-		if slices.Contains(liveKeys, k) {
+		if slices.Contains(liveKeys, k) || slices.Contains(limitKeys, k) {
 			applied = append(applied, k)
 		} else {
 			restart = append(restart, k)
@@ -35,6 +35,7 @@ func (r *Relay) Reload(next *conf.Relay) (applied, restart []string) {
 	if e := r.eng.Load(); e != nil && e.exiter != nil && slices.Contains(applied, "exit_policy") {
 		e.exiter.setPolicy(upd.Policy())
 	}
+	r.applyLimits(&upd, next)
 	r.pub.setConfig(&upd)
 	select {
 	case r.republishNow <- struct{}{}:

@@ -18,6 +18,8 @@
 package ratelimit
 
 import (
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +41,12 @@ type Limiter struct {
 	// buckets holds each direction's bucket, nil while there is no cap,
 	// so that an uncapped relay pays one atomic load per request.
 	buckets [2]atomic.Pointer[rate.Limiter]
+	// order serialises each direction's requests with the time they are
+	// made: x/time/rate takes the caller's time, and one older than the
+	// bucket's last moves the bucket back to it, so that the time
+	// between is credited twice. With every link's reader and writer
+	// asking at once that added 15 % to a 20 MB/s cap.
+	order   [2]sync.Mutex
 	counted [2]atomic.Uint64
 	// now is time.Now, replaceable in tests.
 	now func() time.Time
@@ -63,10 +71,12 @@ const MinBurst = 64 << 10
 // the new burst). bytesPerSecond 0 lifts the cap. A burst below the rate
 // is raised to it, as Tor requires RelayBandwidthBurst >= RelayBandwidthRate.
 func (l *Limiter) Set(bytesPerSecond, burst uint64) {
-	now := l.now()
 	for d := range l.buckets {
+		l.order[d].Lock()
+		now := l.now()
 		if bytesPerSecond == 0 {
 			l.buckets[d].Store(nil)
+			l.order[d].Unlock()
 			continue
 		}
 		r, b := rate.Limit(bytesPerSecond), int(max(burst, bytesPerSecond, MinBurst))
@@ -76,9 +86,10 @@ func (l *Limiter) Set(bytesPerSecond, burst uint64) {
 		if cur := l.buckets[d].Load(); cur != nil {
 			cur.SetLimitAt(now, r)
 			cur.SetBurstAt(now, b)
-			continue
+		} else {
+			l.buckets[d].Store(rate.NewLimiter(r, b))
 		}
-		l.buckets[d].Store(rate.NewLimiter(r, b))
+		l.order[d].Unlock()
 	}
 }
 
@@ -88,8 +99,13 @@ func (l *Limiter) Allow(d Direction, n int) bool {
 	if l == nil {
 		return true
 	}
-	if b := l.buckets[d].Load(); b != nil && !b.AllowN(l.now(), n) {
-		return false
+	if b := l.buckets[d].Load(); b != nil {
+		l.order[d].Lock()
+		ok := b.AllowN(l.now(), n)
+		l.order[d].Unlock()
+		if !ok {
+			return false
+		}
 	}
 	l.counted[d].Add(uint64(n))
 	return true
@@ -107,8 +123,10 @@ func (l *Limiter) Wait(d Direction, n int, stop <-chan struct{}) bool {
 		l.counted[d].Add(uint64(n))
 		return true
 	}
+	l.order[d].Lock()
 	now := l.now()
 	r := b.ReserveN(now, n)
+	l.order[d].Unlock()
 	if !r.OK() {
 		// More than a burst (only a caller ignoring MinBurst): let it
 		// pass rather than stall the link for ever.
@@ -121,7 +139,9 @@ func (l *Limiter) Wait(d Direction, n int, stop <-chan struct{}) bool {
 		case <-t.C:
 		case <-stop:
 			t.Stop()
+			l.order[d].Lock()
 			r.CancelAt(l.now())
+			l.order[d].Unlock()
 			return false
 		}
 	}
@@ -140,3 +160,15 @@ func (l *Limiter) Counted() (read, written uint64) {
 
 // Capped reports whether a cap is set.
 func (l *Limiter) Capped() bool { return l != nil && l.buckets[Read].Load() != nil }
+
+// Available returns the bytes direction d's bucket holds now (negative
+// while waiters hold reservations); +Inf without a cap.
+func (l *Limiter) Available(d Direction) float64 {
+	b := l.buckets[d].Load()
+	if b == nil {
+		return math.Inf(1)
+	}
+	l.order[d].Lock()
+	defer l.order[d].Unlock()
+	return b.TokensAt(l.now())
+}
