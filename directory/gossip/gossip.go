@@ -220,6 +220,9 @@ type Node struct {
 	stopAfter func() bool // unregisters the close-on-ctx hook
 	wg        sync.WaitGroup
 	left      atomic.Bool // Leave was called: stop joining
+	// stopping is set by Leave and Close: memberlist's complaints from
+	// then on are the shutdown itself (logWriter).
+	stopping *atomic.Bool
 
 	lastMemberRejoin time.Time // owned by joinLoop: when a member last answered a re-join
 
@@ -274,10 +277,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	logger := cfg.Logger
 	mlOut := io.Discard
+	stopping := new(atomic.Bool)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	} else {
-		mlOut = logWriter{logger}
+		mlOut = logWriter{l: logger, stopping: stopping}
 	}
 	logger = logger.With("node", cfg.Name)
 	mlLogger := log.New(mlOut, "", 0)
@@ -317,6 +321,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n := &Node{
+		stopping:  stopping,
 		name:      cfg.Name,
 		addr:      addr,
 		cfg:       cfg,
@@ -515,6 +520,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 		return ErrClosed // memberlist panics on Leave after Shutdown
 	}
 	n.left.Store(true)
+	n.stopping.Store(true)
 	n.mu.Lock()
 	notice := message{Type: msgLeaving, Digest: n.self.info.Digest, Name: n.name}
 	to := make([]*memberlist.Node, 0, len(n.peers))
@@ -548,6 +554,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	n.stopping.Store(true)
 	n.stopAfter()
 	n.cancel()
 	err := n.ml.Shutdown()
@@ -622,11 +629,21 @@ func nodeAddr(nd *memberlist.Node) (netip.AddrPort, bool) {
 // carries one level. memberlist's INFO lines are about other members (a
 // suspect, a node marked failed: one line at every node for each failure
 // anywhere in the network), which an operator's info log does not want, so
-// they go to debug with DEBUG; WARN and ERR keep their level.
-type logWriter struct{ l *slog.Logger }
+// they go to debug with DEBUG; WARN and ERR keep their level, until the
+// node leaves or closes: a probe in flight then fails on its closed socket
+// ("use of closed network connection", "UDP probes failed") and memberlist
+// says so at ERR and WARN, which is a normal shutdown, not a fault, and
+// goes to debug too.
+type logWriter struct {
+	l        *slog.Logger
+	stopping *atomic.Bool // nil: never
+}
 
 func (w logWriter) Write(p []byte) (int, error) {
 	level, msg := memberlistLevel(string(p))
+	if w.stopping != nil && w.stopping.Load() {
+		level = min(level, slog.LevelDebug)
+	}
 	w.l.Log(context.Background(), level, msg, "src", "memberlist")
 	return len(p), nil
 }

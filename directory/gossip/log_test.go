@@ -27,7 +27,7 @@ func TestMemberlistLinesHaveOneLevel(t *testing.T) {
 		var out bytes.Buffer
 		l := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		// memberlist writes through a *log.Logger with no prefix or flags.
-		log.New(logWriter{l}, "", 0).Print(tc.line)
+		log.New(logWriter{l: l}, "", 0).Print(tc.line)
 		line := strings.TrimSpace(out.String())
 		if n := strings.Count(line, `"level":`); n != 1 {
 			t.Errorf("%q: %d level keys: %s", tc.line, n, line)
