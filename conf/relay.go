@@ -170,6 +170,7 @@ func (r *Relay) validate(p *problems) {
 			"grace %s is not shorter than the rotation period %s, so old keys would pile up", r.OnionKeyGrace, r.OnionKeyRotation))
 	}
 	checkNodeIDs(p, "family", r.Family)
+	r.checkPublishable(p)
 	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
 		p.add(keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break"))
 	}
