@@ -28,6 +28,7 @@ type Relay struct {
 	BandwidthRate    Size     `toml:"bandwidth_rate"`     // bytes per second advertised for path weighting
 	OnionKeyRotation Duration `toml:"onion_key_rotation"` // lifetime of an onion key
 	OnionKeyGrace    Duration `toml:"onion_key_grace"`    // how long a retired onion key still works
+	ShutdownWait     Duration `toml:"shutdown_wait"`      // how long SIGTERM lets streams finish; 0 = close at once
 	Family           []string `toml:"family"`             // node IDs of the operator's other relays
 	Contact          string   `toml:"contact"`            // how to reach the operator; public
 	MetricsAddr      string   `toml:"metrics_addr"`       // Prometheus listener; "" = off, port 0 = pick a free port
@@ -108,6 +109,9 @@ func DefaultRelay() Relay {
 		MaxMemory: 256 * MiB,
 		// A few KB each plus buffers in flight stays well inside max_memory.
 		MaxCircuits: 4096,
+		// Tor's ShutdownWaitLength: long enough for a page or a small
+		// download to finish, short enough that a restart is not a wait.
+		ShutdownWait: Duration(30 * time.Second),
 		// No pins: which seeds a relay trusts to sign what it mirrors is
 		// the operator's decision, as a client's seeds are the user's.
 		DirCacheSeeds: nil,
@@ -169,8 +173,10 @@ func (r *Relay) validate(p *problems) {
 		p.add(keyError("onion_key_grace", "make it shorter than onion_key_rotation",
 			"grace %s is not shorter than the rotation period %s, so old keys would pile up", r.OnionKeyGrace, r.OnionKeyRotation))
 	}
+	if r.ShutdownWait < 0 {
+		p.add(keyError("shutdown_wait", `write a duration, e.g. "30s", or "0s" to close at once`, "duration %s is negative", r.ShutdownWait))
+	}
 	checkNodeIDs(p, "family", r.Family)
-	r.checkPublishable(p)
 	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
 		p.add(keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break"))
 	}

@@ -151,6 +151,11 @@ How long an onion key is used before a new one replaces it.`,
 	"onion_key_grace": `
 How long a replaced onion key is still accepted, for clients with an older
 descriptor. Shorter than onion_key_rotation.`,
+	"shutdown_wait": `
+How long the relay drains on SIGTERM or SIGINT before it closes: it takes no
+new circuits or streams and leaves the network at once, and the streams it
+carries have this long to finish. It closes sooner when none is left; a
+second signal closes it at once. "0s" closes at once.`,
 	"family": `
 Node IDs of your other relays, so no client puts two of them on one circuit.
 List this relay in theirs too.`,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"veil/onion"
@@ -124,6 +125,12 @@ type engine struct {
 	mem    memory
 	stats  counters
 	wg     sync.WaitGroup
+	// draining is set when the relay drains (drain.go): new circuits
+	// and streams are refused with HIBERNATING.
+	draining atomic.Bool
+	// forwarded counts the cells passed on to another hop, either way:
+	// what a drain waits for at a middle (drain.go).
+	forwarded atomic.Uint64
 	// tamper, set only by tests, changes each cell this relay forwards
 	// away from the client, as a malicious relay would.
 	tamper func(*onion.Cell)
@@ -194,6 +201,9 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 			return
 		}
 		l.CloseWithError(err)
+		return
+	}
+	if e.refuseWhileDraining(l, c.CircID) {
 		return
 	}
 	if e.circs.len() >= 2*e.r.cfg.MaxCircuits {
@@ -425,6 +435,7 @@ func (s exitSender) Flush() { s.circ.prev.l.Flush() }
 // waits in its circuit's queue on to (send): from's reader never waits
 // for another link's peer.
 func (e *engine) forward(from, to *link.Link, c *onion.Cell) error {
+	e.forwarded.Add(1)
 	if to.Forward(from, c) {
 		return nil
 	}

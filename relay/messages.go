@@ -19,6 +19,18 @@ var errNotEarly = errors.New("relay: EXTEND outside RELAY_EARLY")
 
 // handleMessage acts on a relay message addressed to this relay.
 func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [onion.TagLen]byte, early bool) error {
+	if e.draining.Load() {
+		// A draining relay carries what it has, nothing new (drain.go):
+		// the client builds or opens it elsewhere at once.
+		switch m.Cmd {
+		case onion.RelayExtend:
+			e.destroy(circ, hop{}, onion.DestroyHibernating)
+			return nil
+		case onion.RelayBegin, onion.RelayBeginDir, onion.RelayBeginStore:
+			e.endStream(circ, m.StreamID, onion.EndHibernating)
+			return nil
+		}
+	}
 	switch m.Cmd {
 	case onion.RelayExtend:
 		if !early {

@@ -71,6 +71,11 @@ type Relay struct {
 	eng atomic.Pointer[engine]
 	// republishNow wakes the republication loop after a reload.
 	republishNow chan struct{}
+	// drainReq is closed by Drain (drain.go), once; leaveOnce makes the
+	// goodbye to the cluster happen once, in a drain or at the end.
+	drainReq  chan struct{}
+	drainOnce sync.Once
+	leaveOnce sync.Once
 
 	viewMu   sync.Mutex // guards the fields below
 	node     *gossip.Node
@@ -116,7 +121,7 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 		cfg: cfg, log: log, store: store, orLn: ln, orAddr: port.addr, orAddrV6: port.addrV6,
 		gossipBind: gossipBind, gossipAddr: gossipAddr,
 		pub: publisher{cfg: cfg, store: store, orAddrV6: port.addrV6}, now: time.Now, creates: newCreateLimits(cfg.MaxCircuits),
-		republishNow: make(chan struct{}, 1),
+		republishNow: make(chan struct{}, 1), drainReq: make(chan struct{}),
 	}
 	r.limiter = ratelimit.New(uint64(cfg.RelayBandwidthRate), uint64(cfg.RelayBurst()))
 	if cfg.Storage {
@@ -175,9 +180,10 @@ func (r *Relay) ID() keys.NodeID { return r.store.Identity().ID() }
 // ORAddr returns the address the relay accepts links on.
 func (r *Relay) ORAddr() netip.AddrPort { return r.orAddr }
 
-// Run serves until ctx ends: the OR port, membership and republication.
-// On return every goroutine it started has stopped and the relay has left
-// the cluster, so seeds drop it at once.
+// Run serves until ctx ends, or until a drain asked for by Drain is over:
+// the OR port, membership and republication. On return every goroutine it
+// started has stopped and the relay has left the cluster, so seeds drop it
+// at once.
 func (r *Relay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -257,25 +263,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.metricsLn != nil {
 		attrs = append(attrs, "metrics", r.metricsLn.Addr().String())
 	}
-	// What is published, then what is bound where it differs (behind NAT,
-	// in a container, on 0.0.0.0), so an operator sees both.
-	if r.orAddrV6.IsValid() {
-		attrs = append(attrs, "or_v6", r.orAddrV6.String())
-	}
-	if bound := r.orLn.Addr().String(); bound != r.orAddr.String() || r.orAddrV6.IsValid() {
-		attrs = append(attrs, "or_listen", listenAddrs(r.orLn))
-	}
-	if r.gossipBind != r.gossipAddr {
-		attrs = append(attrs, "gossip_listen", r.gossipBind.String())
-	}
 	r.log.Info("relay running", attrs...)
 
 	r.republish(ctx, node, d)
-
-	if err := node.Leave(leaveTimeout); err != nil {
-		r.log.Warn("leaving the cluster", "err", err)
+	if ctx.Err() == nil && r.draining() {
+		r.drain(ctx, eng, node)
 	}
-	node.Close()
+
+	r.leave(node)
 	cancel()
 	wg.Wait()
 	eng.links.closeAll()
@@ -342,6 +337,8 @@ func (r *Relay) republish(ctx context.Context, node *gossip.Node, d *directory.D
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-r.drainReq:
 			return
 		case <-tick.C:
 		case <-r.republishNow:

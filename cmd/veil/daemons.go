@@ -115,11 +115,12 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer stop() // before the wait: the reload goroutine ends with the relay
+	defer stop() // before the wait: the signal goroutines end with the relay
+	onStopSignals(ctx, &wg, r.Drain, stop)
 	onHangup(ctx, &wg, func() {
 		next, err := conf.LoadRelay(path)
 		if err != nil {
@@ -133,8 +134,31 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	return r.Run(ctx)
 }
 
-// signalContext ends on SIGINT or SIGTERM, so daemons shut down gracefully:
-// a relay leaves the gossip cluster and seeds drop it at once.
+// onStopSignals calls drain at the first SIGINT or SIGTERM and stop at the
+// second, from a goroutine that wg tracks until ctx ends: a relay drains
+// for shutdown_wait on the first (relay.Relay.Drain), and an operator who
+// will not wait ends it at once with the second, as with Tor.
+func onStopSignals(ctx context.Context, wg *sync.WaitGroup, drain, stop func()) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	wg.Go(func() {
+		defer signal.Stop(ch)
+		for _, act := range []func(){drain, stop} {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				act()
+			}
+		}
+	})
+}
+
+// signalContext ends on SIGINT or SIGTERM, so a seed or a proxy shuts down
+// gracefully: a seed leaves the gossip cluster and finishes the directory
+// requests in flight (a second or two, dirserve's shutdown grace). It has no
+// drain of its own: it carries no circuit or stream, and the consensus it
+// signed stays valid at every client and cache for hours.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }

@@ -68,7 +68,10 @@ type Client struct {
 	// silent holds relays that stopped answering a circuit's PING, until
 	// when: every circuit through one is torn down, and none is built.
 	silent map[keys.NodeID]time.Time
-	built  int
+	// leaving holds relays that said they are shutting down, until when
+	// (leaving.go): no new stream goes through one.
+	leaving map[keys.NodeID]time.Time
+	built   int
 	// wake tells Maintain that a spare was taken.
 	wake chan struct{}
 	// metrics are for the proxy's /metrics (metrics.go).
@@ -90,8 +93,8 @@ func New(o Options) *Client {
 	}
 	return &Client{opts: o, log: o.Logger, links: map[keys.NodeID]*link.Link{},
 		circs: map[circKey]*Circuit{}, pool: map[string]*Circuit{}, building: map[string]chan struct{}{},
-		silent: map[keys.NodeID]time.Time{},
-		wake:   make(chan struct{}, 1), metrics: newMetrics()}
+		silent: map[keys.NodeID]time.Time{}, leaving: map[keys.NodeID]time.Time{},
+		wake: make(chan struct{}, 1), metrics: newMetrics()}
 }
 
 // HandleCell takes cells from the guards.
@@ -243,6 +246,7 @@ func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast b
 	for i, h := range hops {
 		hopStart := time.Now()
 		if err := c.extendTo(ctx, h); err != nil {
+			cl.guardLeaving(hops, err)
 			cl.metrics.buildFailures.Inc()
 			if i > 0 && parent.Err() == nil {
 				// Past the first hop the failure is the guard's to
@@ -498,7 +502,7 @@ func (cl *Client) Spares() int {
 
 // usable reports whether new streams may use c: alive, not suspect (a hop
 // unheard since a PING), young enough, and every relay of it still in the
-// current consensus and not found silent.
+// current consensus and not found silent or leaving (leaving.go).
 // A relay the seeds dropped (a hung one drops out within seconds) takes
 // no new stream, although circuits through it are not torn down for that
 // alone: a relay missing from one consensus is usually back in the next.
@@ -514,7 +518,7 @@ func (cl *Client) usableLocked(c *Circuit, v *directory.View) bool {
 	}
 	for _, h := range c.hops {
 		id := h.Descriptor.NodeID()
-		if _, listed := v.ByID(id); !listed || cl.silentLocked(id, time.Now()) {
+		if _, listed := v.ByID(id); !listed || cl.silentLocked(id, time.Now()) || cl.leavingLocked(id, time.Now()) {
 			return false
 		}
 	}
@@ -647,6 +651,7 @@ func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Cre
 			return s, socks.Reply{Code: socks.ReplySucceeded, Bind: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}, nil
 		}
 		last = err
+		cl.exitLeaving(c, err)
 		var end *EndError
 		if errors.As(err, &end) && !retryable(end.Reason) {
 			return nil, socks.Reply{Code: end.Reason.SOCKSReply()}, err

@@ -294,6 +294,9 @@ func (n *Network) writeConfigs() error {
 		}
 		cfg.Seeds = gossips
 		cfg.GossipTiming = conf.GossipLocal
+		// A drain that fits in the stopGrace a testnet gives its
+		// processes, so Ctrl-C on `make run` is not a 30-second wait.
+		cfg.ShutdownWait = conf.Duration(stopGrace / 2)
 		// Every relay is a directory cache of the seeds the client pins
 		// (directory/SPEC.md §8), so clients fetch through their guard;
 		// it follows the seeds' short interval as the client does.
