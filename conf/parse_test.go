@@ -318,3 +318,30 @@ gossip_advertise = "192.0.2.1:0"
 		t.Fatalf("a seed on every address: %v", err)
 	}
 }
+
+// TestWhatADescriptorCannotCarry (issue 16 item 2): config check refuses
+// what the relay would refuse at start, when it signs its descriptor.
+func TestWhatADescriptorCannotCarry(t *testing.T) {
+	rules := make([]string, 300)
+	for i := range rules {
+		rules[i] = fmt.Sprintf("%q", fmt.Sprintf("accept *:%d", i+1))
+	}
+	family := make([]string, 17)
+	for i := range family {
+		family[i] = fmt.Sprintf("%q", strings.Repeat(string(rune('a'+i)), 52))
+	}
+	for _, tc := range []badCase{
+		{"too many rules", "exit = true\nexit_policy = [" + strings.Join(rules, ", ") + "]\n", 2, "exit_policy", "300 rules", "at most 256"},
+		{"too many family", "family = [" + strings.Join(family, ", ") + "]\n", 1, "family", "17 family members", "at most 16"},
+		{"contact bidi", "contact = \"op\u202e@example.org\"\n", 1, "contact", "U+202E", "printable"},
+		{"contact tab", "contact = \"a\\tb\"\n", 1, "contact", "U+0009", ""},
+	} {
+		_, err := ParseRelay("test.toml", []byte(tc.doc))
+		checkBad(t, tc, err)
+	}
+	// A policy of more than 256 rules is fine while the relay is no exit:
+	// the descriptor carries none.
+	if _, err := ParseRelay("test.toml", []byte("exit_policy = ["+strings.Join(rules, ", ")+"]\n")); err != nil {
+		t.Fatal(err)
+	}
+}

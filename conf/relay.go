@@ -177,6 +177,7 @@ func (r *Relay) validate(p *problems) {
 		p.add(keyError("shutdown_wait", `write a duration, e.g. "30s", or "0s" to close at once`, "duration %s is negative", r.ShutdownWait))
 	}
 	checkNodeIDs(p, "family", r.Family)
+	r.checkPublishable(p)
 	if len(r.Contact) > maxContact || strings.ContainsAny(r.Contact, "\r\n") {
 		p.add(keyError("contact", fmt.Sprintf("use one line of at most %d bytes", maxContact), "contact is too long or has a line break"))
 	}

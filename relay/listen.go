@@ -147,3 +147,19 @@ func (m *multiListener) Close() error {
 
 // Addr is the first listener's address (or_addr's).
 func (m *multiListener) Addr() net.Addr { return m.lns[0].Addr() }
+
+// listenAddrs names the addresses ln is bound to, for the start-up line.
+func listenAddrs(ln net.Listener) string {
+	m, ok := ln.(*multiListener)
+	if !ok {
+		return ln.Addr().String()
+	}
+	s := ""
+	for i, l := range m.lns {
+		if i > 0 {
+			s += ","
+		}
+		s += l.Addr().String()
+	}
+	return s
+}

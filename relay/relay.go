@@ -263,6 +263,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.metricsLn != nil {
 		attrs = append(attrs, "metrics", r.metricsLn.Addr().String())
 	}
+	// What is published, then what is bound where it differs (behind NAT,
+	// in a container, on 0.0.0.0), so an operator sees both.
+	if r.orAddrV6.IsValid() {
+		attrs = append(attrs, "or_v6", r.orAddrV6.String())
+	}
+	if bound := r.orLn.Addr().String(); bound != r.orAddr.String() || r.orAddrV6.IsValid() {
+		attrs = append(attrs, "or_listen", listenAddrs(r.orLn))
+	}
+	if r.gossipBind != r.gossipAddr {
+		attrs = append(attrs, "gossip_listen", r.gossipBind.String())
+	}
 	r.log.Info("relay running", attrs...)
 
 	r.republish(ctx, node, d)
