@@ -20,6 +20,12 @@
 // standard errors. It exits 1 when a target is missed only with -strict.
 //
 //	go run ./cmd/veilsim [-relays 3000] [-f 0.1,0.2] [-seed 1] [-strict]
+//
+// With -loss it prints instead how likely a 100 MB file is lost when a
+// fraction of the storage relays drop what they store, with placement as
+// before and with weighted placement and spot checks (loss.go):
+//
+//	go run ./cmd/veilsim -loss [-storage 100] [-dropping 0,0.05,0.1,0.2,0.3] [-trials 200]
 package main
 
 import (
@@ -60,8 +66,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.freshTrial, "fresh", 400, "shares per size with a fresh middle per circuit, for comparison")
 	fs.BoolVar(&o.strict, "strict", false, "exit 1 when a target is missed")
 	fs.DurationVar(&guardLifetime, "guard-lifetime", 0, "the clients' guard_lifetime (default conf's, 1440h)")
+	loss := fs.Bool("loss", false, "run the loss simulation of dropping storage relays instead (issue 15 item 5)")
+	var lo lossOptions
+	fs.IntVar(&lo.storage, "storage", 100, "with -loss: storage relays")
+	dropping := fs.String("dropping", "0,0.05,0.1,0.2,0.3", "with -loss: fractions of the storage relays that drop what they store")
+	fs.IntVar(&lo.trials, "trials", 200, "with -loss: shares simulated per fraction")
+	fs.Int64Var(&lo.fileSize, "size", 100_000_000, "with -loss: the file's size in bytes")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *loss {
+		return runLoss(lo, *dropping, o.seed, stdout, stderr)
 	}
 	for _, s := range strings.Split(*frac, ",") {
 		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)

@@ -28,3 +28,34 @@ func TestSmallRun(t *testing.T) {
 		t.Errorf("-f 1.5: exit %d, want 2", code)
 	}
 }
+
+// TestLossRun: a small loss simulation prints a row per fraction, is
+// deterministic given its seed, loses nothing with no dropping relay, and
+// with a fifth dropping loses files placed blind and none placed with
+// spot checks.
+func TestLossRun(t *testing.T) {
+	args := []string{"-loss", "-storage", "40", "-dropping", "0,0.2", "-trials", "6", "-size", "20000000"}
+	var out, errs bytes.Buffer
+	if code := run(args, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	t.Log(out.String())
+	if !strings.Contains(out.String(), "| 0 % (0) | 0 % | 0.00 % ±") || !strings.Contains(out.String(), "| 20 % (8) |") {
+		t.Fatalf("rows missing:\n%s", out.String())
+	}
+	var again bytes.Buffer
+	run(args, &again, &bytes.Buffer{})
+	if again.String() != out.String() {
+		t.Errorf("two runs with one seed differ:\n%s\n%s", out.String(), again.String())
+	}
+	var row string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "| 20 %") {
+			row = line
+		}
+	}
+	cells := strings.Split(row, "|")
+	if len(cells) < 7 || strings.HasPrefix(strings.TrimSpace(cells[3]), "0.00 %") || !strings.HasPrefix(strings.TrimSpace(cells[5]), "0.00 %") {
+		t.Errorf("20 %% dropping: want files lost placed blind and none with spot checks: %q", row)
+	}
+}
