@@ -15,7 +15,7 @@ import (
 // stop a daemon, logs no WARN or ERROR on its way out.
 func TestRelayLogsJSONAndStopsQuietly(t *testing.T) {
 	n := newLocalNet(t)
-	startProc(t, "seed", "--config", n.seedCfg)
+	seed := startProc(t, "seed", "--config", n.seedCfg)
 	cfg := n.relayConfig("alpha", false)
 	setConfigLine(t, cfg, "log_format", quote("json"))
 	setConfigLine(t, cfg, "log_level", quote("debug"))
@@ -39,6 +39,19 @@ func TestRelayLogsJSONAndStopsQuietly(t *testing.T) {
 		}
 		if lv := rec["level"]; lv == "WARN" || lv == "ERROR" {
 			t.Errorf("line %d: a normal shutdown logged %v: %s", i+1, lv, line)
+		}
+	}
+
+	// The seed (text at debug) stops as quietly. It used to log
+	// `level=WARN msg="leaving the cluster" err="gossip: node closed"`:
+	// SIGTERM closed its gossip node before it could leave.
+	seed.signal(t, syscall.SIGTERM)
+	if code := seed.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("seed: exit %d after SIGTERM", code)
+	}
+	for _, line := range strings.Split(seed.stderr.String(), "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			t.Errorf("seed: a normal shutdown logged: %s", line)
 		}
 	}
 }

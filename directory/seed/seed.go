@@ -191,7 +191,12 @@ func (s *Seed) Run(ctx context.Context) error {
 			join = append(join, a)
 		}
 	}
-	node, err := s.join(ctx, join)
+	// The node outlives ctx until it has left: a node whose context ends
+	// closes at once, and Leave after that fails, so a seed stopped by
+	// SIGTERM would vanish without telling anyone and log a warning.
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNode()
+	node, err := s.join(nodeCtx, join)
 	if err != nil {
 		s.closeListeners()
 		return err
@@ -246,6 +251,7 @@ func (s *Seed) Run(ctx context.Context) error {
 		s.log.Warn("leaving the cluster", "err", err)
 	}
 	node.Close()
+	stopNode()
 	cancel()
 	wg.Wait()
 	return nil
