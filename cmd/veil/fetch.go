@@ -33,8 +33,8 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	// A file named by -o is refused before any byte is fetched; a name
 	// from the share is checked once its manifest is in.
-	if *out != "" && !*force {
-		if st, err := os.Lstat(*out); err == nil && !st.IsDir() {
+	if *out != "" && !*force && !isDir(*out) {
+		if _, err := os.Lstat(*out); err == nil {
 			return existsErr(*out)
 		}
 	}
@@ -129,13 +129,20 @@ func outputPath(out string, meta shard.Meta) (string, error) {
 		}
 		return name, nil
 	}
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
+	if isDir(out) {
 		if name == "" {
 			return "", &cliError{msg: fmt.Sprintf("fetch: %s is a directory and the share carries no name to save it under there", out), hint: "give -o " + filepath.Join(out, "NAME")}
 		}
 		return filepath.Join(out, name), nil
 	}
 	return out, nil
+}
+
+// isDir reports whether p is a directory or a symbolic link to one: -o
+// ~/Downloads puts the file inside it either way.
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // treeSuffix names the directory a fetch extracts a shared tree into,

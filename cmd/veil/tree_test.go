@@ -216,10 +216,37 @@ func TestOutputPathRefusesHostileNames(t *testing.T) {
 	if got, err := outputPath(dir, shard.Meta{Name: "ok.txt"}); err != nil || got != filepath.Join(dir, "ok.txt") {
 		t.Fatalf("ok.txt in -o DIR: %q, %v", got, err)
 	}
+	link := filepath.Join(t.TempDir(), "downloads")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := outputPath(link, shard.Meta{Name: "ok.txt"}); err != nil || got != filepath.Join(link, "ok.txt") {
+		t.Fatalf("ok.txt in -o LINK-TO-DIR: %q, %v", got, err)
+	}
 	if got, err := outputPath("", shard.Meta{Name: "ok.txt"}); err != nil || got != "ok.txt" {
 		t.Fatalf("ok.txt: %q, %v", got, err)
 	}
 	if _, err := outputPath("", shard.Meta{}); err == nil || !strings.Contains(err.Error(), "no name") {
 		t.Fatalf("no name and no -o: %v", err)
 	}
+}
+
+// TestStalePartTreesRemoved: a fetch killed while it extracted a tree
+// leaves its temporary file and directory; the next fetch to the same
+// path removes both, but never a running fetch's (its file is locked).
+func TestStalePartTreesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "holiday")
+	stale := filepath.Join(dir, partPrefix(out)+"123")
+	writeFiles(t, dir, map[string]string{filepath.Base(stale): "tar", filepath.Base(stale) + treeSuffix + "/x": "x"})
+	orphan := filepath.Join(dir, partPrefix(out)+"456"+treeSuffix)
+	writeFiles(t, dir, map[string]string{filepath.Base(orphan) + "/y": "y"})
+	running, err := createPart(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Close()
+	writeFiles(t, dir, map[string]string{filepath.Base(running.Name()) + treeSuffix + "/z": "z"})
+	removeStaleParts(out)
+	dirHolds(t, dir, filepath.Base(running.Name()), filepath.Base(running.Name())+treeSuffix)
 }
