@@ -47,6 +47,27 @@ func TestProgressRateStartsSane(t *testing.T) {
 	}
 }
 
+// TestProgressRateFromAShareFirstReport: a share reports its first
+// window of 8 segments as it encodes them, all at once; the bar of
+// 79011c9, fed 8 MiB as its first report, drew "(8.4/100 MB, 195 GB/s)".
+// The rate counts only bytes moved after the first report.
+func TestProgressRateFromAShareFirstReport(t *testing.T) {
+	p, out, c := testProgress(true)
+	p.what = "share"
+	p.update(8<<20, 100e6)
+	c.advance(120 * time.Millisecond)
+	p.update(9<<20, 100e6)
+	if got := lastDraw(out); !strings.Contains(got, "-- MB/s") {
+		t.Fatalf("rate shown 120 ms after the first report: %q", got)
+	}
+	c.advance(1380 * time.Millisecond)
+	p.update(11<<20, 100e6)
+	// 3 MiB in 1.5 s: 2.1 MB/s.
+	if got := lastDraw(out); !strings.Contains(got, " 2.1 MB/s") {
+		t.Fatalf("1.5 s after the first report: %q", got)
+	}
+}
+
 // TestProgressLogLineNotSpliced: a log line written while the bar is on
 // the terminal erases the bar first and is whole on its own line, and the
 // bar is drawn again after it.
