@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"time"
@@ -15,13 +16,24 @@ import (
 const statusTimeout = 20 * time.Second
 
 // runStatus prints the client's view of the network: fetched fresh from
-// the pinned seeds, or from the cache when none answers.
+// the pinned seeds, or from the cache when none answers. With --role relay
+// or seed it reports on that node instead (opstatus.go).
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
 	path := clientConfigFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	role := fs.String("role", "client", "whose config --config is: client (the network as this client sees it), or relay or seed (this node as the seeds see it)")
+	pins := fs.String("pins", "", "with --role relay or seed: a client config whose [[seed]] tables name more seeds to ask")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *role != "client" {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+		if !set {
+			return usageErr("veil status --role "+*role+" --config "+*role+".toml", "status: --role %s needs --config FILE, the %s's config", *role, *role)
+		}
+		return runOperatorStatus(*role, *path, *pins, *asJSON, stdout, stderr)
 	}
 	cfg, err := conf.LoadClient(*path)
 	if err != nil {
