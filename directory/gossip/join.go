@@ -7,10 +7,10 @@ package gossip
 // reaped (its issues #140, #222, #311).
 
 import (
-	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -67,7 +67,35 @@ func (n *Node) joinOne(seeds []string) (string, error) {
 		}
 		return s, nil
 	}
-	return "", errors.Join(errs...)
+	return "", joinErrors(errs)
+}
+
+// joinErrors is the failures of one join, on one line. memberlist's
+// errors (a multierror, "1 error occurred:\n\t* ...") and errors.Join
+// put each failure on a line of its own, which a log line does not want.
+type joinErrors []error
+
+func (e joinErrors) Error() string {
+	var parts []string
+	for _, err := range e {
+		parts = append(parts, flatErrors(err)...)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e joinErrors) Unwrap() []error { return e }
+
+// flatErrors is the text of err, or of each error a multierror wraps.
+func flatErrors(err error) []string {
+	m, ok := err.(interface{ WrappedErrors() []error })
+	if !ok {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, w := range m.WrappedErrors() {
+		out = append(out, flatErrors(w)...)
+	}
+	return out
 }
 
 // seeds returns Config.Join without this node's own address.

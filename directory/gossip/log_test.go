@@ -3,6 +3,8 @@ package gossip
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log"
 	"log/slog"
 	"strings"
@@ -39,5 +41,35 @@ func TestMemberlistLinesHaveOneLevel(t *testing.T) {
 		if got["level"] != tc.level || got["msg"] != tc.msg || got["src"] != "memberlist" {
 			t.Errorf("%q: got level %v msg %q src %v, want %s %q memberlist", tc.line, got["level"], got["msg"], got["src"], tc.level, tc.msg)
 		}
+	}
+}
+
+// multiError is memberlist's error type (hashicorp/go-multierror) in
+// miniature: its text puts each error on a line of its own.
+type multiError []error
+
+func (m multiError) Error() string {
+	s := fmt.Sprintf("%d errors occurred:", len(m))
+	for _, e := range m {
+		s += "\n\t* " + e.Error()
+	}
+	return s + "\n\n"
+}
+
+func (m multiError) WrappedErrors() []error { return m }
+func (m multiError) Unwrap() []error        { return m }
+
+// TestJoinErrorsOnOneLine (issue 16 item 10): a failed join is logged on
+// one line, each seed's failure after the other, where memberlist's
+// multierror and errors.Join would each start a new line.
+func TestJoinErrorsOnOneLine(t *testing.T) {
+	refused := errors.New("dial tcp 127.0.0.1:7946: connect: connection refused")
+	err := joinErrors{multiError{fmt.Errorf("failed to join 127.0.0.1:7946: %w", refused)}, errors.New("timeout")}
+	want := "failed to join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused; timeout"
+	if err.Error() != want {
+		t.Fatalf("join error %q, want %q", err.Error(), want)
+	}
+	if !errors.Is(err, refused) {
+		t.Fatal("the joined error does not unwrap to its causes")
 	}
 }
