@@ -89,6 +89,81 @@ func BenchmarkDownload(b *testing.B) {
 	}
 }
 
+// BenchmarkDownloadIsolated is veilbench's "32 isolated streams": 32
+// fetches at once, each on its own circuit (a SOCKS username apiece), so
+// the relays carry 32 circuits on their links at once. Its CPU time per
+// MB is the figure to compare between versions on a busy machine, where
+// the MB/s of a whole testnet says little.
+//
+//	go test ./relay -run '^$' -bench DownloadIsolated -benchtime 3x -cpuprofile cpu.out
+func BenchmarkDownloadIsolated(b *testing.B) {
+	const streams, size = 32, 8 << 20
+	n := newTestNetwork(b, 1)
+	want := map[keys.NodeID]bool{}
+	for i := range 4 {
+		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
+	}
+	v := waitView(b, n.client(b), want)
+	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
+	b.Cleanup(cl.Close)
+	opts := socks.DefaultOptions()
+	opts.Connector = cl
+	srv, err := socks.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	go srv.Serve(ctx, ln)
+	dst := patternServer(b)
+
+	fetch := func(user string, n int64) error {
+		c, err := testnet.DialSOCKS(ctx, ln.Addr().String(), dst, user, "x")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /bytes/%d HTTP/1.0\r\nHost: x\r\n\r\n", n)
+		resp, err := http.ReadResponse(bufio.NewReaderSize(c, 64<<10), nil)
+		if err != nil {
+			return err
+		}
+		return testnet.CheckPattern(resp.Body, n)
+	}
+	all := func(round int, n int64) {
+		errs := make(chan error, streams)
+		for i := range streams {
+			go func() { errs <- fetch(fmt.Sprint("bench", round, "-", i), n) }()
+		}
+		for range streams {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	all(-1, 1<<10) // the guard's link, and a first circuit each
+	b.SetBytes(streams * size)
+	b.ResetTimer()
+	cpu0, calls0 := cpuTime(), ioCalls()
+	for i := range b.N {
+		all(i, size) // fresh circuits each round, as veilbench's
+	}
+	b.StopTimer()
+	mb := float64(b.N) * streams * size / 1e6
+	b.ReportMetric((cpuTime()-cpu0).Seconds()*1000/mb, "cpu-ms/MB")
+	if calls0 >= 0 {
+		b.ReportMetric(float64(ioCalls()-calls0)/mb, "rw-calls/MB")
+	}
+}
+
 // patternServer serves /bytes/N with testnet's pattern, as veilbench's web
 // server does.
 func patternServer(b *testing.B) netip.AddrPort {
