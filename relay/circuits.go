@@ -206,6 +206,9 @@ func (e *engine) handleCreate(l *link.Link, c *onion.Cell) {
 	if e.refuseWhileDraining(l, c.CircID) {
 		return
 	}
+	if e.refuseCreateAsleep(l, c.CircID) {
+		return
+	}
 	if e.circs.len() >= 2*e.r.cfg.MaxCircuits {
 		e.refuseCreate(l, c.CircID, refusedRelayFull)
 		return

@@ -31,6 +31,9 @@ func (e *engine) handleMessage(circ *relayCircuit, m onion.RelayMessage, tag [on
 			return nil
 		}
 	}
+	if e.refuseAsleep(circ, m) {
+		return nil
+	}
 	switch m.Cmd {
 	case onion.RelayExtend:
 		if !early {

@@ -67,6 +67,9 @@ type Relay struct {
 	// limiter caps and counts what every link reads and writes
 	// (relay_bandwidth_rate; limits.go).
 	limiter *ratelimit.Limiter
+	// hib hibernates the relay once accounting_max is spent
+	// (hibernate.go).
+	hib *hibernation
 	// eng is the running engine, for Reload; nil before Run.
 	eng atomic.Pointer[engine]
 	// republishNow wakes the republication loop after a reload.
@@ -124,6 +127,10 @@ func New(cfg *conf.Relay, log *slog.Logger) (*Relay, error) {
 		republishNow: make(chan struct{}, 1), drainReq: make(chan struct{}),
 	}
 	r.limiter = ratelimit.New(uint64(cfg.RelayBandwidthRate), uint64(cfg.RelayBurst()))
+	if r.hib, err = newHibernation(cfg, r.now()); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if cfg.Storage {
 		if r.shards, err = shardstore.Open(filepath.Join(cfg.DataDir, "shards"), shardstore.Options{Quota: int64(cfg.StorageQuota), Logger: log}); err != nil {
 			ln.Close()
@@ -252,6 +259,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.dirCache.Run(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.account(ctx)
+	}()
 	started := r.now()
 	wg.Add(1)
 	go func() {
@@ -276,7 +288,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.log.Info("relay running", attrs...)
 
-	r.republish(ctx, node, d)
+	node = r.membership(ctx, node, d)
 	if ctx.Err() == nil && r.draining() {
 		r.drain(ctx, eng, node)
 	}
@@ -353,6 +365,8 @@ func (r *Relay) republish(ctx context.Context, node *gossip.Node, d *directory.D
 			return
 		case <-tick.C:
 		case <-r.republishNow:
+		case <-r.hib.sleep:
+			return // membership leaves the cluster
 		}
 		if rotated, err := r.store.RotateIfDue(); err != nil {
 			r.log.Error("rotating the onion key", "err", err)
