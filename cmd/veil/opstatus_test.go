@@ -38,7 +38,8 @@ func operatorStatus(t *testing.T, role, cfg string, extra ...string) (nodestatus
 // TestOperatorStatus (issue 16 item 5): `veil status --role relay` shows
 // an operator their relay as the seeds see it (listed, flags, reachable,
 // measured weight, per seed and combined) and as it sees itself (uptime,
-// traffic, from its /metrics); a relay that stopped shows as not listed
+// traffic, from its /metrics); `--role seed` shows a seed that it answers
+// and counts; a relay that stopped shows as not listed
 // and not running; with the seed down, the relay's cached consensus is
 // shown as cached, never as fresh.
 func TestOperatorStatus(t *testing.T) {
@@ -87,6 +88,13 @@ func TestOperatorStatus(t *testing.T) {
 	}
 	if strings.Contains(text, "cached") {
 		t.Errorf("with the seed up the report says cached:\n%s", text)
+	}
+
+	// The seed, for its operator: it answers, and its document counts.
+	r, text = operatorStatus(t, "seed", n.seedCfg)
+	t.Logf("the seed:\n%s", text)
+	if len(r.Seeds) != 1 || !r.Seeds[0].Answered || !r.Seeds[0].Counted || !strings.Contains(text, "not listed in it") {
+		t.Errorf("the seed's own status: %+v", r)
 	}
 
 	// A relay that stopped: out of the consensus, not running.

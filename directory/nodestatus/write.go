@@ -44,7 +44,7 @@ func (r Report) Write(w io.Writer, asJSON bool) error {
 			answered = "no (cached)"
 		}
 		listed, reachable, measured, flags := "-", "-", "-", "-"
-		if s.HasDoc {
+		if s.HasDoc && r.Role != "seed" {
 			listed, reachable = yesNo(s.Listed), yesNo(s.Reachable)
 		}
 		if s.Listed {
