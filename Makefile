@@ -7,8 +7,16 @@ FUZZTIME ?= 30s
 FUZZMINTIME ?= 5s
 FUZZFLAGS ?=
 BENCHTIME ?= 1s
+# make install: PREFIX and DESTDIR as packagers expect. VEIL is the binary
+# to install; left at bin/veil it is built first.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+VEIL       ?= bin/veil
 
-.PHONY: build run test fmtcheck tidycheck fuzz bench soak vectors lint clean
+.PHONY: build run test fmtcheck tidycheck fuzz bench soak vectors lint clean install
 
 build:
 	$(GO) build -o bin/veil ./cmd/veil
@@ -79,6 +87,19 @@ vectors:
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+# The binary, veil(1) generated from its own help, and systemd units for a
+# relay and a seed (cmd/veil/packaging) with the paths filled in.
+install: $(if $(filter bin/veil,$(VEIL)),build)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(VEIL) $(DESTDIR)$(BINDIR)/veil
+	$(VEIL) help --man > $(DESTDIR)$(MANDIR)/man1/veil.1
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/veil.1
+	for role in relay seed; do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+			cmd/veil/packaging/veil-$$role.service.in > $(DESTDIR)$(UNITDIR)/veil-$$role.service; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/veil-$$role.service; \
+	done
 
 clean:
 	rm -rf bin testnet

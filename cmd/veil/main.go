@@ -85,6 +85,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "--version", "-V":
 		args = []string{"version"}
 	}
+	if len(args) == 2 && args[0] == "help" && args[1] == "--man" {
+		if err := writeManPage(stdout); err != nil {
+			printError(stderr, err)
+			return 1
+		}
+		return 0
+	}
 	if args[0] == "help" && len(args) == 2 {
 		// veil help SUB is veil SUB -h.
 		args = []string{args[1], "-h"}
