@@ -28,8 +28,9 @@ commands:
                               name, or at PATH (LINK "-" or none: stdin)
   repair   [--config FILE] [--ttl 168h] LINK
                               re-create a share's missing shards
-  status   [--config FILE] [--json]
-                              show the client's view of the network
+  status   [--config FILE] [--json] [--role client|relay|seed] [--pins FILE]
+                              show the client's view of the network, or with
+                              --role relay|seed that node as the seeds see it
   testnet  --dir DIR [--relays N] [--seeds M]
                               run a whole network on this machine
   config   init --role seed|relay|client
