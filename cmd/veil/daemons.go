@@ -39,7 +39,7 @@ func configFlag(name string, args []string, stderr io.Writer) (string, error) {
 	return *path, nil
 }
 
-func runSeed(args []string, stdout, stderr io.Writer) error {
+func runSeed(args []string, stdout, stderr io.Writer) (err error) {
 	file, err := configFlag("seed", args, stderr)
 	if err != nil {
 		return err
@@ -54,6 +54,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	}
 	defer lock.Unlock()
 	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
+	defer logExit(log, cfg.LogFormat, &err)
 	s, err := seed.New(cfg, log)
 	if err != nil {
 		return err
@@ -74,7 +75,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	onHangup(ctx, &wg, func() {
 		next, err := conf.LoadSeed(file)
 		if err != nil {
-			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			logReloadRefused(log, err)
 			return
 		}
 		applied, restart := logLevelOnly(levels, cur, next, (*conf.Seed).SlogLevel)
@@ -96,7 +97,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 // a second at 1 MB/s and a few milliseconds on a fast relay.
 const measureCells = 256
 
-func runRelay(args []string, stdout, stderr io.Writer) error {
+func runRelay(args []string, stdout, stderr io.Writer) (err error) {
 	path, err := configFlag("relay", args, stderr)
 	if err != nil {
 		return err
@@ -111,6 +112,7 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	}
 	defer lock.Unlock()
 	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
+	defer logExit(log, cfg.LogFormat, &err)
 	r, err := relay.New(cfg, log)
 	if err != nil {
 		return err
@@ -124,7 +126,7 @@ func runRelay(args []string, stdout, stderr io.Writer) error {
 	onHangup(ctx, &wg, func() {
 		next, err := conf.LoadRelay(path)
 		if err != nil {
-			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			logReloadRefused(log, err)
 			return
 		}
 		levels.Set(next.SlogLevel())
@@ -167,7 +169,7 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-func runProxy(args []string, stdout, stderr io.Writer) error {
+func runProxy(args []string, stdout, stderr io.Writer) (err error) {
 	path, err := configFlag("proxy", args, stderr)
 	if err != nil {
 		return err
@@ -184,6 +186,7 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 	}
 	defer lock.Unlock()
 	log, levels := newDaemonLogger(stderr, cfg.SlogLevel(), cfg.LogFormat)
+	defer logExit(log, cfg.LogFormat, &err)
 	p, err := client.NewProxy(cfg, log)
 	if err != nil {
 		return err
@@ -197,7 +200,7 @@ func runProxy(args []string, stdout, stderr io.Writer) error {
 	onHangup(ctx, &wg, func() {
 		next, err := conf.LoadClient(path)
 		if err != nil {
-			log.Error("reload: the config was not applied; running on the old one", "err", err)
+			logReloadRefused(log, err)
 			return
 		}
 		applied, restart := logLevelOnly(levels, cur, next, (*conf.Client).SlogLevel)

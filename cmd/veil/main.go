@@ -116,6 +116,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "veil: interrupted")
 			return 130
 		}
+		var logged *loggedError
+		if errors.As(err, &logged) {
+			return 1
+		}
 		printError(stderr, err)
 		var ue *usageError
 		if errors.As(err, &ue) {
