@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMemberlistLinesHaveOneLevel (issue 16 item 10): a line memberlist
@@ -72,4 +73,18 @@ func TestJoinErrorsOnOneLine(t *testing.T) {
 	if !errors.Is(err, refused) {
 		t.Fatal("the joined error does not unwrap to its causes")
 	}
+}
+
+// TestLeaveUnconfirmedIsNoError (issue 16 item 10): a leave whose
+// broadcast memberlist cannot confirm in time (here: no time at all) is
+// no error, so a daemon stopping with the rest of its network logs no
+// "leaving the cluster" warning; the members still learn of it.
+func TestLeaveUnconfirmedIsNoError(t *testing.T) {
+	checkLeaks(t)
+	nodes := cluster(t, 1)
+	seed, a := nodes[0], nodes[1]
+	if err := a.Leave(time.Nanosecond); err != nil {
+		t.Fatalf("Leave: %v, want nil", err)
+	}
+	waitEvent(t, seed, EventLeave, a.Name(), converge)
 }
