@@ -637,7 +637,8 @@ func nodeAddr(nd *memberlist.Node) (netip.AddrPort, bool) {
 // carries one level. memberlist's INFO lines are about other members (a
 // suspect, a node marked failed: one line at every node for each failure
 // anywhere in the network), which an operator's info log does not want, so
-// they go to debug with DEBUG; WARN and ERR keep their level, until the
+// they go to debug with DEBUG; WARN and ERR keep their level (but for the
+// routine churn of routineMemberlist), until the
 // node leaves or closes: a probe in flight then fails on its closed socket
 // ("use of closed network connection", "UDP probes failed") and memberlist
 // says so at ERR and WARN, which is a normal shutdown, not a fault, and
@@ -676,5 +677,46 @@ func memberlistLevel(line string) (slog.Level, string) {
 			msg = strings.TrimSpace(text)
 		}
 	}
-	return level, strings.TrimPrefix(msg, "memberlist: ")
+	msg = strings.TrimPrefix(msg, "memberlist: ")
+	if level > slog.LevelDebug {
+		for _, r := range routineMemberlist {
+			if strings.HasPrefix(msg, r.prefix) {
+				level = min(level, r.level)
+				break
+			}
+		}
+	}
+	return level, msg
+}
+
+// routineMemberlist are memberlist WARN and ERR messages about the churn
+// of membership that failure detection answers by itself: this node
+// refuting a suspicion of it under load, a probe, gossip or push/pull
+// with a peer that is slow or gone. At memberlist's level they put
+// warnings and errors in the log of a healthy node (a loaded two-core
+// testnet logs several a minute), so they go where memberlist's INFO
+// lines go. Its TCP-but-not-UDP message may mean a firewall that drops
+// UDP, so it stays visible at info; on a loaded machine it comes from
+// slow probes too. Everything else (a rejected or conflicting node,
+// undecodable packets, a full queue) keeps memberlist's level.
+var routineMemberlist = []struct {
+	prefix string
+	level  slog.Level
+}{
+	{"Refuting a suspect message", slog.LevelDebug},
+	{"Refuting a dead message", slog.LevelDebug},
+	{"Failed fallback TCP ping", slog.LevelDebug},
+	{"Failed to send UDP ping", slog.LevelDebug},
+	{"Failed to send UDP compound ping", slog.LevelDebug},
+	{"Failed to send indirect", slog.LevelDebug},
+	{"Failed to send gossip to", slog.LevelDebug},
+	{"Failed to send ack", slog.LevelDebug},
+	{"Failed to send nack", slog.LevelDebug},
+	{"Failed to forward ack", slog.LevelDebug},
+	{"Push/Pull with", slog.LevelDebug},
+	{"Failed to push local state", slog.LevelDebug},
+	{"Failed to read remote state", slog.LevelDebug},
+	{"Failed to receive user message", slog.LevelDebug},
+	{"failed to receive:", slog.LevelDebug},
+	{"Was able to connect to", slog.LevelInfo},
 }

@@ -22,8 +22,13 @@ func TestMemberlistLinesHaveOneLevel(t *testing.T) {
 	}{
 		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:5000", "DEBUG", "Stream connection from=127.0.0.1:5000"},
 		{"[INFO] memberlist: Marking n1 as failed, suspect timeout reached (0 peer confirmations)", "DEBUG", "Marking n1 as failed, suspect timeout reached (0 peer confirmations)"},
-		{"[WARN] memberlist: Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured", "WARN", "Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured"},
-		{"[ERR] memberlist: Failed to send ping: write: broken pipe", "ERROR", "Failed to send ping: write: broken pipe"},
+		{"[WARN] memberlist: Rejected node n2 (127.0.0.1): bad pointer", "WARN", "Rejected node n2 (127.0.0.1): bad pointer"},
+		{"[ERR] memberlist: Failed to decode ping: EOF from=127.0.0.1:5000", "ERROR", "Failed to decode ping: EOF from=127.0.0.1:5000"},
+		// Routine churn that failure detection answers by itself.
+		{"[WARN] memberlist: Refuting a suspect message (from: n3)", "DEBUG", "Refuting a suspect message (from: n3)"},
+		{"[ERR] memberlist: Failed fallback TCP ping: timeout 200ms: i/o timeout", "DEBUG", "Failed fallback TCP ping: timeout 200ms: i/o timeout"},
+		{"[ERR] memberlist: Push/Pull with n3 failed: EOF", "DEBUG", "Push/Pull with n3 failed: EOF"},
+		{"[WARN] memberlist: Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured", "INFO", "Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured"},
 		{"no prefix at all", "DEBUG", "no prefix at all"},
 		{"[FOO] memberlist: odd", "DEBUG", "[FOO] memberlist: odd"},
 	} {
