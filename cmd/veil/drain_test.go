@@ -207,12 +207,16 @@ func TestSIGTERMDrains(t *testing.T) {
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("%s exited %d after a drain", name, code)
 	}
+	// From the drain on: before it, gossip on a loaded machine (the race
+	// detector, two cores) may warn of slow probes, which is no part of
+	// a shutdown.
 	log := p.stderr.String()
-	if !strings.Contains(log, `msg="drained: `) {
+	_, drain, _ := strings.Cut(log, "draining: ")
+	if !strings.Contains(drain, `msg="drained: `) {
 		t.Errorf("%s did not log the end of its drain:\n%s", name, log)
 	}
-	if strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR") {
-		t.Errorf("%s logged a warning or an error in a drain:\n%s", name, log)
+	if strings.Contains(drain, "level=WARN") || strings.Contains(drain, "level=ERROR") {
+		t.Errorf("%s logged a warning or an error in its drain:\n%s", name, drain)
 	}
 }
 
