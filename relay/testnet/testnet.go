@@ -100,6 +100,7 @@ type Network struct {
 
 type process struct {
 	name string
+	role string // the veil subcommand: seed, relay or proxy
 	cmd  *exec.Cmd
 	log  *os.File
 	done chan struct{}
@@ -364,7 +365,7 @@ func (n *Network) start(name, logPath string, args ...string) (int, error) {
 		logf.Close()
 		return 0, fmt.Errorf("testnet: start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: logf, done: make(chan struct{})}
+	p := &process{name: name, role: args[0], cmd: cmd, log: logf, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		logf.Close()
@@ -515,15 +516,37 @@ func writeManifest(path string, m Manifest) error {
 	return durable.WriteFile(path, append(b, '\n'), 0o600)
 }
 
-// Stop asks every process to leave (relays first, so seeds see them go),
-// kills those still running after a grace period, and waits for all.
+// Stop asks every process to leave, relays and the proxy first and the
+// seeds once those are gone, so that seeds see the relays go and nothing
+// still running finds its seed gone (a relay drains for its shutdown_wait,
+// and a directory cache that outlived the seed warned that it was not
+// counted); it kills those still running after a grace period for each
+// step, and waits for all.
 func (n *Network) Stop() {
 	n.mu.Lock()
 	procs := append([]*process(nil), n.procs...)
 	n.mu.Unlock()
-	// Started seeds first, relays after: stop in reverse.
-	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].cmd.Process.Signal(syscall.SIGTERM)
+	var seeds, others []*process
+	for _, p := range procs {
+		if p.role == "seed" {
+			seeds = append(seeds, p)
+		} else {
+			others = append(others, p)
+		}
+	}
+	stopProcs(others)
+	stopProcs(seeds)
+	if n.target != nil {
+		n.target.close()
+	}
+	os.Remove(n.path(ManifestName))
+}
+
+// stopProcs sends each process SIGTERM, kills those still running after
+// stopGrace, and waits for all.
+func stopProcs(procs []*process) {
+	for _, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	timeout := time.After(stopGrace)
 	for _, p := range procs {
@@ -534,10 +557,6 @@ func (n *Network) Stop() {
 			<-p.done
 		}
 	}
-	if n.target != nil {
-		n.target.close()
-	}
-	os.Remove(n.path(ManifestName))
 }
 
 // Wait runs the network until ctx ends, then stops it. A process that
