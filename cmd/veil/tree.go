@@ -32,6 +32,11 @@ const (
 	treeDirMode  = 0o755
 )
 
+// treePAXKeys are the only PAX records writeTree makes: a path that is
+// long or not ASCII, a size over 8 GiB (archive/tar adds them when a
+// header needs them).
+var treePAXKeys = map[string]bool{"path": true, "size": true}
+
 // treeTime is every entry's modification time: a file's times would tell
 // when the sharer worked on it.
 var treeTime = time.Unix(0, 0)
@@ -252,6 +257,13 @@ func checkTreeHeader(h *tar.Header, seen map[string]bool) (string, error) {
 	}
 	if h.Linkname != "" {
 		return "", fmt.Errorf("entry %q links to %q", name, h.Linkname)
+	}
+	for key := range h.PAXRecords {
+		if !treePAXKeys[key] {
+			// GNU.sparse.* above all: a sparse file of a few bytes in the
+			// archive would extract to as many zeros as its header says.
+			return "", fmt.Errorf("entry %q has a PAX record %q: only a long path or size may have one", name, key)
+		}
 	}
 	if _, dup := seen[name]; dup {
 		return "", fmt.Errorf("entry %q comes twice", name)

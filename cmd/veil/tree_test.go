@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 
 // writeFiles makes the files and directories of spec under root: a name
 // ending in "/" is a directory, else a file holding its value.
-func writeFiles(t *testing.T, root string, spec map[string]string) {
+func writeFiles(t testing.TB, root string, spec map[string]string) {
 	t.Helper()
 	for name, body := range spec {
 		p := filepath.Join(root, filepath.FromSlash(name))
@@ -133,7 +134,7 @@ func TestTreeShareRefusesSpecialFiles(t *testing.T) {
 }
 
 // hostileArchive is a tar of the given headers, each file holding "pwned".
-func hostileArchive(t *testing.T, headers ...*tar.Header) []byte {
+func hostileArchive(t testing.TB, headers ...*tar.Header) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -159,23 +160,24 @@ func TestAttackHostileTree(t *testing.T) {
 	dir := func(name string) *tar.Header { return &tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755} }
 	file := func(name string) *tar.Header { return &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644} }
 	for name, headers := range map[string][]*tar.Header{
-		"parent":          {file("../escaped")},
-		"parent inside":   {dir("a/"), file("a/../../escaped")},
-		"absolute":        {file("/tmp/escaped")},
-		"symlink":         {{Typeflag: tar.TypeSymlink, Name: "l", Linkname: "/"}},
-		"symlink then":    {{Typeflag: tar.TypeSymlink, Name: "l", Linkname: ".."}, file("l/escaped")},
-		"hard link":       {{Typeflag: tar.TypeLink, Name: "h", Linkname: "/etc/passwd"}},
-		"device":          {{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3}},
-		"fifo":            {{Typeflag: tar.TypeFifo, Name: "fifo"}},
-		"no parent":       {file("nodir/escaped")},
-		"twice":           {file("x"), file("x")},
-		"dot":             {file("./x")},
-		"control":         {file("a\x1b[2Jb")},
-		"backslash":       {file(`..\escaped`)},
-		"file as parent":  {file("f"), file("f/escaped")},
-		"long path":       {file(strings.Repeat("a/", treeMaxPath) + "x")},
-		"empty name":      {file("")},
-		"dir over a file": {file("x"), dir("x/")},
+		"parent":             {file("../escaped")},
+		"parent inside":      {dir("a/"), file("a/../../escaped")},
+		"absolute":           {file("/tmp/escaped")},
+		"symlink":            {{Typeflag: tar.TypeSymlink, Name: "l", Linkname: "/"}},
+		"symlink then":       {{Typeflag: tar.TypeSymlink, Name: "l", Linkname: ".."}, file("l/escaped")},
+		"hard link":          {{Typeflag: tar.TypeLink, Name: "h", Linkname: "/etc/passwd"}},
+		"device":             {{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3}},
+		"fifo":               {{Typeflag: tar.TypeFifo, Name: "fifo"}},
+		"no parent":          {file("nodir/escaped")},
+		"twice":              {file("x"), file("x")},
+		"dot":                {file("./x")},
+		"control":            {file("a\x1b[2Jb")},
+		"backslash":          {file(`..\escaped`)},
+		"file as parent":     {file("f"), file("f/escaped")},
+		"long path":          {file(strings.Repeat("a/", treeMaxPath) + "x")},
+		"empty name":         {file("")},
+		"dir over a file":    {file("x"), dir("x/")},
+		"extended attribute": {{Typeflag: tar.TypeReg, Name: "x", Mode: 0o644, Format: tar.FormatPAX, PAXRecords: map[string]string{"SCHILY.xattr.user.x": "y"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			parent := t.TempDir()
@@ -199,6 +201,63 @@ func TestAttackHostileTree(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ustarBlock is one raw tar header block: archive/tar will not write the
+// PAX records of a GNU sparse file, which a hostile sharer writes by hand.
+func ustarBlock(name string, typeflag byte, size int) []byte {
+	b := make([]byte, 512)
+	copy(b, name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typeflag
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// sparseBomb is a tar of a few blocks whose one file, in PAX sparse
+// format 1.0, is a hole of a terabyte: archive/tar reads it as that many
+// zeros.
+func sparseBomb() []byte {
+	var records string
+	for _, kv := range []string{"GNU.sparse.major=1", "GNU.sparse.minor=0", "GNU.sparse.name=zeros", "GNU.sparse.realsize=1000000000000"} {
+		n := len(kv) + 3
+		for len(fmt.Sprintf("%d %s\n", n, kv)) != n {
+			n++
+		}
+		records += fmt.Sprintf("%d %s\n", n, kv)
+	}
+	pad := func(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
+	var out []byte
+	out = append(out, ustarBlock("PaxHeaders/zeros", 'x', len(records))...)
+	out = append(out, pad([]byte(records))...)
+	out = append(out, ustarBlock("zeros", '0', 512)...)
+	out = append(out, pad([]byte("1\n0\n0\n"))...)
+	return append(out, make([]byte, 1024)...)
+}
+
+// TestAttackSparseBomb: the sparse file would extract to a terabyte of
+// zeros; its PAX records are refused before a byte is written.
+func TestAttackSparseBomb(t *testing.T) {
+	h, err := tar.NewReader(bytes.NewReader(sparseBomb())).Next()
+	if err != nil || h.Size != 1e12 {
+		t.Fatalf("the bomb does not parse as a terabyte: %v, %+v", err, h)
+	}
+	dst := t.TempDir()
+	err = extractTree(bytes.NewReader(sparseBomb()), dst)
+	if err == nil || !strings.Contains(err.Error(), "GNU.sparse") {
+		t.Fatalf("sparse bomb: %v", err)
+	}
+	dirHolds(t, dst)
 }
 
 // TestOutputPathRefusesHostileNames: a name from a manifest becomes one
@@ -249,4 +308,58 @@ func TestStalePartTreesRemoved(t *testing.T) {
 	writeFiles(t, dir, map[string]string{filepath.Base(running.Name()) + treeSuffix + "/z": "z"})
 	removeStaleParts(out)
 	dirHolds(t, dir, filepath.Base(running.Name()), filepath.Base(running.Name())+treeSuffix)
+}
+
+// FuzzExtractTree feeds extraction what a hostile sharer could send: it
+// must never panic nor write beside its directory, and a tree it accepts
+// packs again into an archive that extracts to the same tree.
+func FuzzExtractTree(f *testing.F) {
+	src := f.TempDir()
+	writeFiles(f, src, map[string]string{"a": "x", "d/": "", "d/b": "yy", "e/": ""})
+	entries, _ := scanTree(src)
+	var good bytes.Buffer
+	writeTree(&good, entries, openEntry)
+	f.Add(good.Bytes())                                                                                                                 // valid: a packed tree
+	f.Add([]byte{})                                                                                                                     // valid: nothing, an empty directory
+	f.Add(hostileArchive(f, &tar.Header{Typeflag: tar.TypeReg, Name: "../up", Mode: 0o644}))                                            // invalid: climbs out
+	f.Add(hostileArchive(f, &tar.Header{Typeflag: tar.TypeSymlink, Name: "l", Linkname: "/"}))                                          // invalid: a link
+	f.Add(hostileArchive(f, &tar.Header{Typeflag: tar.TypeReg, Name: "x", Mode: 0o644}, &tar.Header{Typeflag: tar.TypeReg, Name: "x"})) // invalid: twice
+	f.Add(good.Bytes()[:700])                                                                                                           // invalid: truncated inside a file
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parent := t.TempDir()
+		dst := filepath.Join(parent, "out")
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		err := extractTree(bytes.NewReader(b), dst)
+		if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+			t.Fatalf("%v beside the extraction directory", entries)
+		}
+		if err != nil {
+			return
+		}
+		first := readTree(t, dst)
+		entries, err := scanTree(dst)
+		if err != nil {
+			t.Fatalf("an extracted tree does not pack: %v", err)
+		}
+		var again bytes.Buffer
+		if err := writeTree(&again, entries, openEntry); err != nil {
+			t.Fatal(err)
+		}
+		dst2 := filepath.Join(parent, "again")
+		os.Mkdir(dst2, 0o700)
+		if err := extractTree(&again, dst2); err != nil {
+			t.Fatalf("a packed tree does not extract: %v", err)
+		}
+		second := readTree(t, dst2)
+		if len(first) != len(second) {
+			t.Fatalf("%d entries, then %d", len(first), len(second))
+		}
+		for k, v := range first {
+			if second[k] != v {
+				t.Fatalf("%s differs after packing again", k)
+			}
+		}
+	})
 }
