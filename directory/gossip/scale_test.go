@@ -253,6 +253,15 @@ func scaleMissing(nodes []*Node, seq map[string]uint64) string {
 	return fmt.Sprintf("%d members missing somewhere; %s missing at %d nodes (%s)", len(miss), worst, most, state)
 }
 
+// scaleLog logs to the benchmark and at once to stderr: the benchmark's
+// log is printed only when a size finishes, and a run that takes an hour
+// on a loaded machine should leave what it measured even if stopped.
+func scaleLog(b *testing.B, format string, args ...any) {
+	b.Helper()
+	b.Logf(format, args...)
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
 // scaleHeapProfile writes a heap profile of the converged cluster.
 func scaleHeapProfile(b *testing.B, path string) {
 	runtime.GC()
@@ -266,7 +275,7 @@ func scaleHeapProfile(b *testing.B, path string) {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	b.Logf("heap in use %d MB; profile in %s", ms.HeapInuse>>20, path)
+	scaleLog(b, "heap in use %d MB; profile in %s", ms.HeapInuse>>20, path)
 }
 
 func runScale(b *testing.B, count int, timing Timing, window, ramp time.Duration) scaleResult {
@@ -332,14 +341,14 @@ func runScale(b *testing.B, count int, timing Timing, window, ramp time.Duration
 			// Go on measuring: on a loaded machine a few members may be
 			// suspected or declared dead at any moment, which is part of
 			// what gossip costs there. Say who is missing where.
-			b.Logf("N=%d: not converged after %v: fewest members %d, fewest descriptors %d; %s",
+			scaleLog(b, "N=%d: not converged after %v: fewest members %d, fewest descriptors %d; %s",
 				count, scaleConvergeMax, a, d, scaleMissing(nodes, seq))
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	if !math.IsNaN(r.converge) {
-		b.Logf("N=%d: converged after %.1f s", count, r.converge)
+		scaleLog(b, "N=%d: converged after %.1f s", count, r.converge)
 	}
 
 	// Settle: the join storm leaves alive messages queued for retransmission;
@@ -386,7 +395,7 @@ func runScale(b *testing.B, count int, timing Timing, window, ramp time.Duration
 		r.pushPullBytes = float64(c.pushPull.Load()-pp0) / exchanges
 	}
 	r.lost = float64(count - 1 - minAlive)
-	b.Logf("N=%d: quiet %.0f B/node/s (push/pull %.0f, UDP %.0f of which suspect/alive/dead %.0f), %.0f push/pulls of %.0f B",
+	scaleLog(b, "N=%d: quiet %.0f B/node/s (push/pull %.0f, UDP %.0f of which suspect/alive/dead %.0f), %.0f push/pulls of %.0f B",
 		count, r.rate, r.pushPullRate, r.udpRate, r.udpStateRate, exchanges, r.pushPullBytes)
 
 	// Updates: k nodes republish at once. Their cost is the alive
@@ -435,13 +444,13 @@ func runScale(b *testing.B, count int, timing Timing, window, ramp time.Duration
 	}
 	span := time.Since(updStart).Seconds()
 	if math.IsNaN(r.update) {
-		b.Logf("N=%d: after %.0f s some node holds only %d of the %d new descriptors; %s",
+		scaleLog(b, "N=%d: after %.0f s some node holds only %d of the %d new descriptors; %s",
 			count, span, spread(), k, scaleMissing(nodes, seq))
 	}
 	udpExtra := float64(c.udpNew.Load() - new0)
 	fetch := float64(c.udpUser.Load() - fu0 + c.tcpUser.Load() - ft0)
 	r.updateB = (udpExtra + fetch) / float64(k) / float64(count)
-	b.Logf("N=%d: %d updates everywhere after %.1f s; per update per node %.0f B (gossip %.0f, fetch %.0f)",
+	scaleLog(b, "N=%d: %d updates everywhere after %.1f s; per update per node %.0f B (gossip %.0f, fetch %.0f)",
 		count, k, r.update, r.updateB, udpExtra/float64(k*count), fetch/float64(k*count))
 
 	// Join: one more node joins the running cluster through the first.
@@ -481,7 +490,7 @@ func runScale(b *testing.B, count int, timing Timing, window, ramp time.Duration
 		time.Sleep(250 * time.Millisecond)
 	}
 	r.joinOutB = float64(joined.sent())
-	b.Logf("N=%d: a newcomer's descriptor was everywhere after %.1f s, it held every descriptor after %.1f s, it sent %.0f B (push/pull %d, fetch requests %d)",
+	scaleLog(b, "N=%d: a newcomer's descriptor was everywhere after %.1f s, it held every descriptor after %.1f s, it sent %.0f B (push/pull %d, fetch requests %d)",
 		count, r.joinKnown, r.joinFull, r.joinOutB, joined.pushPull.Load(), joined.udpUser.Load()+joined.tcpUser.Load())
 	return r
 }
