@@ -70,6 +70,7 @@ type checker struct {
 	checked  int // checks made
 	failed   int // checks a relay failed
 	moved    int // shards stored again after a failed check
+	unplaced int // shards a failed check left where they were: no relay left
 }
 
 // checkOutcome is what one spot check found.
@@ -82,8 +83,7 @@ const (
 )
 
 // window checks the relays that took shards of win and stores again the
-// shards of those that fail. It returns an error only if such a shard can
-// be stored nowhere (ErrNoRelayLeft), which fails the share.
+// shards of those that fail. It returns an error only when ctx ends.
 func (c *checker) window(ctx context.Context, win *window) error {
 	type job struct {
 		relay keys.NodeID
@@ -141,7 +141,10 @@ func (c *checker) due(relay keys.NodeID) bool {
 }
 
 // relay checks one of the shards relay took in a window and, if it is not
-// returned, records the loss and stores every one of them again.
+// returned, records the loss and stores every one of them again. Storing
+// again is a rescue, not part of the share's promise: a shard for which no
+// relay is left stays where it was (the relay said OK to it), and the
+// share goes on; only ctx ending is an error.
 func (c *checker) relay(ctx context.Context, relay keys.NodeID, took []upload) error {
 	u := took[mathrand.N(len(took))]
 	switch c.check(ctx, relay, u) {
@@ -153,7 +156,14 @@ func (c *checker) relay(ctx context.Context, relay keys.NodeID, took []upload) e
 	for _, u := range took {
 		u.claims.spend(relay)
 		if err := c.replace(ctx, u); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.mu.Lock()
+			c.unplaced++
+			c.mu.Unlock()
+			c.n.log().Warn("share: a shard a storage relay did not return could not be stored again; run veil repair later",
+				"segment", fmt.Sprintf("%v %d", u.claims.kind, u.claims.index), "err", err)
 		}
 	}
 	return nil
@@ -234,5 +244,5 @@ func (c *checker) report() {
 		return
 	}
 	c.n.log().Info("share: storage relays did not return shards they took; those shards are stored again elsewhere and the relays weigh less from now on",
-		"checks", c.checked, "failed", c.failed, "shards_moved", c.moved)
+		"checks", c.checked, "failed", c.failed, "shards_moved", c.moved, "shards_left", c.unplaced)
 }

@@ -89,3 +89,25 @@ func TestAttackDroppingRelaysCannotLoseAShare(t *testing.T) {
 		}
 	}
 }
+
+// TestSpotCheckRescueIsBestEffort: 2 of 6 relays drop everything and a
+// (3, 2) segment needs 5, so some shard a dropper took has no relay left
+// to go to once the other dropper is found out too. The share still
+// succeeds (the dropper said OK to the shard, as before spot checks), and
+// still never puts two shards of a segment on one relay.
+func TestSpotCheckRescueIsBestEffort(t *testing.T) {
+	f := newFakeNet(t, 6, time.Now)
+	f.drop(f.ids[0], f.ids[1])
+	data := randomFile(20*tiny.SegmentSize + 1)
+	size := int64(len(data))
+	rel := NewReliability("", time.Now)
+	n := f.expect(&Net{Workers: 4, Reliability: rel}, tiny, size)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), size, tiny, shard.DefaultTTL, nil)
+	if err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	checkNoRelayHoldsTwo(t, f, link, size)
+	if rel.Weight(f.ids[0]) >= 1 || rel.Weight(f.ids[1]) >= 1 {
+		t.Fatal("a dropper was not found out")
+	}
+}
