@@ -51,7 +51,7 @@ func TestAttackDroppingRelaysCannotLoseAShare(t *testing.T) {
 	size := int64(len(data))
 	rel := NewReliability("", time.Now)
 	n := f.expect(&Net{Workers: 4, Reliability: rel}, tiny, size)
-	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), size, tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), size, shard.Meta{}, tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatalf("share: %v", err)
 	}
@@ -102,7 +102,7 @@ func TestSpotCheckRescueIsBestEffort(t *testing.T) {
 	size := int64(len(data))
 	rel := NewReliability("", time.Now)
 	n := f.expect(&Net{Workers: 4, Reliability: rel}, tiny, size)
-	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), size, tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), size, shard.Meta{}, tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatalf("share: %v", err)
 	}

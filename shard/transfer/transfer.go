@@ -77,10 +77,6 @@ type Net struct {
 	// measure. nil: every relay weighs the same and nothing is kept.
 	Reliability *Reliability
 
-	// meta is what the manifest of the share in progress says of its
-	// bytes; Share sets it on its own copy of the Net.
-	meta shard.Meta
-
 	// random makes file keys; nil means crypto/rand. Tests fix it to know
 	// a share's shard IDs before it is made.
 	random io.Reader

@@ -134,16 +134,12 @@ func (n *Net) Share(ctx context.Context, r io.Reader, size int64, meta shard.Met
 	dial := func(ctx context.Context, relay keys.NodeID, f func(*store.Client) error) error {
 		return n.withStore(ctx, byID[relay], f)
 	}
-	// The meta goes to share on a copy of n, so that shares running at
-	// once on one Net each keep their own.
-	named := *n
-	named.meta = meta
-	return named.share(ctx, relays, publicWeights(byID), dial, r, size, p, ttl, progress)
+	return n.share(ctx, relays, publicWeights(byID), dial, r, size, meta, p, ttl, progress)
 }
 
 // share is Share over the relays given, weighted by public (nil: all
 // alike) as fetchers weigh them, storing through dial.
-func (n *Net) share(ctx context.Context, relays []keys.NodeID, public func(keys.NodeID) float64, dial dialFunc, r io.Reader, size int64, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
+func (n *Net) share(ctx context.Context, relays []keys.NodeID, public func(keys.NodeID) float64, dial dialFunc, r io.Reader, size int64, meta shard.Meta, p shard.Params, ttl time.Duration, progress Progress) (*shard.Link, error) {
 	ttl, err := shard.BucketTTL(ttl)
 	if err != nil {
 		return nil, err
@@ -156,7 +152,7 @@ func (n *Net) share(ctx context.Context, relays []keys.NodeID, public func(keys.
 	if err != nil {
 		return nil, err
 	}
-	if err := enc.SetMeta(n.meta); err != nil {
+	if err := enc.SetMeta(meta); err != nil {
 		return nil, err
 	}
 	key := enc.PlacementKey()

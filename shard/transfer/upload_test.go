@@ -213,7 +213,7 @@ func TestShareNeverPutsTwoShardsOfASegmentOnOneRelay(t *testing.T) {
 	f := newFakeNet(t, 7, time.Now, 2, 5)
 	data := randomFile(40*tiny.SegmentSize + 3)
 	n := f.expect(&Net{}, tiny, int64(len(data)))
-	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), shard.Meta{}, tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatalf("share: %v", err)
 	}
@@ -256,7 +256,7 @@ func TestShareFailsRatherThanDoubleUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.fill(cands[0][0], cands[1][0])
-	_, err = n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	_, err = n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), shard.Meta{}, tiny, shard.DefaultTTL, nil)
 	if !errors.Is(err, ErrNoRelayLeft) {
 		t.Fatalf("share: %v, want ErrNoRelayLeft", err)
 	}
@@ -323,7 +323,7 @@ func TestShareTTLIsABucket(t *testing.T) {
 	}
 	f := newFakeNet(t, 5, clock)
 	data := randomFile(3 * tiny.SegmentSize)
-	link, err := (&Net{}).share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, 50*time.Hour, nil)
+	link, err := (&Net{}).share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), shard.Meta{}, tiny, 50*time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestShareShufflesWithinAWindow(t *testing.T) {
 	f := newFakeNet(t, 5, time.Now)
 	data := randomFile(3 * shuffleWindow * tiny.SegmentSize)
 	n := &Net{Workers: 1} // one at a time: arrival order is send order
-	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), tiny, shard.DefaultTTL, nil)
+	link, err := n.share(context.Background(), f.ids, nil, f.dial, bytes.NewReader(data), int64(len(data)), shard.Meta{}, tiny, shard.DefaultTTL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
