@@ -568,10 +568,26 @@ func TestShardsSurviveRelayRestart(t *testing.T) {
 	restarted := m.Relays[1]
 	syscall.Kill(restarted.PID, syscall.SIGTERM)
 	waitRelayCount(t, m, 5)
+	// It leaves the consensus as its drain starts, and holds its data_dir
+	// until the drain is over (up to the testnet's shutdown_wait).
+	waitExited(t, restarted.PID)
 	startProc(t, "relay", "--config", restarted.Config)
 	waitRelayCount(t, m, 6)
 	syscall.Kill(m.Relays[2].PID, syscall.SIGKILL)
 	syscall.Kill(m.Relays[3].PID, syscall.SIGKILL)
 	waitRelayCount(t, m, 4)
 	fetchExact(t, mine, text, filepath.Join(dir, "out"), data)
+}
+
+// waitExited waits until process pid (a testnet's child, which the
+// testnet reaps) is gone.
+func waitExited(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(hangTimeout)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still runs", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

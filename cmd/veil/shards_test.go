@@ -227,6 +227,7 @@ func restartWithQuota(t *testing.T, m testnet.Manifest, r testnet.Proc, quota st
 		t.Fatal(err)
 	}
 	waitRelayCount(t, m, len(m.Relays)-1)
+	waitExited(t, r.PID) // its drain over, its data_dir free
 	startProc(t, "relay", "--config", r.Config)
 	waitRelayCount(t, m, len(m.Relays))
 }
