@@ -121,8 +121,8 @@ func (r *Relay) account(ctx context.Context) {
 
 // membership runs republication (republish) while the relay is awake; it
 // leaves the cluster while the relay hibernates and joins it again, with a
-// fresh descriptor, when it wakes. It returns when ctx ends, or when
-// republish returns for another reason, with the node Run is to leave.
+// fresh descriptor, when it wakes. It returns when ctx ends or a drain is
+// asked for (Drain), with the node Run is to leave.
 func (r *Relay) membership(ctx context.Context, node *gossip.Node, d *directory.Descriptor) *gossip.Node {
 	for {
 		r.republish(ctx, node, d)
@@ -138,6 +138,8 @@ func (r *Relay) membership(ctx context.Context, node *gossip.Node, d *directory.
 		select {
 		case <-ctx.Done():
 			return node
+		case <-r.drainReq:
+			return node // Run drains: the circuits carried still end
 		case <-r.hib.wake:
 		}
 		node.Close()
@@ -153,6 +155,8 @@ func (r *Relay) membership(ctx context.Context, node *gossip.Node, d *directory.
 			select {
 			case <-ctx.Done():
 				// A closed node: Run's Leave says ErrClosed.
+				return node
+			case <-r.drainReq:
 				return node
 			case <-time.After(republishCheck):
 			}
