@@ -20,7 +20,9 @@ import (
 // dropShards makes the named storage relays drop what they store, as a
 // relay that says OK to every PUT and keeps nothing does: until the test
 // ends, a goroutine of the test's removes every shard file from their
-// disks within milliseconds of its arrival. (A relay whose file is gone
+// disks within 10 ms of its arrival, well before a spot check's circuit
+// can reach the relay (a poll, not inotify: every 2 ms it took a good
+// part of a core from the relays on a loaded two-core machine). (A relay whose file is gone
 // answers a GET with CORRUPT; one that never wrote it, NOT_FOUND: the
 // client counts both as lost.) No relay code knows of it.
 func dropShards(t *testing.T, m testnet.Manifest, names ...string) {
@@ -32,7 +34,7 @@ func dropShards(t *testing.T, m testnet.Manifest, names ...string) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
+		tick := time.NewTicker(dropPoll)
 		defer tick.Stop()
 		for {
 			for _, name := range names {
@@ -54,6 +56,9 @@ func dropShards(t *testing.T, m testnet.Manifest, names ...string) {
 		}
 	}()
 }
+
+// dropPoll is how often dropShards looks for new shard files.
+const dropPoll = 10 * time.Millisecond
 
 // lostSegments counts the segments of a share that the honest relays'
 // disks no longer hold k shards of (a head: no replica).
