@@ -76,6 +76,8 @@ type Client struct {
 	wake chan struct{}
 	// metrics are for the proxy's /metrics (metrics.go).
 	metrics metrics
+	// why logs why no circuit can be built (nocircuit.go).
+	why whyNoCircuit
 }
 
 type circKey struct {
@@ -394,12 +396,17 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 	}
 	hops, err := cl.opts.Paths.Path(v, dest)
 	if err != nil {
+		cl.noCircuit(err)
 		return nil, err
 	}
 	c, err = cl.Build(ctx, hops)
 	if err != nil {
+		if ctx.Err() == nil {
+			cl.noCircuit(err)
+		}
 		return nil, err
 	}
+	cl.circuitBuilt()
 	cl.mu.Lock()
 	cl.pool[key] = c
 	cl.mu.Unlock()
@@ -481,12 +488,17 @@ func (cl *Client) buildSpare(ctx context.Context) error {
 	}
 	hops, err := cl.opts.Paths.Path(v, spareDest)
 	if err != nil {
+		cl.noCircuit(err)
 		return err
 	}
 	c, err := cl.Build(ctx, hops)
 	if err != nil {
+		if ctx.Err() == nil {
+			cl.noCircuit(err)
+		}
 		return err
 	}
+	cl.circuitBuilt()
 	cl.mu.Lock()
 	cl.spare = append(cl.spare, c)
 	cl.mu.Unlock()

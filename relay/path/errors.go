@@ -14,6 +14,10 @@ var (
 	ErrNoGuard = errors.New("path: no usable guard")
 	// ErrNoExit means no exit in the view may reach the destination.
 	ErrNoExit = errors.New("path: no exit allows the destination")
+	// ErrNoExitRelay is the ErrNoExit of a view that lists no running
+	// relay with the Exit flag: no destination is reachable, so it is
+	// the network's state rather than one request's answer.
+	ErrNoExitRelay = fmt.Errorf("%w: the view lists no exit", ErrNoExit)
 	// ErrNoPath means relays exist for each position but no three of them
 	// satisfy the distinctness rules together (SPEC.md §2).
 	ErrNoPath = errors.New("path: no path satisfies the rules")

@@ -239,6 +239,21 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	return nil, fmt.Errorf("path: path to the destination: %w", errorf(ErrNoGuard, "no usable guard: %d guards stopped for path bias in one draw", MaxGuards))
 }
 
+// oneOperatorNet reports whether every relay of es is in one /16 (IPv6
+// /32), the network no two hops may share (SPEC.md §2.2).
+func oneOperatorNet(es []directory.Entry) bool {
+	for _, e := range es[1:] {
+		if directory.OperatorNet(e.Descriptor.ORAddr.Addr()) != directory.OperatorNet(es[0].Descriptor.ORAddr.Addr()) {
+			return false
+		}
+	}
+	return len(es) > 0
+}
+
+// pathLen is how many relays a circuit from Path has: guard, middle and
+// exit, all different.
+const pathLen = 3
+
 // errGuardStopped says the guard of a path being drawn was stopped for path
 // bias meanwhile: draw again.
 var errGuardStopped = errors.New("path: guard stopped for path bias")
@@ -250,6 +265,19 @@ func (s *Selector) path(v *directory.View, dest Destination) ([]directory.Entry,
 		return nil, fmt.Errorf("path: path to the destination: %w", err)
 	}
 	now := s.now()
+	noPath := func(format string, args ...any) ([]directory.Entry, error) {
+		// A network of two relays has a guard and an exit but no
+		// path: say so rather than which middle was missing.
+		running := s.draws(v, now).running
+		if n := len(running); n < pathLen {
+			return fail(errorf(ErrNoPath, "no path: the consensus lists %d running relays, and a circuit needs %d", n, pathLen))
+		}
+		if !s.sameSubnetOK && oneOperatorNet(running) {
+			return fail(errorf(ErrNoPath, "no path: every running relay is in %s, and no two hops may share one (a network on one machine needs local_testnet = true)",
+				directory.OperatorNet(running[0].Descriptor.ORAddr.Addr())))
+		}
+		return fail(errorf(ErrNoPath, format, args...))
+	}
 	guard, err := s.guard(v, now, nil)
 	if err != nil {
 		return fail(err)
@@ -257,7 +285,10 @@ func (s *Selector) path(v *directory.View, dest Destination) ([]directory.Entry,
 	ds := s.draws(v, now)
 	exits := ds.exitsFor(dest)
 	if len(exits) == 0 {
-		return fail(errorf(ErrNoExit, "no exit allows it"))
+		if len(listedIn(ds.running, flagsExit)) == 0 {
+			return fail(errorf(ErrNoExitRelay, "no exit allows it: the consensus lists no running relay with the Exit flag (a relay needs exit = true)"))
+		}
+		return fail(errorf(ErrNoExit, "no exit allows it: no running exit's policy accepts it"))
 	}
 	allowing := exits
 	exits = s.fits(allowing, guard)
@@ -270,7 +301,7 @@ func (s *Selector) path(v *directory.View, dest Destination) ([]directory.Entry,
 		}
 	}
 	if len(exits) == 0 {
-		return fail(errorf(ErrNoPath, "no path: every exit that allows it conflicts with guard %s", name(guard)))
+		return noPath("no path: every exit that allows it conflicts with guard %s", name(guard))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -305,7 +336,7 @@ func (s *Selector) path(v *directory.View, dest Destination) ([]directory.Entry,
 	if s.disabledLocked(guard.Descriptor.NodeID(), now) {
 		return nil, errGuardStopped
 	}
-	return fail(errorf(ErrNoPath, "no path: no middle relay fits guard %s and any exit that allows it", name(guard)))
+	return noPath("no path: no middle relay fits guard %s and any exit that allows it", name(guard))
 }
 
 // PathTo returns [guard, middle, last] for a circuit whose last hop is
