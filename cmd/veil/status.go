@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"veil/conf"
+	"veil/directory"
 	"veil/directory/dirclient"
+	"veil/relay/path"
 )
 
 // statusTimeout bounds how long `veil status` waits for the seeds.
@@ -61,7 +64,39 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 				hint: "check that the seeds in " + *path + " are running and that their identities are right"}
 		}
 		log.Warn("seeds did not answer; showing the cached view", "err", err)
-		return dirclient.WriteCachedStatus(stdout, cached, seeds, time.Now(), *asJSON)
+		if err := dirclient.WriteCachedStatus(stdout, cached, seeds, time.Now(), *asJSON); err != nil {
+			return err
+		}
+		return writeCircuitStatus(stdout, cached, cfg, *asJSON)
 	}
-	return dirclient.WriteStatus(stdout, view, seeds, time.Now(), *asJSON)
+	if err := dirclient.WriteStatus(stdout, view, seeds, time.Now(), *asJSON); err != nil {
+		return err
+	}
+	return writeCircuitStatus(stdout, view, cfg, *asJSON)
 }
+
+// writeCircuitStatus says whether a circuit can be drawn from v under
+// cfg's rules and, if not, why: the line the proxy logs at info when it
+// builds none (relay/client's whyNoCircuit), so the two agree. A fresh
+// selector draws it, without the client's guard file, which status must
+// not change; the reasons it finds (too few relays, no Guard or Exit
+// flag, one /16 without local_testnet) are the network's, not the guard's.
+func writeCircuitStatus(w io.Writer, v *directory.View, cfg *conf.Client, asJSON bool) error {
+	if asJSON {
+		return nil // the JSON object is WriteStatus's, and complete
+	}
+	sel, err := path.NewSelector(path.Options{AllowSameSubnet: cfg.LocalTestnet})
+	if err != nil {
+		return err
+	}
+	if _, err := sel.Path(v, statusDest); err != nil {
+		_, err = fmt.Fprintf(w, "\ncircuits: none can be built: %v\n", err)
+		return err
+	}
+	_, err = fmt.Fprintf(w, "\ncircuits: a three-hop path can be drawn\n")
+	return err
+}
+
+// statusDest is the destination writeCircuitStatus draws a path to: any
+// name on port 443, as the proxy's spare circuits are drawn.
+var statusDest = path.Destination{Host: "status.invalid", Port: 443}

@@ -29,38 +29,82 @@ const walkthroughPorts = 10
 // test's binary, and waits for it to fetch a page through the network it
 // built. The block is read from README.md, so the two cannot drift.
 func TestReadmeWalkthrough(t *testing.T) {
+	const token = "veil-walkthrough-page"
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, token)
+	}))
+	defer web.Close()
+	out, took, err := runWalkthrough(t, readmeWalkthrough(t), "WEB="+web.URL+"/")
+	if err != nil || !bytes.Contains(out, []byte(token)) {
+		t.Fatalf("the walkthrough ended after %v without the page: %v\nstdout:\n%s", took.Round(time.Second), err, tail(out, 4000))
+	}
+	t.Logf("the page came through after %v", took.Round(100*time.Millisecond))
+	// The block ends with veil status, which says a circuit can be had.
+	if !bytes.Contains(out, []byte(circuitsOK)) {
+		t.Errorf("veil status does not say %q:\n%s", circuitsOK, tail(out, 4000))
+	}
+}
+
+// TestReadmeWalkthroughTwoRelays runs the README's block with two relays
+// instead of three, the mistake the old walkthrough made: the proxy must
+// say at info why it builds no circuit, and veil status the same.
+func TestReadmeWalkthroughTwoRelays(t *testing.T) {
+	script := readmeWalkthrough(t)
+	const three, two = "for i in 1 2 3; do", "for i in 1 2; do"
+	if !strings.Contains(script, three) {
+		t.Fatalf("the README's block has no %q to change", three)
+	}
+	script = strings.Replace(script, three, two, 1)
+	// Up to the proxy's start; then wait for its reason, not a page.
+	proxyAt := strings.Index(script, "veil proxy ")
+	if proxyAt < 0 {
+		t.Fatal("the README's block starts no veil proxy")
+	}
+	lineEnd := strings.Index(script[proxyAt:], "\n")
+	const why = "the consensus lists 2 running relays, and a circuit needs 3"
+	script = script[:proxyAt+lineEnd+1] + `
+until grep -q "no circuit can be built.*` + why + `" proxy.log; do sleep 1; done
+veil status --config client.toml
+`
+	out, took, err := runWalkthrough(t, script)
+	if err != nil {
+		t.Fatalf("ended after %v: %v\nstdout:\n%s", took.Round(time.Second), err, tail(out, 4000))
+	}
+	if want := "circuits: none can be built: path: path to the destination: no path: " + why; !bytes.Contains(out, []byte(want)) {
+		t.Errorf("veil status does not say %q:\n%s", want, tail(out, 4000))
+	}
+}
+
+// runWalkthrough runs script with bash in a temporary directory, with veil
+// on PATH being this test's binary, PORT the first of walkthroughPorts
+// free ports, and env added. It returns what the script printed, how long
+// it took and how it ended; the daemons it left running are killed
+// before it returns.
+func runWalkthrough(t *testing.T, script string, env ...string) (stdout []byte, took time.Duration, err error) {
+	t.Helper()
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("the walkthrough needs %s: %v", tool, err)
 		}
 	}
 	bin := veilBinary(t)
-	script := readmeWalkthrough(t)
-
-	const token = "veil-walkthrough-page"
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, token)
-	}))
-	defer web.Close()
-
 	dir := t.TempDir()
 	port := freePortRange(t, walkthroughPorts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*hangTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(),
 		"PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		fmt.Sprintf("PORT=%d", port),
-		"WEB="+web.URL+"/")
+		fmt.Sprintf("PORT=%d", port)), env...)
 	// Its own process group, so the daemons it starts in the background
 	// end with it: the whole group is killed, not just bash.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// Files, not pipes: the daemons it leaves running inherit them, and
 	// Wait would wait for a pipe to close until they end.
-	stdout, stderr := logFile(t, dir, "walkthrough.out"), logFile(t, dir, "walkthrough.err")
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	outFile := logFile(t, dir, "walkthrough.out")
+	cmd.Stdout, cmd.Stderr = outFile, logFile(t, dir, "walkthrough.err")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,19 +122,21 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Errorf("the walkthrough's processes (group %d) outlived SIGKILL", pgid)
 	}()
 	start := time.Now()
-	err := cmd.Wait()
-	took := time.Since(start)
-	out, _ := os.ReadFile(stdout.Name())
-	if err != nil || !bytes.Contains(out, []byte(token)) {
-		t.Errorf("the walkthrough (PORT=%d) ended after %v: %v\nstdout:\n%s", port, took.Round(time.Second), err, tail(out, 4000))
+	err = cmd.Wait()
+	took = time.Since(start)
+	stdout, _ = os.ReadFile(outFile.Name())
+	if err != nil || t.Failed() {
+		t.Logf("PORT=%d", port)
 		for _, name := range []string{"walkthrough.err", "seed.log", "relay1.log", "relay2.log", "relay3.log", "proxy.log"} {
 			b, _ := os.ReadFile(filepath.Join(dir, name))
 			t.Logf("%s:\n%s", name, tail(b, 4000))
 		}
-		return
 	}
-	t.Logf("the page came through after %v", took.Round(100*time.Millisecond))
+	return stdout, took, err
 }
+
+// circuitsOK is what veil status says of a network a circuit can cross.
+const circuitsOK = "circuits: a three-hop path can be drawn"
 
 // readmeWalkthrough returns the shell block that follows the walkthrough
 // marker in the repository's README.md.
