@@ -46,3 +46,31 @@ func TestNoCircuitReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestMarksForgivenWhenNoPathIsLeft: relays the client failed to reach are
+// passed over for UnreachableFor, but when that leaves no path (three
+// relays restarted at once, on a network of three) they are tried again
+// at once instead of refusing every circuit for 30 s (issue 16 item 1:
+// the first circuit after a relay restart took 36 s).
+func TestMarksForgivenWhenNoPathIsLeft(t *testing.T) {
+	es := entries(t,
+		relay{label: "g", addr: "10.1.0.1", flags: guardFlags},
+		relay{label: "m", addr: "10.3.0.1", flags: middleFlags},
+		relay{label: "e", addr: "10.2.0.1", flags: exitFlags},
+	)
+	v := view(es...)
+	s := newSelector(t, Options{})
+	if _, err := s.Path(v, web); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		s.Unreachable(e.Descriptor.NodeID())
+	}
+	p, err := s.Path(v, web)
+	if err != nil {
+		t.Fatalf("every relay marked unreachable: %v, want the marks forgiven", err)
+	}
+	if len(p) != pathLen {
+		t.Fatalf("%d hops", len(p))
+	}
+}

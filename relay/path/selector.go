@@ -228,6 +228,16 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 	if err := dest.check(); err != nil {
 		return nil, err
 	}
+	p, err := s.pathPastStopped(v, dest)
+	if err != nil && s.forgiveUnreachable() {
+		return s.pathPastStopped(v, dest)
+	}
+	return p, err
+}
+
+// pathPastStopped is path, drawn again while the guard drawn is stopped
+// for path bias.
+func (s *Selector) pathPastStopped(v *directory.View, dest Destination) ([]directory.Entry, error) {
 	// A draw may count enough circuits against the guard to stop it
 	// (§1.3); the next kept guard then serves.
 	for range MaxGuards {
@@ -237,6 +247,30 @@ func (s *Selector) Path(v *directory.View, dest Destination) ([]directory.Entry,
 		}
 	}
 	return nil, fmt.Errorf("path: path to the destination: %w", errorf(ErrNoGuard, "no usable guard: %d guards stopped for path bias in one draw", MaxGuards))
+}
+
+// forgiveUnreachable forgets every relay marked Unreachable and reports
+// whether there was one. Path calls it when no path is left: the marks
+// are a preference for relays that answered, not a reason to refuse
+// every circuit. On a small network, relays restarted at once were all
+// marked, and for UnreachableFor (30 s) after they were back no circuit
+// was built (issue 16 item 1: 36 s to the first circuit); a relay that
+// is still down fails its dial again and is marked again.
+func (s *Selector) forgiveUnreachable() bool {
+	now := s.now()
+	s.umu.Lock()
+	marked := 0
+	for _, until := range s.unreachable {
+		if now.Before(until) {
+			marked++
+		}
+	}
+	clear(s.unreachable)
+	s.umu.Unlock()
+	if marked > 0 {
+		s.log.Info("path: no path without the relays that could not be reached lately; trying them again", "relays", marked, "marked_for", UnreachableFor)
+	}
+	return marked > 0
 }
 
 // oneOperatorNet reports whether every relay of es is in one /16 (IPv6
