@@ -62,7 +62,7 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		}
 		rep.Missing += len(rb.Missing)
 		r.measure(s, rb, damaged)
-		order, err := shard.PlaceWeighted(r.key, s.ids, r.relays, r.weight)
+		order, err := repairOrder(r.key, s.ids, r.relays, r.weight)
 		if err != nil {
 			return err
 		}
@@ -85,6 +85,20 @@ func (n *Net) Repair(ctx context.Context, link *shard.Link, ttl time.Duration, p
 		return rep, fmt.Errorf("transfer: %d of %d missing shards could not be stored again: %w", rep.Missing-rep.Restored, rep.Missing, unplaced)
 	}
 	return rep, nil
+}
+
+// repairOrder is, for each shard of a segment, the relays a rebuilt shard
+// may go to, in the order tried: its primary, then every other listed
+// relay in its rank, both weighted by this client's record (SPEC.md §8.1).
+// Not PlaceWeighted's upload lists: those leave out every other shard's
+// primary, which is right while no shard is placed yet, but a repair's
+// segment sits where the share put it, among relays some of which have
+// gone since. With as many relays left as shards, every relay is a
+// primary and each list is its primary alone; when that holds another
+// shard, the shard had nowhere to go although a relay free of the
+// segment was up (TestRepairRestoresRedundancy).
+func repairOrder(key [32]byte, ids [][32]byte, relays []keys.NodeID, weight func(keys.NodeID) float64) ([][]keys.NodeID, error) {
+	return fetchCandidates(key, ids, relays, weight)
 }
 
 // errHoldsOne is a relay's answer to HAS that rules it out for a restored

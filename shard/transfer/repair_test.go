@@ -120,3 +120,42 @@ func TestAttackRestorePassesOverADropper(t *testing.T) {
 		t.Fatalf("relay 6 has weight %.3f", w)
 	}
 }
+
+// TestRepairOrderReachesEveryFreeRelay: as many relays are left as a
+// segment has shards (the testnet's 5 of 7 after two storage relays
+// died), and the share's shards sit where the 7 put them, not where
+// placement over the 5 would: the primaries of missing shards 3 and 4
+// hold shards 0 and 1. Two relays hold none of the segment, and both
+// rebuilt shards must go to them. With PlaceWeighted's upload lists as
+// the order, each list is its primary alone and both shards fail with
+// "every listed relay holds, or was offered, a shard of the segment".
+func TestRepairOrderReachesEveryFreeRelay(t *testing.T) {
+	f := newFakeNet(t, tiny.N(), time.Now)
+	link := &shard.Link{Params: tiny, FileKey: [32]byte(fixedKey)}
+	s := newSegmentFetch(context.Background(), 4, tiny.N(), newFetchStats())
+	s.ids = link.ShardIDs(shard.KindData, 0)
+	s.dial = f.dial
+	order, err := repairOrder(link.PlacementKey(), s.ids, f.ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := func(j int) keys.NodeID { return order[j][0] }
+	// Shards 0, 1 and 2 on the primaries of shards 3, 4 and 2.
+	for j, relay := range []keys.NodeID{primary(3), primary(4), primary(2)} {
+		s.got[j], s.from[j] = []byte{byte(j)}, relay
+		if err := f.stores[relay].Put(s.ids[j], s.got[j], time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := testRestorer()
+	for _, i := range []int{3, 4} {
+		if err := r.restore(context.Background(), s, i, []byte{byte(i)}, order[i]); err != nil {
+			t.Fatalf("restore shard %d: %v", i, err)
+		}
+	}
+	for _, relay := range f.ids {
+		if _, n := f.stores[relay].Usage(); n != 1 {
+			t.Fatalf("relay %x holds %d shards of the segment, want 1", relay[:1], n)
+		}
+	}
+}
