@@ -7,7 +7,8 @@ import (
 	"veil/conf"
 )
 
-// runConfig handles `veil config init` and `veil config check`.
+// runConfig handles `veil config init`, `veil config check` and `veil
+// config pin` (pin.go).
 func runConfig(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageErr("veil config init --role relay > relay.toml", "config: missing subcommand (init or check)")
@@ -45,6 +46,8 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", fs.Arg(0))
 		return nil
+	case "pin":
+		return runConfigPin(args[1:], stdout, stderr)
 	default:
 		return usageErr("veil config init --role relay", "config: unknown subcommand %q", args[0])
 	}

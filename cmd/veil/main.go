@@ -37,6 +37,8 @@ commands:
                               print a commented default config
   config   check --role seed|relay|client FILE
                               check a config file
+  config   pin SEEDFILE       print the [[seed]] table that pins this seed,
+                              for a client config
   version                     print the version
 
 --config defaults to $VEIL_CONFIG, then veil/client.toml in the user
