@@ -100,6 +100,10 @@ func (s *Selector) guard(v *directory.View, now time.Time, ok func(directory.Ent
 	if err != nil {
 		return directory.Entry{}, joinSave(err, s.save())
 	}
+	if !drawn && len(ds.running) == 0 {
+		err := errorf(ErrNoGuard, "no usable guard: the consensus lists no running relay")
+		return directory.Entry{}, joinSave(err, s.save())
+	}
 	if !drawn && len(ds.guards.es) == 0 {
 		err := errorf(ErrNoGuard, "no usable guard: the consensus lists %d running relays and none has the Guard flag (a seed gives it after its guard_min_uptime)", len(ds.running))
 		return directory.Entry{}, joinSave(err, s.save())

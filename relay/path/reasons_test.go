@@ -16,6 +16,7 @@ func TestNoCircuitReasons(t *testing.T) {
 		kind   error
 		says   string
 	}{
+		{"no relay", nil, ErrNoGuard, "the consensus lists no running relay"},
 		{"two relays", []relay{
 			{label: "g", addr: "10.1.0.1", flags: guardFlags},
 			{label: "e", addr: "10.2.0.1", flags: exitFlags},
