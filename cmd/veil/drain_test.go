@@ -246,7 +246,10 @@ func TestSecondSIGTERMEndsDrain(t *testing.T) {
 	}
 	p := n.exits[n.exitOf(t)]
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	waitLog(t, p, "draining: 1 circuits, 1 streams")
+	// The exit may carry a spare circuit of the client's, or one left by
+	// a build that failed at its last hop, beside the stream's: the
+	// count of circuits is not the point, the stream is.
+	waitLog(t, p, "circuits, 1 streams")
 	second := time.Now()
 	p.signal(t, syscall.SIGTERM)
 	t.Logf("exited %v after the second SIGTERM", time.Since(second).Round(time.Millisecond))
