@@ -37,27 +37,7 @@ func BenchmarkDownload(b *testing.B) {
 	for i := range 4 {
 		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
 	}
-	v := waitView(b, n.client(b), want)
-	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
-	b.Cleanup(cl.Close)
-	opts := socks.DefaultOptions()
-	opts.Connector = cl
-	srv, err := socks.NewServer(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	go srv.Serve(ctx, ln)
-	dst := patternServer(b)
+	ctx, ln, dst := benchProxy(b, n, want)
 
 	fetch := func(n int64) {
 		c, err := testnet.DialSOCKS(ctx, ln.Addr().String(), dst, "bench", "x")
@@ -103,27 +83,7 @@ func BenchmarkDownloadIsolated(b *testing.B) {
 	for i := range 4 {
 		want[n.startRelay(fmt.Sprint("relay", i), i%2 == 1).ID()] = true
 	}
-	v := waitView(b, n.client(b), want)
-	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
-	b.Cleanup(cl.Close)
-	opts := socks.DefaultOptions()
-	opts.Connector = cl
-	srv, err := socks.NewServer(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	go srv.Serve(ctx, ln)
-	dst := patternServer(b)
+	ctx, ln, dst := benchProxy(b, n, want)
 
 	fetch := func(user string, n int64) error {
 		c, err := testnet.DialSOCKS(ctx, ln.Addr().String(), dst, user, "x")
@@ -162,6 +122,34 @@ func BenchmarkDownloadIsolated(b *testing.B) {
 	if calls0 >= 0 {
 		b.ReportMetric(float64(ioCalls()-calls0)/mb, "rw-calls/MB")
 	}
+}
+
+// benchProxy starts what a benchmark downloads through: a client over
+// the view of n once it lists every relay in want, its SOCKS5 front door
+// on 127.0.0.1, and a pattern web server. It returns a context the
+// benchmark's cleanup cancels, the SOCKS listener and the web server.
+func benchProxy(b *testing.B, n *testNetwork, want map[keys.NodeID]bool) (context.Context, net.Listener, netip.AddrPort) {
+	v := waitView(b, n.client(b), want)
+	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
+	b.Cleanup(cl.Close)
+	opts := socks.DefaultOptions()
+	opts.Connector = cl
+	srv, err := socks.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	go srv.Serve(ctx, ln)
+	return ctx, ln, patternServer(b)
 }
 
 // patternServer serves /bytes/N with testnet's pattern, as veilbench's web

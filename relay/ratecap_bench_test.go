@@ -5,19 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"veil/conf"
-	"veil/directory"
 	"veil/onion/keys"
-	"veil/relay/client"
 	"veil/relay/internal/ratelimit"
-	"veil/relay/path"
-	"veil/relay/socks"
 	"veil/relay/testnet"
 )
 
@@ -53,27 +48,7 @@ func BenchmarkRateCap(b *testing.B) {
 		relays = append(relays, r)
 		want[r.ID()] = true
 	}
-	v := waitView(b, n.client(b), want)
-	sel, err := path.NewSelector(path.Options{AllowSameSubnet: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl := client.New(client.Options{View: func() *directory.View { return v }, Paths: sel})
-	b.Cleanup(cl.Close)
-	opts := socks.DefaultOptions()
-	opts.Connector = cl
-	srv, err := socks.NewServer(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	go srv.Serve(ctx, ln)
-	dst := patternServer(b)
+	ctx, ln, dst := benchProxy(b, n, want)
 
 	// download keeps fetching on its own circuit (its own SOCKS user)
 	// until ctx ends, adding what arrives to got.
