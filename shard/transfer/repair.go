@@ -170,18 +170,29 @@ func (r *restorer) restore(ctx context.Context, s *segmentFetch, i int, data []b
 		// may still have been stored.
 		s.offered[relay] = true
 		others := s.unknownAt(relay, i)
-		err = s.dial(ctx, relay, func(sc *store.Client) error {
-			for _, j := range others {
-				has, err := sc.Has(s.ids[j])
-				if err != nil {
-					return err
+		// As an upload does (SPEC.md §8), a PUT that got no answer is
+		// tried over one more fresh path before the relay is given up:
+		// the middle may be what failed, and with as many relays left
+		// as shards a relay given up for a broken path is a shard with
+		// nowhere to go.
+		for attempt := 0; attempt < putAttempts; attempt++ {
+			err = s.dial(ctx, relay, func(sc *store.Client) error {
+				for _, j := range others {
+					has, err := sc.Has(s.ids[j])
+					if err != nil {
+						return err
+					}
+					if has {
+						return fmt.Errorf("%w (shard %d)", errHoldsOne, j)
+					}
 				}
-				if has {
-					return fmt.Errorf("%w (shard %d)", errHoldsOne, j)
-				}
+				return sc.Put(s.ids[i], data, r.ttl)
+			})
+			if err == nil || ctx.Err() != nil || answered(err) || errors.Is(err, errHoldsOne) || errors.Is(err, path.ErrNoGuard) {
+				break
 			}
-			return sc.Put(s.ids[i], data, r.ttl)
-		})
+			r.n.log().Debug("repair: a rebuilt shard got no answer", "relay", relay.Short(), "attempt", attempt, "err", err)
+		}
 		if err == nil && !r.verified[relay] {
 			err = r.check(ctx, s, relay, s.ids[i], data)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"veil/onion/keys"
 	"veil/shard"
+	"veil/shard/store"
 )
 
 // repairSegment is a segment as a repair's gather left it: shards 0..3
@@ -157,5 +158,28 @@ func TestRepairOrderReachesEveryFreeRelay(t *testing.T) {
 		if _, n := f.stores[relay].Usage(); n != 1 {
 			t.Fatalf("relay %x holds %d shards of the segment, want 1", relay[:1], n)
 		}
+	}
+}
+
+// TestRestoreTriesAFreshPath: the circuit to relay 5, the only relay
+// free of the segment, dies before its PUT is answered. The rebuilt
+// shard is sent once more over a fresh path, as an upload's is, and
+// lands there instead of failing for want of a relay.
+func TestRestoreTriesAFreshPath(t *testing.T) {
+	f := newFakeNet(t, 6, time.Now)
+	s := repairSegment(t, f)
+	broken := 1
+	s.dial = func(ctx context.Context, relay keys.NodeID, fn func(*store.Client) error) error {
+		if relay == f.ids[5] && broken > 0 {
+			broken--
+			return errors.New("client: circuit destroyed: DESTROYED")
+		}
+		return f.dial(ctx, relay, fn)
+	}
+	if err := testRestorer().restore(context.Background(), s, 4, []byte{4}, []keys.NodeID{f.ids[5]}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if s.from[4] != f.ids[5] || !f.stores[f.ids[5]].Has(s.ids[4]) {
+		t.Fatalf("shard 4 restored on %x, want relay 5", s.from[4][:1])
 	}
 }
