@@ -257,7 +257,7 @@ func (cl *Client) build(ctx context.Context, hops []directory.Entry, fixedLast b
 			}
 			c.Close()
 			cl.forget(c)
-			return nil, fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)
+			return nil, &HopError{Hop: i + 1, Relay: h.Descriptor.NodeID(), err: fmt.Errorf("client: build, hop %d (%s): %w", i+1, h.Descriptor.Nickname, err)}
 		}
 		cl.metrics.extendSeconds.Observe(since(hopStart))
 	}
@@ -353,7 +353,7 @@ func (cl *Client) DialStore(ctx context.Context, c *Circuit) (*stream.Stream, er
 
 // circuitFor returns the pooled circuit of an isolation key if it can
 // reach dest and is young enough, or builds one.
-func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destination, avoid *Circuit) (*Circuit, error) {
+func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destination, avoid *Circuit, failed map[keys.NodeID]bool) (*Circuit, error) {
 	// One caller per key at a time: the others wait, then find its
 	// circuit in the pool.
 	for {
@@ -385,7 +385,7 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 	if c != nil && c != avoid && cl.usable(c, v) && exitAllows(c, dest) {
 		return c, nil
 	}
-	if c := cl.takeSpare(v, dest); c != nil {
+	if c := cl.takeSpare(v, dest, failed); c != nil {
 		cl.mu.Lock()
 		cl.pool[key] = c
 		cl.mu.Unlock()
@@ -395,6 +395,17 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 		return nil, errors.New("client: no directory view yet")
 	}
 	hops, err := cl.opts.Paths.Path(v, dest)
+	// A path through a relay that failed this request's last build is
+	// drawn again, a few times: with two exits, one shutting down, a
+	// request would otherwise fail one time in four on its three
+	// attempts (path.Selector passes the relay over only once it says
+	// so itself, since past the guard a failure may be the guard's).
+	for range maxRedraws {
+		if err != nil || !throughAny(hops, failed) {
+			break
+		}
+		hops, err = cl.opts.Paths.Path(v, dest)
+	}
 	if err != nil {
 		cl.noCircuit(err)
 		return nil, err
@@ -415,11 +426,11 @@ func (cl *Client) circuitFor(ctx context.Context, key string, dest path.Destinat
 
 // takeSpare hands out a circuit built ahead whose exit can reach dest, so
 // the stream does not wait for three handshakes.
-func (cl *Client) takeSpare(v *directory.View, dest path.Destination) *Circuit {
+func (cl *Client) takeSpare(v *directory.View, dest path.Destination, failed map[keys.NodeID]bool) *Circuit {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for i, c := range cl.spare {
-		if cl.usableLocked(c, v) && exitAllows(c, dest) {
+		if cl.usableLocked(c, v) && exitAllows(c, dest) && !throughAny(c.hops, failed) {
 			cl.spare = append(cl.spare[:i], cl.spare[i+1:]...)
 			select {
 			case cl.wake <- struct{}{}:
@@ -642,13 +653,18 @@ func (cl *Client) Connect(ctx context.Context, req socks.Request, cred socks.Cre
 	begin := onion.Begin{Addr: req.Addr, Hostname: req.Host, Port: req.Port}
 	var last error
 	var avoid *Circuit
+	failed := map[keys.NodeID]bool{} // relays past a guard that failed a build here
 	for range dialAttempts {
-		c, err := cl.circuitFor(ctx, key, dest, avoid)
+		c, err := cl.circuitFor(ctx, key, dest, avoid, failed)
 		if errors.Is(err, path.ErrNoExit) {
 			return nil, socks.Reply{Code: socks.ReplyNotAllowed}, err
 		}
 		if err != nil {
 			last = err
+			var hop *HopError
+			if errors.As(err, &hop) && hop.Hop > 1 {
+				failed[hop.Relay] = true
+			}
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, attachTimeout)
@@ -729,3 +745,33 @@ func (cl *Client) Stats() (circuits, streams, built int) {
 	}
 	return len(circs), streams, built
 }
+
+// maxRedraws bounds how often circuitFor draws a path again to pass over
+// relays that failed the request.
+const maxRedraws = 4
+
+// throughAny reports whether hops, past the guard, go through a relay in
+// ids.
+func throughAny(hops []directory.Entry, ids map[keys.NodeID]bool) bool {
+	if len(ids) == 0 {
+		return false
+	}
+	for _, h := range hops[1:] {
+		if ids[h.Descriptor.NodeID()] {
+			return true
+		}
+	}
+	return false
+}
+
+// HopError is a build that failed at one hop: the relay the circuit was
+// being extended to (Hop 1 is the guard). Its message is the wrapped
+// error's.
+type HopError struct {
+	Hop   int
+	Relay keys.NodeID
+	err   error
+}
+
+func (e *HopError) Error() string { return e.err.Error() }
+func (e *HopError) Unwrap() error { return e.err }
