@@ -327,13 +327,27 @@ func (c *callbacks) NotifyMsg(b []byte) {
 	case msgRequest:
 		q = n.requests
 	case msgLeaving:
-		// Only a label for the coming departure; it must name the
-		// member's current pointer.
+		// Only a label for the departure; it must name the member's
+		// current pointer. It usually comes before memberlist's leave
+		// message, but nothing orders the two: the leave message can
+		// reach this node first by gossip from a third member or in a
+		// push/pull (TCP, handled on another goroutine than this UDP
+		// notice). A notice for a member reported EventDead within
+		// leavingGrace corrects that report with EventLeave.
 		n.mu.Lock()
-		if p := n.peers[m.Name]; p != nil && p.alive && p.info.Digest == m.Digest {
-			p.leaving = true
+		late := false
+		if p := n.peers[m.Name]; p != nil && p.info.Digest == m.Digest && !p.leaving {
+			switch {
+			case p.alive:
+				p.leaving = true
+			case !p.gone.IsZero() && time.Since(p.gone) < n.leavingGrace():
+				p.leaving, late = true, true
+			}
 		}
 		n.mu.Unlock()
+		if late {
+			n.emit(Event{Type: EventLeave, Name: m.Name})
+		}
 		return
 	}
 	select {
@@ -423,3 +437,9 @@ func (c *callbacks) MergeRemoteState(buf []byte, join bool) {
 		wake(n.kick)
 	}
 }
+
+// leavingGrace is how long after reporting a member EventDead a late
+// leaving notice from it still turns that into EventLeave: the notice and
+// memberlist's leave message leave the node together, so only scheduling
+// and queueing keep them apart.
+func (n *Node) leavingGrace() time.Duration { return 2 * n.timing.TCPTimeout }

@@ -513,7 +513,10 @@ func (n *Node) UpdateSelf(pointer, descriptor []byte) error {
 // memberlist's leave message does not reach its event callbacks as such,
 // so Leave first sends every alive member a leaving notice (one UDP user
 // message each, SPEC.md §2); a member that gets it reports EventLeave, one
-// that misses it EventDead, at the same moment.
+// that misses it EventDead, at the same moment. Nothing orders the notice
+// before the leave message at the receiver (which may hear of the leave
+// from a third member, or in a push/pull), so a notice that comes shortly
+// after the member was reported EventDead is reported as EventLeave then.
 func (n *Node) Leave(timeout time.Duration) error {
 	n.lifeMu.Lock()
 	defer n.lifeMu.Unlock()
