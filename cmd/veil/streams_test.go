@@ -28,10 +28,15 @@ func fdCount(t *testing.T, pid int) int {
 	return len(ents)
 }
 
+// scrapeClient opens a connection per scrape: the daemons close a
+// connection idle for 30 s, and a kept one reused as it closed failed a
+// scrape with EOF between two subtests.
+var scrapeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // goroutines reads go_goroutines from a process's /metrics.
 func goroutines(t *testing.T, metrics string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + metrics + "/metrics")
+	resp, err := scrapeClient.Get("http://" + metrics + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics at %s: %v", metrics, err)
 	}
