@@ -122,6 +122,28 @@ func (n *drainNet) exitOf(t *testing.T) string {
 	return ""
 }
 
+// openLiveStream opens the stream "live" to web's held page through n's
+// proxy, retrying until the network carries it, and reads the part the
+// server sends before it holds.
+func openLiveStream(ctx context.Context, t *testing.T, n *drainNet, web netip.AddrPort) io.ReadCloser {
+	t.Helper()
+	m := testnet.Manifest{Socks: n.socks}
+	for {
+		body, err := dialWeb(ctx, m, web, "/held", "live")
+		if err == nil {
+			if _, err := io.CopyN(io.Discard, body, drainHeld); err != nil {
+				body.Close()
+				t.Fatalf("the live stream before the drain: %v", err)
+			}
+			return body
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the live stream: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestSIGTERMDrains (issue 16 item 4): an exit carrying a live stream gets
 // SIGTERM. It says so at info, the stream finishes its transfer byte for
 // byte, new streams (on new circuits and on the stream's own circuit) go
@@ -136,22 +158,8 @@ func TestSIGTERMDrains(t *testing.T) {
 	web := heldServer(t, release)
 	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
-	m := testnet.Manifest{Socks: n.socks}
-	var body io.ReadCloser
-	for {
-		var err error
-		if body, err = dialWeb(ctx, m, web, "/held", "live"); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the live stream: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	body := openLiveStream(ctx, t, n, web)
 	defer body.Close()
-	if _, err := io.CopyN(io.Discard, body, drainHeld); err != nil {
-		t.Fatalf("the live stream before the drain: %v", err)
-	}
 	name := n.exitOf(t)
 	p := n.exits[name]
 	created := metric(t, n.metrics[name], "veil_relay_circuits_created_total")
@@ -228,22 +236,8 @@ func TestSecondSIGTERMEndsDrain(t *testing.T) {
 	web := heldServer(t, make(chan struct{})) // never released
 	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 	defer cancel()
-	m := testnet.Manifest{Socks: n.socks}
-	var body io.ReadCloser
-	for {
-		var err error
-		if body, err = dialWeb(ctx, m, web, "/held", "live"); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the live stream: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	body := openLiveStream(ctx, t, n, web)
 	defer body.Close()
-	if _, err := io.CopyN(io.Discard, body, drainHeld); err != nil {
-		t.Fatal(err)
-	}
 	p := n.exits[n.exitOf(t)]
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	// The exit may carry a spare circuit of the client's, or one left by
